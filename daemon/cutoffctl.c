@@ -1,0 +1,457 @@
+/*
+ * cutoffctl.c - the admin's command line: check, plan, status, received,
+ * undo, feed-url.  It shares conf, sched and db with the daemon and talks
+ * to the state store directly, so it works whether or not the daemon runs;
+ * a running daemon notices the store's changes at once (see main.c).
+ *
+ * Exit status: 0 success, 1 user error, 2 state store unreachable.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cutoffd.h"
+
+#define DEFAULT_CONF "/etc/cutoffd/cutoffd.conf"
+#define EXIT_USER 1
+#define EXIT_STATE 2
+
+static const char *conf_path = DEFAULT_CONF;
+static const char *now_arg;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cutoffctl [-c FILE] [--now TIME] COMMAND [ARGS]\n"
+		"\n"
+		"Commands:\n"
+		"  check                          validate the configuration\n"
+		"  plan [--from DATE] [--to DATE] [--unit ID]\n"
+		"                                 every notice that would be sent\n"
+		"  status [OCCURRENCE]            who submitted, who is missing\n"
+		"  received UNIT OCCURRENCE [--at TIME] [--note TEXT]\n"
+		"                                 record that a report arrived\n"
+		"  undo UNIT OCCURRENCE           remove that record\n"
+		"  feed-url UNIT                  the unit's private calendar URL\n"
+		"\n"
+		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
+		"      --now TIME     act as if it were TIME (local ISO 8601)\n"
+		"\n"
+		"DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time. OCCURRENCE is\n"
+		"CYCLE/YYYY-MM-DD (the nominal due date). Exit status: 0 ok, 1 user\n"
+		"error, 2 state store unreachable. See cutoffctl(8).\n");
+}
+
+static void PRINTF_LIKE(1, 2)
+user_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("cutoffctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static struct conf *
+load_conf(void)
+{
+	struct conf *c;
+	struct diag d;
+
+	diag_init(&d);
+	c = conf_load(conf_path, 0, &d);
+	if (c == NULL) {
+		diag_print(&d, stderr);
+		if (d.n == 0)
+			fprintf(stderr, "%s: cannot load\n", conf_path);
+	}
+	diag_free(&d);
+	return c;
+}
+
+static struct db *
+open_state(const struct conf *c, bool create)
+{
+	struct db *db;
+	char *err = NULL;
+
+	db = db_open(c->daemon.state, create, &err);
+	if (db == NULL) {
+		fprintf(stderr, "cutoffctl: %s\n", err);
+		free(err);
+	}
+	return db;
+}
+
+/* "YYYY-MM-DD" (local midnight) or a local ISO time */
+static int
+parse_when(const struct conf *c, const char *s, tstamp *out)
+{
+	struct ymd d;
+
+	if (parse_ymd(s, &d) == 0) {
+		*out = tz_mktime(c->tz, d, 0);
+		return 0;
+	}
+	return tz_parse_local(c->tz, s, out);
+}
+
+static tstamp
+now_of(const struct conf *c)
+{
+	tstamp t;
+
+	if (now_arg != NULL && tz_parse_local(c->tz, now_arg, &t) == 0)
+		return t;
+	return (tstamp)time(NULL);
+}
+
+static int
+cmd_check(struct conf *c)
+{
+	char *s = conf_summary(c);
+
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+struct plan_ctx {
+	const struct conf *conf;
+	struct db *db;
+};
+
+static bool
+plan_submitted(void *ctx, const char *occ, const char *unit)
+{
+	struct plan_ctx *p = ctx;
+	struct submission s;
+
+	if (p->db == NULL || db_sub_get(p->db, occ, unit, &s) != 0)
+		return false;
+	submission_clear(&s);
+	return true;
+}
+
+static int
+plan_row(void *ctx, const struct plan_row *r)
+{
+	struct plan_ctx *p = ctx;
+	char when[32];
+
+	tz_format_iso(p->conf->tz, r->at, when);
+	printf("%s\t%s\t%s\t%s\t%s\t%s\n", when, r->occ->id, r->unit->id,
+	       r->step->name, channel_name(r->ch), r->recipients);
+	return 0;
+}
+
+static int
+cmd_plan(struct conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"from", required_argument, NULL, 'f'},
+		{"to", required_argument, NULL, 't'},
+		{"unit", required_argument, NULL, 'u'},
+		{NULL, 0, NULL, 0},
+	};
+	struct plan_ctx p = {c, NULL};
+	const char *unit = NULL;
+	tstamp from = now_of(c), to = 0;
+	bool have_to = false;
+	int o, rc;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f':
+			if (parse_when(c, optarg, &from) < 0) {
+				user_error("--from %s: expected YYYY-MM-DD", optarg);
+				return EXIT_USER;
+			}
+			break;
+		case 't':
+			if (parse_when(c, optarg, &to) < 0) {
+				user_error("--to %s: expected YYYY-MM-DD", optarg);
+				return EXIT_USER;
+			}
+			have_to = true;
+			break;
+		case 'u':
+			unit = optarg;
+			break;
+		default:
+			return EXIT_USER;
+		}
+	}
+	if (optind != argc) {
+		user_error("plan: unexpected argument %s", argv[optind]);
+		return EXIT_USER;
+	}
+	if (unit != NULL && conf_unit(c, unit) == NULL) {
+		user_error("no unit %s in %s", unit, c->path);
+		return EXIT_USER;
+	}
+	if (!have_to)
+		to = from + c->daemon.horizon;
+	if (to < from) {
+		user_error("--to is before --from");
+		return EXIT_USER;
+	}
+	/* A plan needs no daemon; without a state store nothing is recorded
+	 * yet, so every notice is still to come. */
+	if (access(c->daemon.state, F_OK) == 0) {
+		p.db = open_state(c, false);
+		if (p.db == NULL)
+			return EXIT_STATE;
+	}
+	rc = sched_plan(c, from, to, unit, plan_submitted, &p, plan_row, &p);
+	db_close(p.db);
+	if (rc < 0) {
+		user_error("plan: cannot expand the schedule");
+		return EXIT_USER;
+	}
+	return 0;
+}
+
+static int
+cmd_status(struct conf *c, int argc, char **argv)
+{
+	struct db *db;
+	int rc;
+
+	if (argc > 2) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	db = open_state(c, true);
+	if (db == NULL)
+		return EXIT_STATE;
+	rc = status_print(c, db, now_of(c), argc == 2 ? argv[1] : NULL, stdout);
+	db_close(db);
+	if (rc == 1) {
+		user_error("no occurrence %s", argv[1]);
+		return EXIT_USER;
+	}
+	return rc < 0 ? EXIT_STATE : 0;
+}
+
+/* Checks UNIT and OCCURRENCE and that the unit reports in that cycle. */
+static int
+check_pair(const struct conf *c, const char *unit, const char *occ_id,
+	   struct occ *occ)
+{
+	const struct unit *u = conf_unit(c, unit);
+	size_t i;
+
+	if (u == NULL) {
+		user_error("no unit %s in %s", unit, c->path);
+		return -1;
+	}
+	if (sched_occurrence(c, occ_id, occ) < 0) {
+		user_error("no occurrence %s (expected CYCLE/YYYY-MM-DD with a "
+			   "due date of that cycle)", occ_id);
+		return -1;
+	}
+	for (i = 0; i < occ->cycle->nunits; i++)
+		if (&c->units[occ->cycle->units[i]] == u)
+			return 0;
+	user_error("unit %s does not report in cycle %s", unit,
+		   occ->cycle->id);
+	return -1;
+}
+
+static int
+cmd_received(struct conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"at", required_argument, NULL, 'a'},
+		{"note", required_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *note = NULL;
+	struct submission s;
+	struct occ occ;
+	struct db *db;
+	tstamp now = now_of(c), at = now;
+	char when[32];
+	int o, rc;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'a':
+			if (parse_when(c, optarg, &at) < 0) {
+				user_error("--at %s: expected YYYY-MM-DDTHH:MM", optarg);
+				return EXIT_USER;
+			}
+			break;
+		case 'n':
+			note = optarg;
+			break;
+		default:
+			return EXIT_USER;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (note != NULL && (!utf8_valid(note, strlen(note)) ||
+			     strlen(note) > 1000)) {
+		user_error("--note: at most 1000 bytes of UTF-8 text");
+		return EXIT_USER;
+	}
+	if (check_pair(c, argv[optind], argv[optind + 1], &occ) < 0)
+		return EXIT_USER;
+	db = open_state(c, true);
+	if (db == NULL)
+		return EXIT_STATE;
+	rc = db_sub_record(db, occ.id, argv[optind], at, "cli", note, now);
+	if (rc == 1 && db_sub_get(db, occ.id, argv[optind], &s) == 0) {
+		tz_format_iso(c->tz, s.at, when);
+		user_error("%s already recorded for %s (at %s)", argv[optind],
+			   occ.id, when);
+		submission_clear(&s);
+	}
+	db_close(db);
+	if (rc < 0)
+		return EXIT_STATE;
+	if (rc == 1)
+		return EXIT_USER;
+	tz_format_iso(c->tz, at, when);
+	printf("recorded %s %s at %s%s\n", argv[optind], occ.id, when,
+	       at > occ.due_at ? " (late)" : "");
+	return 0;
+}
+
+static int
+cmd_undo(struct conf *c, int argc, char **argv)
+{
+	struct occ occ;
+	struct db *db;
+	int rc;
+
+	if (argc != 3) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (check_pair(c, argv[1], argv[2], &occ) < 0)
+		return EXIT_USER;
+	db = open_state(c, true);
+	if (db == NULL)
+		return EXIT_STATE;
+	rc = db_sub_undo(db, occ.id, argv[1], "cli", now_of(c));
+	db_close(db);
+	if (rc < 0)
+		return EXIT_STATE;
+	if (rc == 1) {
+		user_error("nothing recorded for %s %s", argv[1], occ.id);
+		return EXIT_USER;
+	}
+	printf("removed %s %s\n", argv[1], occ.id);
+	return 0;
+}
+
+static int
+cmd_feed_url(struct conf *c, int argc, char **argv)
+{
+	struct db *db;
+	char *token = NULL;
+	int rc;
+
+	if (argc != 2) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (conf_unit(c, argv[1]) == NULL) {
+		user_error("no unit %s in %s", argv[1], c->path);
+		return EXIT_USER;
+	}
+	db = open_state(c, true);
+	if (db == NULL)
+		return EXIT_STATE;
+	rc = db_unit_token(db, argv[1], &token);
+	db_close(db);
+	if (rc < 0)
+		return EXIT_STATE;
+	printf("%s/units/%s.ics?token=%s\n", c->daemon.public_url, argv[1],
+	       token);
+	free(token);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"now", required_argument, NULL, 'N'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct conf *c;
+	const char *cmd;
+	int o, rc;
+
+	/* "+": options after the command belong to the command */
+	while ((o = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': conf_path = optarg; break;
+		case 'N': now_arg = optarg; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("cutoffctl %s\n", CUTOFFD_VERSION); return 0;
+		default: usage(stderr); return EXIT_USER;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	log_init("cutoffctl", 0);
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
+	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
+	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0) {
+		user_error("unknown command %s (see cutoffctl --help)", cmd);
+		return EXIT_USER;
+	}
+	c = load_conf();
+	if (c == NULL)
+		return EXIT_USER;
+	if (now_arg != NULL) {
+		tstamp t;
+
+		if (tz_parse_local(c->tz, now_arg, &t) < 0) {
+			user_error("--now %s: expected YYYY-MM-DDTHH:MM", now_arg);
+			conf_free(c);
+			return EXIT_USER;
+		}
+	}
+	if (strcmp(cmd, "check") == 0)
+		rc = argc == 1 ? cmd_check(c) : EXIT_USER;
+	else if (strcmp(cmd, "plan") == 0)
+		rc = cmd_plan(c, argc, argv);
+	else if (strcmp(cmd, "status") == 0)
+		rc = cmd_status(c, argc, argv);
+	else if (strcmp(cmd, "received") == 0)
+		rc = cmd_received(c, argc, argv);
+	else if (strcmp(cmd, "undo") == 0)
+		rc = cmd_undo(c, argc, argv);
+	else
+		rc = cmd_feed_url(c, argc, argv);
+	conf_free(c);
+	return rc;
+}

@@ -1,0 +1,661 @@
+/*
+ * cutoffd.h - the one header of cutoffd and cutoffctl.
+ *
+ * Every module's exports are declared here, grouped by the file that defines
+ * them.  Conventions (see README "Code"):
+ *   - one internal time type, `tstamp`: seconds since the epoch, UTC.  Local
+ *     dates and times exist only at the edges (config, feeds, mails, CLI).
+ *   - functions returning int: 0 on success, -1 on error, unless documented.
+ *   - output parameters are written only on success.
+ *   - destructors accept NULL.
+ *   - x* allocators never return NULL (they abort on exhaustion).
+ */
+#ifndef CUTOFFD_H
+#define CUTOFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CUTOFFD_VERSION "0.1.0"
+
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define NORETURN __attribute__((noreturn))
+
+typedef int64_t tstamp;
+
+/* ------------------------------------------------------------------ util.c */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);          /* xstrdup(NULL) == NULL */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/* Growable byte buffer, always NUL-terminated once anything was added. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+void buf_init(struct buf *b);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);            /* len = 0, keeps memory */
+void buf_add(struct buf *b, const void *data, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+char *buf_steal(struct buf *b);           /* caller frees; b is reset */
+const char *buf_str(struct buf *b);       /* "" when empty */
+
+/* Appends s with every byte outside printable ASCII/valid UTF-8, and every
+ * control character, escaped (\n, \xNN) so untrusted text is safe in a log
+ * line.  At most `max` input bytes are copied (then "..."). */
+void buf_put_escaped(struct buf *b, const char *s, size_t max);
+
+/* Reads a whole file (at most max bytes, else error EFBIG). Returns 0 or -1
+ * with errno set.  *out is NUL-terminated. */
+int read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* "90m", "36h", "7d", "30s": seconds. Returns -1 on anything else. */
+int parse_duration(const char *s, int64_t *secs);
+/* "08:00" -> 480.  "24:00" is accepted only when allow_24 (-> 1440). */
+int parse_hhmm(const char *s, bool allow_24, int *minutes);
+/* trims ASCII white space in place, returns s */
+char *strtrim(char *s);
+bool str_has_crlf(const char *s);
+bool valid_id(const char *s);            /* [a-z0-9][a-z0-9_-]*, <= 64 bytes */
+bool utf8_valid(const char *s, size_t n);
+/* constant-time comparison of two NUL-terminated secrets */
+bool ct_streq(const char *a, const char *b);
+/* n random bytes as 2n lowercase hex chars + NUL into out (getrandom). */
+int random_hex(char *out, size_t nbytes);
+/* Splits a list on commas and/or white space; returns count, fills *out with
+ * xstrdup'ed items (caller frees each and the array). */
+size_t split_list(const char *s, const char *seps, char ***out);
+void free_list(char **v, size_t n);
+
+/* Calendar arithmetic on the proleptic Gregorian calendar (pure). */
+struct ymd {
+	int y, m, d;
+};
+int64_t days_from_civil(int y, int m, int d);        /* 1970-01-01 == 0 */
+struct ymd civil_from_days(int64_t days);
+int ymd_wday(struct ymd d);                          /* 0 = Sunday */
+bool ymd_valid(struct ymd d);
+int ymd_cmp(struct ymd a, struct ymd b);
+struct ymd ymd_add_days(struct ymd d, int64_t n);
+int parse_ymd(const char *s, struct ymd *out);       /* YYYY-MM-DD */
+/* "dd/mm/yyyy" into out (>= 11 bytes) - the form people read */
+void ymd_format_vn(struct ymd d, char *out);
+
+/* Diagnostics collected while loading: every problem, not only the first. */
+struct diag {
+	char **msg;
+	size_t n, cap;
+};
+void diag_init(struct diag *d);
+void diag_free(struct diag *d);
+/* file may be NULL (then no prefix); line <= 0 means no line number */
+void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+void diag_print(const struct diag *d, FILE *f);
+
+/* ------------------------------------------------------------------- log.c */
+
+enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
+/* journald priority prefixes ("<3>") when JOURNAL_STREAM is set. */
+void log_init(const char *ident, int verbosity);
+void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
+#define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
+
+/* -------------------------------------------------------------------- tz.c */
+
+/* An IANA zone, through libical's builtin (system zoneinfo) zones. */
+struct tz;
+struct tz *tz_load(const char *name);         /* NULL when unknown */
+void tz_free(struct tz *tz);
+const char *tz_name(const struct tz *tz);
+/* local date + minute of day (0..1440; 1440 = the next midnight) -> UTC */
+tstamp tz_mktime(const struct tz *tz, struct ymd date, int minute);
+/* UTC -> local date, minute of day (0..1439) and second (0..59) */
+void tz_local(const struct tz *tz, tstamp t, struct ymd *date, int *minute,
+	      int *second);
+/* "2024-03-06T07:59" (seconds optional) as local time in tz */
+int tz_parse_local(const struct tz *tz, const char *s, tstamp *out);
+/* ISO 8601 local, "YYYY-MM-DDTHH:MM" into out (>= 17 bytes) */
+void tz_format_iso(const struct tz *tz, tstamp t, char *out);
+/* "dd/mm/yyyy HH:MM" into out (>= 17 bytes) */
+void tz_format_vn(const struct tz *tz, tstamp t, char *out);
+/* The zone's VTIMEZONE component (an icalcomponent *), owned by the caller. */
+void *tz_vtimezone(const struct tz *tz);
+
+/* --------------------------------------------------------------- holiday.c */
+
+/* Non-working days, from an .ics of all-day VEVENTs (DTSTART;VALUE=DATE,
+ * DTEND exclusive or DURATION; RRULE expanded up to the year 2100). */
+struct holidays {
+	int64_t *days;       /* days_from_civil, sorted, unique */
+	size_t n;
+};
+int holidays_load(const char *path, struct holidays *out, struct diag *d);
+int holidays_parse(const char *name, const char *text, size_t len,
+		   struct holidays *out, struct diag *d);
+void holidays_free(struct holidays *h);
+bool holidays_has(const struct holidays *h, int64_t day);
+
+/* ------------------------------------------------------------------ conf.c */
+
+enum audience {
+	AUD_UNIT = 1 << 0,
+	AUD_HEAD = 1 << 1,
+	AUD_SECRETARIAT = 1 << 2,
+	AUD_CHIEF = 1 << 3,
+};
+#define AUD_COUNT 4
+const char *audience_name(enum audience a);   /* "unit", "head", ... */
+
+enum channel { CH_EMAIL, CH_WEBHOOK };
+const char *channel_name(enum channel c);     /* "email", "webhook" */
+
+enum shift { SHIFT_NEXT, SHIFT_PREV, SHIFT_NONE };
+enum transport { TRANSPORT_SMTP, TRANSPORT_MAILDIR };
+enum starttls { STARTTLS_TRY, STARTTLS_REQUIRED, STARTTLS_NO };
+enum hookfmt { HOOK_STANDARD, HOOK_TEXT };
+
+struct step {
+	int days;            /* offset from the effective due date */
+	unsigned aud;        /* enum audience bits */
+};
+
+struct policy {
+	char *id;
+	int line;
+	int at;              /* local send time, minutes after midnight */
+	struct step *remind;
+	size_t nremind;
+	struct step *escalate;
+	size_t nescalate;
+	int64_t repeat;      /* seconds; 0 = no repeat */
+	int64_t until;       /* seconds after the due date; 0 = no limit */
+	int quiet_from;      /* minutes; -1 when no quiet window */
+	int quiet_to;
+	enum shift shift;
+};
+
+struct md {
+	int m, d;
+};
+
+struct cycle {
+	char *id;
+	int line;
+	char *title;
+	struct md *yearly;   /* due = MM-DD entries */
+	size_t nyearly;
+	struct ymd *once;    /* due = YYYY-MM-DD entries */
+	size_t nonce;
+	char *rrule;         /* rrule = FREQ=...; NULL when unused */
+	struct ymd start;    /* DTSTART of the rrule (key `start`) */
+	bool period_fixed;   /* false: `previous` */
+	struct md period_from, period_to;
+	int due_minute;      /* `time`; 1440 = end of day */
+	const struct policy *policy;
+	size_t *units;       /* indices into conf->units, ascending */
+	size_t nunits;
+};
+
+struct unit {
+	char *id;
+	int line;
+	char *name;
+	char **email;
+	size_t nemail;
+	char *head;          /* may be NULL */
+	char *webhook;       /* may be NULL */
+	char **groups;
+	size_t ngroups;
+};
+
+struct conf {
+	char *path;          /* as given */
+	char *dir;           /* directory of path, for relative paths */
+	struct {
+		char *timezone;
+		char *state;          /* resolved path */
+		char *listen;         /* "host:port" */
+		char *public_url;     /* no trailing slash */
+		char *holidays;       /* resolved path or NULL */
+		unsigned workdays;    /* bit (1 << wday), 0 = Sunday */
+		char *admin_token_file;
+		char *admin_token;    /* contents, trimmed; NULL if no file */
+		char *calendar_token; /* NULL when not set */
+		int64_t horizon;      /* seconds ahead feeds/plans look */
+		int64_t history;      /* seconds back feeds/status look */
+		char *templates;      /* resolved dir */
+		char *lang;           /* "vi" | "en" */
+	} daemon;
+	struct {
+		enum transport transport;
+		char *url;
+		enum starttls starttls;
+		bool tls_verify;
+		char *user;
+		char *password_file;
+		char *password;       /* contents or NULL */
+		char *from;
+		char *maildir;        /* resolved */
+		int parallel;
+		int64_t retry_min;    /* first backoff */
+		int64_t retry_max;    /* backoff cap */
+		int64_t give_up;      /* after this long, a temp failure is final */
+		int64_t timeout;      /* per SMTP transaction */
+	} mail;
+	struct {
+		char *secret_file;
+		unsigned char *secret;  /* raw key bytes or NULL */
+		size_t secret_len;
+		int64_t timeout;
+		enum hookfmt format;
+	} webhook;
+	struct {
+		char *name;
+		char *email;
+		char *chief;
+	} secretariat;
+	struct policy *policies;
+	size_t npolicies;
+	struct cycle *cycles;
+	size_t ncycles;
+	struct unit *units;
+	size_t nunits;
+	char **groups;          /* sorted unique group names */
+	size_t ngroups;
+
+	struct tz *tz;
+	struct holidays hol;
+	struct tmplset *tmpl;   /* NULL when loaded with CONF_NO_FILES */
+};
+
+enum conf_flags {
+	CONF_NO_FILES = 1 << 0,  /* don't read holidays, secrets, templates (fuzz) */
+};
+
+/* Parses and validates; NULL when anything is wrong, every problem in d as
+ * "FILE:LINE: message". */
+struct conf *conf_load(const char *path, unsigned flags, struct diag *d);
+struct conf *conf_parse(const char *name, const char *text, size_t len,
+			unsigned flags, struct diag *d);
+void conf_free(struct conf *c);
+const struct unit *conf_unit(const struct conf *c, const char *id);
+const struct cycle *conf_cycle(const struct conf *c, const char *id);
+bool conf_workday(const struct conf *c, int64_t day);
+/* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
+char *conf_summary(const struct conf *c);
+
+/* ----------------------------------------------------------------- sched.c */
+
+/* The pure schedule engine: (conf, submissions, time window) -> occurrences
+ * and notices.  No I/O, no clock of its own. */
+
+#define OCC_ID_MAX 96
+
+struct occ {
+	const struct cycle *cycle;
+	struct ymd nominal;       /* the due date as configured: the id's date */
+	struct ymd due;           /* after the non-working-day shift */
+	tstamp due_at;            /* a report after this instant is late */
+	bool has_period;
+	struct ymd period_from, period_to;
+	char id[OCC_ID_MAX];      /* "cycle/YYYY-MM-DD" */
+};
+
+/* Occurrences of every cycle whose due_at lies in [from, to), sorted by
+ * due_at then id.  *out is xmalloc'ed (free it). */
+int sched_occurrences(const struct conf *c, tstamp from, tstamp to,
+		      struct occ **out, size_t *n);
+/* Looks an id up; -1 when the cycle is unknown or the date isn't one of its
+ * nominal due dates. */
+int sched_occurrence(const struct conf *c, const char *id, struct occ *out);
+
+#define STEP_NAME_MAX 24
+
+struct notice_step {
+	tstamp at;                /* quiet-hours adjusted send time */
+	int days;                 /* offset from the due date (repeat included) */
+	unsigned aud;             /* enum audience bits */
+	bool escalation;
+	char name[STEP_NAME_MAX]; /* "remind-7d", "remind+0d", "escalate+3d",
+				     "repeat+10d" */
+};
+
+/* Every step of an occurrence, in time order (repeats until `until`).
+ * Returns how many were written (at most max) or -1. */
+int sched_steps(const struct conf *c, const struct occ *o,
+		struct notice_step *out, size_t max);
+#define SCHED_MAX_STEPS 256
+
+struct plan_row {
+	tstamp at;
+	const struct occ *occ;
+	const struct unit *unit;
+	const struct notice_step *step;
+	enum audience aud;
+	enum channel ch;
+	const char *recipients;   /* comma separated; the URL for webhooks */
+};
+
+/* true when (occurrence, unit) has a recorded report */
+typedef bool (*submitted_fn)(void *ctx, const char *occ_id, const char *unit_id);
+/* return non-zero to stop the walk */
+typedef int (*plan_fn)(void *ctx, const struct plan_row *row);
+
+/* Every notice with send time in [from, to), in order of (time, occurrence,
+ * unit, step, audience, channel); unit_id NULL = all units. */
+int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
+	       submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+
+/* -------------------------------------------------------------------- db.c */
+
+struct db;
+
+#define DB_SCHEMA_VERSION 1
+/* longest submission note in bytes (valid UTF-8); longer ones are refused */
+#define DB_NOTE_MAX 1000
+
+/* Opens (creating when create is true) and migrates.  On error returns NULL
+ * and *err (xmalloc'ed) says why. */
+struct db *db_open(const char *path, bool create, char **err);
+void db_close(struct db *db);
+int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+bool db_ok(struct db *db);          /* a trivial query works (healthz) */
+/* PRAGMA data_version: changes when another connection committed. */
+int64_t db_data_version(struct db *db);
+
+int db_meta_get(struct db *db, const char *key, char **val);   /* 1: absent */
+int db_meta_set(struct db *db, const char *key, const char *val);
+
+/* The unit's private feed token, created (random) on first use. */
+int db_unit_token(struct db *db, const char *unit, char **token);
+
+/* Revision tracking for SEQUENCE/LAST-MODIFIED: if hash differs from the
+ * stored one, seq is incremented and modified set to now. */
+int db_rev(struct db *db, const char *kind, const char *id, const char *hash,
+	   tstamp now, int64_t *seq, tstamp *modified);
+
+struct submission {
+	char occurrence[OCC_ID_MAX];
+	char unit[72];
+	tstamp at;               /* when the report arrived */
+	tstamp recorded;         /* when it was recorded */
+	char source[16];         /* cli, api, page */
+	char *note;              /* xmalloc'ed or NULL */
+};
+void submission_clear(struct submission *s);  /* frees note */
+
+/* Records a report.  Returns 0, or 1 when one was already recorded (the
+ * first record stands).  Writes a history event. */
+int db_sub_record(struct db *db, const char *occ, const char *unit, tstamp at,
+		  const char *source, const char *note, tstamp now);
+/* Removes the record (as a history event).  1 when there was none. */
+int db_sub_undo(struct db *db, const char *occ, const char *unit,
+		const char *source, tstamp now);
+/* 0 found, 1 absent, -1 error */
+int db_sub_get(struct db *db, const char *occ, const char *unit,
+	       struct submission *out);
+/* Every current record, optionally for one occurrence; fn returns non-zero
+ * to stop. */
+int db_sub_foreach(struct db *db, const char *occ,
+		   int (*fn)(void *ctx, const struct submission *s), void *ctx);
+/* History events for (occ, unit); unit NULL = the whole occurrence. */
+int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
+
+/* The raw handle, for modules that keep their own prepared statements
+ * (outbox.c).  Tables of every module are created by db.c's migrations. */
+struct sqlite3;
+struct sqlite3 *db_handle(struct db *db);
+
+/*
+ * Schema version 1 (db.c creates all of it):
+ *
+ *   meta(key TEXT PRIMARY KEY, value TEXT)
+ *   unit_token(unit TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE)
+ *   rev(kind TEXT, id TEXT, hash TEXT, seq INTEGER, modified INTEGER,
+ *       PRIMARY KEY(kind, id))
+ *   submission(occurrence TEXT, unit TEXT, at INTEGER, recorded INTEGER,
+ *       source TEXT, note TEXT, PRIMARY KEY(occurrence, unit))
+ *   submission_event(id INTEGER PRIMARY KEY, occurrence TEXT, unit TEXT,
+ *       action TEXT CHECK(action IN ('received','undo')), at INTEGER,
+ *       recorded INTEGER, source TEXT, note TEXT)
+ *   outbox(id INTEGER PRIMARY KEY,
+ *       occurrence TEXT NOT NULL, unit TEXT NOT NULL, step TEXT NOT NULL,
+ *       audience TEXT NOT NULL, channel TEXT NOT NULL,
+ *       recipients TEXT NOT NULL,
+ *       send_at INTEGER NOT NULL,      -- planned send time
+ *       created INTEGER NOT NULL,
+ *       state TEXT NOT NULL DEFAULT 'pending',
+ *             -- pending | sent | failed | cancelled
+ *       attempts INTEGER NOT NULL DEFAULT 0,
+ *       next_try INTEGER NOT NULL,
+ *       last_error TEXT,
+ *       message_id TEXT NOT NULL,      -- same for every retry
+ *       done_at INTEGER,
+ *       UNIQUE(occurrence, unit, step, audience, channel))
+ *   index outbox_due ON outbox(state, next_try)
+ */
+
+/* ---------------------------------------------------------------- clock.c */
+
+/* The daemon's clock: real time, or started at --now and run --speed times
+ * faster.  Everything asks this, never time(). */
+struct clock {
+	bool fake;
+	tstamp virt0;            /* virtual time at start */
+	double real0;            /* real time at start (CLOCK_REALTIME) */
+	double speed;
+};
+void clock_init(struct clock *c, bool fake, tstamp start, double speed);
+tstamp clock_now(const struct clock *c);
+/* real seconds until virtual time t (>= 0) */
+double clock_delay(const struct clock *c, tstamp t);
+
+/* ------------------------------------------------------------- sdnotify.c */
+
+/* systemd's notify protocol: one datagram to $NOTIFY_SOCKET; a no-op when
+ * the variable is unset.  Returns 1 sent, 0 not under systemd, -1 error. */
+int sd_notify_msg(const char *msg);
+int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/* ----------------------------------------------------------- the daemon */
+
+struct ev_loop;
+struct feeds;
+struct http;
+struct sender;
+struct engine;
+struct tmplset;
+
+/* The daemon's state, one instance, owned by main.c. */
+struct app {
+	struct ev_loop *loop;
+	const char *conf_path;
+	struct conf *conf;
+	struct db *db;
+	struct clock clk;
+	struct feeds *feeds;
+	struct http *http;
+	struct engine *engine;   /* issue 3: outbox filling */
+	struct sender *sender;   /* issue 3: outbox draining */
+	int64_t data_version;
+	tstamp started;
+	bool stopping;
+};
+
+/* main.c: call after anything changed state (a submission, a reload):
+ * invalidates feeds and re-plans. */
+void app_changed(struct app *a);
+
+/* --------------------------------------------- engine.c, sender.c (notices) */
+
+/* engine: watches the plan and writes due steps into the outbox. */
+struct engine *engine_start(struct app *a);
+void engine_replan(struct engine *e);      /* conf or submissions changed */
+void engine_stop(struct engine *e);
+/* sender: drains the outbox through curl multi on the loop (or maildir). */
+struct sender *sender_start(struct app *a);
+void sender_kick(struct sender *s);        /* new outbox rows may be due */
+/* stop taking new work; returns true once nothing is in flight */
+bool sender_drain(struct sender *s);
+void sender_stop(struct sender *s);
+
+/* One outbox row (outbox.c reads them; mail.c and hook.c render them). */
+struct notice {
+	int64_t id;
+	char occurrence[OCC_ID_MAX];
+	char unit[72];
+	char step[STEP_NAME_MAX];
+	enum audience aud;
+	enum channel ch;
+	char *recipients;        /* xmalloc'ed */
+	tstamp send_at;
+	int attempts;
+	tstamp created;
+	char message_id[160];    /* "<...@host>", the same for every retry */
+};
+void notice_clear(struct notice *n);
+
+/* mail.c: the complete RFC 5322 message for email notices.  n > 1 makes a
+ * digest (secretariat/chief: every late unit of one send time, same step
+ * name and recipients).  Returns NULL (with log) when it cannot be built. */
+char *mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
+		 size_t n, tstamp now, size_t *len);
+/* Writes a message into a Maildir (tmp/ then rename to new/), fsync'ed. */
+int maildir_deliver(const char *maildir, const char *msg, size_t len,
+		    tstamp now);
+/* Quoted-printable (RFC 2045) of text: "\n" line ends become CRLF, no
+ * encoded line is longer than 76 characters.  Exposed for tests. */
+void mail_qp_encode(struct buf *out, const char *text, size_t len);
+
+/* hook.c: the JSON body of a webhook notice and its headers ("Name: value"
+ * strings, Standard Webhooks signature when a secret is set). */
+struct curl_slist;
+char *hook_build(const struct conf *c, struct db *db, const struct notice *n,
+		 tstamp now, struct curl_slist **headers);
+
+/* tmpl.c: message templates, loaded with the configuration so that an
+ * unknown placeholder is a config error. */
+struct tmplset *tmpl_load(const char *dir, const char *lang, struct diag *d);
+void tmpl_free(struct tmplset *t);
+enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
+/* The template's subject line and body with {{name}} placeholders filled
+ * from vars (name/value pairs, nvars of them).  Subject and body are
+ * xmalloc'ed.  For TMPL_DIGEST, the placeholder {{units}} is a block. */
+struct tmpl_var {
+	const char *name;
+	const char *value;
+};
+int tmpl_render(const struct tmplset *t, enum tmpl_kind k,
+		const struct tmpl_var *vars, size_t nvars, char **subject,
+		char **body);
+/* One template's text, parsed as if read from file `name`, into a set that
+ * holds only kind k (tests, fuzzing).  NULL with every problem in d. */
+struct tmplset *tmpl_parse_text(const char *name, enum tmpl_kind k,
+				const char *text, size_t len, const char *lang,
+				struct diag *d);
+
+/* A notice's rendered text and the facts behind it (tmpl.c), shared by
+ * mail.c and hook.c.  The template is chosen from the step and audience:
+ * remind, escalate, or digest for secretariat/chief (n > 1 only then). */
+struct notice_text {
+	char *subject;
+	char *body;
+	char *feed_url;
+	struct occ occ;          /* of ns[0] */
+	const struct unit *unit; /* of ns[0] */
+	int days;                /* local days from the due date to now */
+	bool escalation;
+	enum tmpl_kind kind;
+};
+int notice_render(const struct conf *c, struct db *db,
+		  struct notice *const *ns, size_t n, tstamp now,
+		  struct notice_text *out);
+void notice_text_clear(struct notice_text *t);
+
+/* ----------------------------------------------------------------- feed.c */
+
+/* A built response body, shared by the HTTP layer until replaced. */
+struct feed_doc {
+	char *body;
+	size_t len;
+	char etag[48];           /* quoted strong ETag */
+	tstamp modified;         /* Last-Modified */
+	unsigned gen;            /* generation it was built for */
+};
+
+struct feeds *feeds_new(void);
+void feeds_free(struct feeds *f);
+/* Marks every cached document stale (config or state changed). */
+void feeds_invalidate(struct feeds *f);
+/* Returns the current document, building it when stale.  The pointer stays
+ * valid until the next feeds_* call that rebuilds or invalidates. */
+const struct feed_doc *feeds_secretariat(struct app *a);
+const struct feed_doc *feeds_unit(struct app *a, const struct unit *u);
+/* Builders (pure but for db revision bookkeeping), for tests too: return
+ * an xmalloc'ed VCALENDAR text. */
+char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
+			     tstamp *modified);
+char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
+		      tstamp now, tstamp *modified);
+
+/* ----------------------------------------------------------------- http.c */
+
+struct http_req {
+	const char *method;
+	const char *path;
+	const char *body;
+	size_t body_len;
+	void *conn;              /* the server's connection, for http_arg etc. */
+	/* Filled by http.c so that status.c (and its tests) need no MHD
+	 * connection; NULL when absent.  query is the raw query string
+	 * without '?' (percent-encoded, '+' = space). */
+	const char *query;
+	const char *authorization;
+	const char *content_type;
+	const char *cookie;
+};
+const char *http_arg(const struct http_req *r, const char *name);    /* query */
+const char *http_header(const struct http_req *r, const char *name);
+
+struct http_resp {
+	int status;
+	const char *content_type;
+	struct buf body;
+	char *location;          /* xmalloc'ed, for redirects */
+	char *set_cookie;        /* xmalloc'ed */
+	/* extra headers (static strings), unused slots have name NULL:
+	 * WWW-Authenticate, Allow, Cache-Control, Content-Security-Policy */
+	struct http_hdr {
+		const char *name, *value;
+	} hdr[6];
+};
+
+/* status.c: the status model behind `cutoffctl status`, /status.json, the
+ * page at / and the submissions API.  Returns 1 when the path is not one of
+ * its routes ("/", "/status.json", "/api/..."), else 0 with r filled. */
+int status_route(struct app *a, const struct http_req *q, struct http_resp *r);
+/* The `cutoffctl status` text (occ NULL = every occurrence in the window). */
+int status_print(const struct conf *c, struct db *db, tstamp now,
+		 const char *occ, FILE *out);
+
+/* Starts listening on conf->daemon.listen on a->loop. */
+struct http *http_start(struct app *a, char **err);
+void http_stop(struct http *h);
+
+#endif
