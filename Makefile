@@ -124,7 +124,10 @@ integration: all
 # The daemon on the example configuration: mail to conf/../var/mail
 # (Maildir), state in var/state.db, feeds on http://127.0.0.1:8470/.
 run: deps all
-	mkdir -p var
+	@mkdir -p var
+	@test -s var/admin.token || { umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > var/admin.token; }
+	@echo "cutoffd: feed http://127.0.0.1:8470/calendar.ics, status http://127.0.0.1:8470/,"
+	@echo "         mail in var/mail/new, admin token in var/admin.token; Ctrl-C stops"
 	./build/cutoffd -c conf/cutoffd.conf $(RUN_ARGS)
 
 # ---------------------------------------------------------------- install

@@ -76,22 +76,16 @@ xstrndup(const char *s, size_t n)
 char *
 xasprintf(const char *fmt, ...)
 {
-	struct buf b;
 	va_list ap;
+	char *p;
 	int n;
 
-	buf_init(&b);
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vasprintf(&p, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		oom(0);
-	b.cap = (size_t)n + 1;
-	b.p = xmalloc(b.cap);
-	va_start(ap, fmt);
-	vsnprintf(b.p, b.cap, fmt, ap);
-	va_end(ap);
-	return b.p;
+	return p;
 }
 
 /* ---------------------------------------------------------------- buffers */
@@ -158,17 +152,25 @@ void
 buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	size_t room;
 	int n;
 
+	/* Format straight into the spare room; grow and redo if short. */
+	buf_grow(b, 64);
+	room = b->cap - b->len;
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(b->p + b->len, room, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0) {
+		b->p[b->len] = '\0';
 		return;
-	buf_grow(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	}
+	if ((size_t)n >= room) {
+		buf_grow(b, (size_t)n);
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t)n;
 }
 
@@ -625,15 +627,10 @@ diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
 	if (d == NULL)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vasprintf(&text, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	text = xmalloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(text, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-
 	buf_init(&b);
 	if (file != NULL && line > 0)
 		buf_printf(&b, "%s:%d: ", file, line);
