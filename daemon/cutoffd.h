@@ -280,6 +280,11 @@ struct conf {
 	struct tz *tz;
 	struct holidays hol;
 	struct tmplset *tmpl;   /* NULL when loaded with CONF_NO_FILES */
+
+	/* conf.c's lookup indices (ids sorted); NULL in a hand-built conf,
+	 * then conf_unit/conf_cycle scan linearly. */
+	size_t *unit_index;
+	size_t *cycle_index;
 };
 
 enum conf_flags {
@@ -531,6 +536,73 @@ struct notice {
 };
 void notice_clear(struct notice *n);
 
+/* outbox.c: the durable queue (table `outbox`).  Every function works on
+ * db's connection and doesn't open a transaction unless it says so. */
+enum outbox_state { OUTBOX_PENDING, OUTBOX_SENT, OUTBOX_FAILED,
+		    OUTBOX_CANCELLED };
+int outbox_audience(const char *name, enum audience *out);  /* -1 unknown */
+int outbox_channel(const char *name, enum channel *out);
+/* "<occ.unit.step.aud.ch@host>" made header-safe (a hash when too long);
+ * host is public_url's or "cutoffd.invalid".  Deterministic from the key. */
+void outbox_message_id(const char *public_url, const char *occ,
+		       const char *unit, const char *step, enum audience aud,
+		       enum channel ch, char *out, size_t size);
+/* Current recipients of a notice (comma separated, as in sched_plan; the
+ * URL for webhooks), xmalloc'ed, or NULL when the audience has none. */
+char *outbox_recipients(const struct conf *c, const struct unit *u,
+			enum audience aud, enum channel ch);
+/* INSERT OR IGNORE: 1 added, 0 the key was already there, -1 error.
+ * n->message_id must be set; next_try = send_at. */
+int outbox_add(struct db *db, const struct notice *n, tstamp now);
+/* outbox_add for many: how many were new, or -1 (roll back the caller's
+ * transaction then). */
+int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
+		   tstamp now);
+/* Pending rows with next_try <= now, oldest send_at first; channel -1 for
+ * both.  Fills out[0..*count), at most max (notice_clear each). */
+int outbox_due(struct db *db, tstamp now, int channel, size_t max,
+	       struct notice *out, size_t *count);
+/* Pending due secretariat/chief email rows with like's (step, recipients,
+ * send_at): the rows of one digest. */
+int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
+		      size_t max, struct notice *out, size_t *count);
+/* One row by key: 0 found, 1 absent, -1 error (out/state may be NULL). */
+int outbox_get(struct db *db, const char *occ, const char *unit,
+	       const char *step, enum audience aud, enum channel ch,
+	       struct notice *out, enum outbox_state *state);
+int outbox_mark_sent(struct db *db, int64_t id, tstamp now);
+int outbox_mark_retry(struct db *db, int64_t id, tstamp next_try,
+		      const char *error);
+int outbox_mark_failed(struct db *db, int64_t id, tstamp now,
+		       const char *error);
+int outbox_mark_cancelled(struct db *db, int64_t id, tstamp now,
+			  const char *why);
+/* min(max, min * 2^(attempts-1)) seconds, times 1 + 0.1 * jitter
+ * (jitter in [-1, 1]). */
+int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
+		       double jitter);
+/* A temporary failure of n (attempts as read): retry with backoff (0), or
+ * failed for good (1) once now - send_at > mail.give_up; -1 on error. */
+int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
+		 tstamp now, const char *error, double jitter);
+/* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
+int outbox_next_try(struct db *db, tstamp after, tstamp *t);
+/* Cancels (one transaction) every pending row for which keep() returns
+ * false, with *why as the recorded reason.  Returns how many, or -1. */
+typedef bool (*outbox_keep_fn)(void *ctx, const struct notice *n,
+			       const char **why);
+int outbox_cancel(struct db *db, outbox_keep_fn keep, void *ctx, tstamp now);
+
+/* curlev.c: curl multi on a libev loop.  done() gets every finished easy
+ * handle (already removed from the multi; the caller owns it). */
+struct curlev;
+typedef void (*curlev_done_fn)(void *ctx, void *easy, int result);
+struct curlev *curlev_new(struct ev_loop *loop, curlev_done_fn done,
+			  void *ctx);
+int curlev_add(struct curlev *cv, void *easy);
+void curlev_remove(struct curlev *cv, void *easy);  /* abort a transfer */
+void curlev_free(struct curlev *cv);   /* remove every easy handle first */
+
 /* mail.c: the complete RFC 5322 message for email notices.  n > 1 makes a
  * digest (secretariat/chief: every late unit of one send time, same step
  * name and recipients).  Returns NULL (with log) when it cannot be built. */
@@ -597,6 +669,8 @@ struct feed_doc {
 	char etag[48];           /* quoted strong ETag */
 	tstamp modified;         /* Last-Modified */
 	unsigned gen;            /* generation it was built for */
+	void *resp;              /* struct MHD_Response * with body and headers
+				    (made once; NULL if that failed) */
 };
 
 struct feeds *feeds_new(void);
@@ -640,7 +714,7 @@ struct http_resp {
 	char *location;          /* xmalloc'ed, for redirects */
 	char *set_cookie;        /* xmalloc'ed */
 	/* extra headers (static strings), unused slots have name NULL:
-	 * WWW-Authenticate, Allow, Cache-Control, Content-Security-Policy */
+	 * status.c sets WWW-Authenticate (401) and Allow (405) */
 	struct http_hdr {
 		const char *name, *value;
 	} hdr[6];

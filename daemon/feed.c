@@ -1,0 +1,923 @@
+/*
+ * feed.c - the iCalendar feeds: the secretariat's (every occurrence, who is
+ * missing) and each unit's private one (its occurrences, alarms, done marks).
+ *
+ * Builders are pure views of (conf, state, now) except for the revision
+ * bookkeeping in the db that makes SEQUENCE and LAST-MODIFIED grow.  The
+ * cache keeps one built document per feed, with its HTTP response (body and
+ * headers) made once, so a request only queues a reference-counted response.
+ */
+#include "cutoffd.h"
+
+#include <libical/ical.h>
+#include <microhttpd.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The window slides and past alarms drop out, so even an untouched feed is
+ * rebuilt this often (virtual seconds). */
+#define FEED_TTL 3600
+/* Unit feeds resident at once; 10,000 units must not all be. */
+#define UNIT_CACHE_MAX 512
+/* Names listed per event in the secretariat feed before "and N more". */
+#define LIST_MAX 100
+
+#define FNV_INIT 0xcbf29ce484222325ULL
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* a field and a separator, so ("ab","c") and ("a","bc") differ */
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+	if (s)
+		h = fnv(h, s, strlen(s));
+	return fnv(h, "", 1);
+}
+
+static uint64_t fnv_int(uint64_t h, int64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%lld;", (long long)v);
+
+	return fnv(h, tmp, (size_t)n);
+}
+
+static uint64_t fnv_ymd(uint64_t h, struct ymd d)
+{
+	return fnv_int(h, days_from_civil(d.y, d.m, d.d));
+}
+
+/* ------------------------------------------------------------- revisions */
+
+/* Everything about an occurrence that shows in either feed's event text
+ * except submissions, which count through db_sub_events. */
+static void occ_hash(const struct conf *c, const struct occ *o, char out[17])
+{
+	const struct cycle *cy = o->cycle;
+	const struct policy *p = cy->policy;
+	uint64_t h = FNV_INIT;
+
+	h = fnv_str(h, "occ1");
+	h = fnv_str(h, cy->title);
+	h = fnv_ymd(h, o->nominal);
+	h = fnv_ymd(h, o->due);
+	h = fnv_int(h, o->due_at);
+	h = fnv_int(h, o->has_period);
+	if (o->has_period) {
+		h = fnv_ymd(h, o->period_from);
+		h = fnv_ymd(h, o->period_to);
+	}
+	h = fnv_int(h, cy->due_minute);
+	if (p) {
+		h = fnv_int(h, p->at);
+		h = fnv_int(h, p->quiet_from);
+		h = fnv_int(h, p->quiet_to);
+		for (size_t i = 0; i < p->nremind; i++) {
+			h = fnv_int(h, p->remind[i].days);
+			h = fnv_int(h, p->remind[i].aud);
+		}
+	}
+	h = fnv_str(h, c->daemon.timezone);
+	h = fnv_str(h, c->daemon.public_url);
+	h = fnv_str(h, c->secretariat.name);
+	h = fnv_str(h, c->secretariat.email);
+	for (size_t i = 0; i < cy->nunits; i++) {
+		const struct unit *u = &c->units[cy->units[i]];
+
+		h = fnv_str(h, u->id);
+		h = fnv_str(h, u->name);
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Latest history event time for (occ, unit or every unit); 0 when none.
+ * Read straight from the documented schema: db.c only counts them. */
+static tstamp last_event(struct db *db, const char *occ, const char *unit)
+{
+	sqlite3 *h = (sqlite3 *)db_handle(db);
+	sqlite3_stmt *s = NULL;
+	tstamp t = 0;
+
+	if (!h || sqlite3_prepare_v2(h,
+	    "SELECT max(recorded) FROM submission_event"
+	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
+	    -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, occ, -1, SQLITE_STATIC);
+	if (unit)
+		sqlite3_bind_text(s, 2, unit, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 2);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		t = sqlite3_column_int64(s, 0);
+out:
+	sqlite3_finalize(s);
+	return t;
+}
+
+struct rev {
+	int64_t seq;
+	tstamp modified;
+};
+
+static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
+		   const char *unit, tstamp now, struct rev *out)
+{
+	char hash[17];
+	int64_t seq, ev;
+	tstamp mod, last;
+
+	occ_hash(c, o, hash);
+	if (db_rev(db, "occ", o->id, hash, now, &seq, &mod) < 0)
+		return -1;
+	ev = db_sub_events(db, o->id, unit);
+	if (ev < 0)
+		return -1;
+	last = last_event(db, o->id, unit);
+	out->seq = seq + ev;
+	out->modified = mod > last ? mod : last;
+	return 0;
+}
+
+/* ------------------------------------------------------------ submissions */
+
+struct sub {
+	char unit[72];
+	tstamp at;
+};
+
+struct subs {
+	struct sub *v;
+	size_t n, cap;
+};
+
+static int subs_add(void *ctx, const struct submission *s)
+{
+	struct subs *ss = ctx;
+
+	if (ss->n == ss->cap) {
+		ss->cap = ss->cap ? ss->cap * 2 : 16;
+		ss->v = xrealloc(ss->v, ss->cap * sizeof(*ss->v));
+	}
+	snprintf(ss->v[ss->n].unit, sizeof(ss->v[ss->n].unit), "%s", s->unit);
+	ss->v[ss->n].at = s->at;
+	ss->n++;
+	return 0;
+}
+
+static int sub_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sub *)a)->unit,
+		      ((const struct sub *)b)->unit);
+}
+
+static const struct sub *subs_find(const struct subs *ss, const char *unit)
+{
+	struct sub key;
+
+	if (ss->n == 0)
+		return NULL;
+	snprintf(key.unit, sizeof(key.unit), "%s", unit);
+	return bsearch(&key, ss->v, ss->n, sizeof(*ss->v), sub_cmp);
+}
+
+/* --------------------------------------------------------------- building */
+
+static struct icaltimetype ical_utc(tstamp t)
+{
+	return icaltime_from_timet_with_zone((time_t)t, 0,
+					     icaltimezone_get_utc_timezone());
+}
+
+static struct icaltimetype ical_date(struct ymd d)
+{
+	struct icaltimetype t = icaltime_null_date();
+
+	t.year = d.y;
+	t.month = d.m;
+	t.day = d.d;
+	return t;
+}
+
+/* local wall time of t in tz, as a floating value (TZID added apart) */
+static struct icaltimetype ical_local(const struct tz *tz, tstamp t)
+{
+	struct icaltimetype it = icaltime_null_time();
+	struct ymd d;
+	int minute, sec;
+
+	tz_local(tz, t, &d, &minute, &sec);
+	it.year = d.y;
+	it.month = d.m;
+	it.day = d.d;
+	it.hour = minute / 60;
+	it.minute = minute % 60;
+	it.second = sec;
+	return it;
+}
+
+static struct icaldurationtype duration(int64_t secs)
+{
+	struct icaldurationtype d = icaldurationtype_null_duration();
+
+	if (secs < 0) {
+		d.is_neg = 1;
+		secs = -secs;
+	}
+	d.days = (unsigned)(secs / 86400);
+	d.hours = (unsigned)(secs % 86400 / 3600);
+	d.minutes = (unsigned)(secs % 3600 / 60);
+	d.seconds = (unsigned)(secs % 60);
+	return d;
+}
+
+static void add_x(icalcomponent *comp, const char *name, const char *value)
+{
+	icalproperty *p = icalproperty_new_x(value);
+
+	icalproperty_set_x_name(p, name);
+	icalcomponent_add_property(comp, p);
+}
+
+/* "q1/2024-03-13" -> "q1-2024-03-13"; ids are [a-z0-9_-] so this stays
+ * unique, and a unit id joins with '.' which no id contains. */
+static void make_uid(const struct conf *c, const char *occ, const char *unit,
+		     struct buf *b)
+{
+	const char *url = c->daemon.public_url, *h, *e;
+
+	for (const char *s = occ; *s; s++)
+		buf_putc(b, *s == '/' ? '-' : *s);
+	if (unit) {
+		buf_putc(b, '.');
+		buf_puts(b, unit);
+	}
+	buf_putc(b, '@');
+	h = url ? strstr(url, "://") : NULL;
+	if (!h) {
+		buf_puts(b, "cutoffd");
+		return;
+	}
+	h += 3;
+	if (*h == '[') {
+		e = strchr(h, ']');
+		e = e ? e + 1 : h + strlen(h);
+	} else {
+		e = h + strcspn(h, ":/?#");
+	}
+	if (e == h) {
+		buf_puts(b, "cutoffd");
+		return;
+	}
+	for (; h < e; h++) {
+		char ch = *h;
+
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		buf_putc(b, ch);
+	}
+}
+
+static icalcomponent *calendar_new(const struct conf *c, const char *who)
+{
+	icalcomponent *cal = icalcomponent_new(ICAL_VCALENDAR_COMPONENT);
+	icalproperty *p;
+	char *name;
+
+	icalcomponent_add_property(cal, icalproperty_new_prodid(
+		"-//cutoffd//cutoffd " CUTOFFD_VERSION "//VI"));
+	icalcomponent_add_property(cal, icalproperty_new_version("2.0"));
+	icalcomponent_add_property(cal, icalproperty_new_calscale("GREGORIAN"));
+	icalcomponent_add_property(cal,
+				   icalproperty_new_method(ICAL_METHOD_PUBLISH));
+	name = who && *who ? xasprintf("Hạn báo cáo - %s", who)
+			   : xstrdup("Hạn báo cáo");
+	add_x(cal, "X-WR-CALNAME", name);
+	icalcomponent_add_property(cal, icalproperty_new_name(name));
+	free(name);
+	if (c->daemon.timezone)
+		add_x(cal, "X-WR-TIMEZONE", c->daemon.timezone);
+	p = icalproperty_new_refreshinterval(duration(3600));
+	icalproperty_add_parameter(p, icalparameter_new_value(
+		ICAL_VALUE_DURATION));
+	icalcomponent_add_property(cal, p);
+	add_x(cal, "X-PUBLISHED-TTL", "PT1H");
+	return cal;
+}
+
+/* The event's time: all-day on the effective due date when the cycle has
+ * no due time (floating dates show on the right day everywhere), else a
+ * 30-minute block ending at the due time in the configured zone.
+ * Returns the start instant that relative alarm triggers count from. */
+static tstamp event_times(const struct conf *c, const struct occ *o,
+			  icalcomponent *ev, bool *timed)
+{
+	const char *tzid = tz_name(c->tz);
+	icalproperty *p;
+	tstamp start;
+
+	if (o->cycle->due_minute >= 1440) {
+		icalcomponent_add_property(ev,
+			icalproperty_new_dtstart(ical_date(o->due)));
+		icalcomponent_add_property(ev, icalproperty_new_dtend(
+			ical_date(ymd_add_days(o->due, 1))));
+		*timed = false;
+		return tz_mktime(c->tz, o->due, 0);
+	}
+	start = o->due_at - 1800;
+	p = icalproperty_new_dtstart(ical_local(c->tz, start));
+	icalproperty_add_parameter(p, icalparameter_new_tzid(tzid));
+	icalcomponent_add_property(ev, p);
+	p = icalproperty_new_dtend(ical_local(c->tz, o->due_at));
+	icalproperty_add_parameter(p, icalparameter_new_tzid(tzid));
+	icalcomponent_add_property(ev, p);
+	*timed = true;
+	return start;
+}
+
+static void describe_due(const struct conf *c, const struct occ *o,
+			 struct buf *b)
+{
+	char d1[16], d2[24];
+
+	ymd_format_vn(o->due, d1);
+	if (o->cycle->due_minute >= 1440) {
+		buf_printf(b, "Hạn nộp: hết ngày %s\n", d1);
+	} else {
+		tz_format_vn(c->tz, o->due_at, d2);
+		buf_printf(b, "Hạn nộp: %s\n", d2);
+	}
+	if (ymd_cmp(o->due, o->nominal) != 0) {
+		ymd_format_vn(o->nominal, d1);
+		buf_printf(b, "(Hạn theo kế hoạch %s trùng ngày nghỉ.)\n", d1);
+	}
+	if (o->has_period) {
+		ymd_format_vn(o->period_from, d1);
+		ymd_format_vn(o->period_to, d2);
+		buf_printf(b, "Số liệu từ %s đến %s\n", d1, d2);
+	}
+}
+
+/* the properties every event has, both feeds */
+static icalcomponent *event_new(const struct conf *c, const struct occ *o,
+				const char *unit, const struct rev *r,
+				tstamp now)
+{
+	icalcomponent *ev = icalcomponent_new(ICAL_VEVENT_COMPONENT);
+	struct buf b;
+
+	buf_init(&b);
+	make_uid(c, o->id, unit, &b);
+	icalcomponent_add_property(ev, icalproperty_new_uid(buf_str(&b)));
+	buf_free(&b);
+	icalcomponent_add_property(ev, icalproperty_new_dtstamp(ical_utc(now)));
+	icalcomponent_add_property(ev,
+		icalproperty_new_lastmodified(ical_utc(r->modified)));
+	icalcomponent_add_property(ev,
+		icalproperty_new_sequence(r->seq > 1000000000 ? 1000000000
+							      : (int)r->seq));
+	icalcomponent_add_property(ev,
+		icalproperty_new_status(ICAL_STATUS_CONFIRMED));
+	/* a deadline is not a meeting: don't block the day as busy */
+	icalcomponent_add_property(ev,
+		icalproperty_new_transp(ICAL_TRANSP_TRANSPARENT));
+	if (c->daemon.public_url && *c->daemon.public_url) {
+		char *url = xasprintf("%s/", c->daemon.public_url);
+
+		icalcomponent_add_property(ev, icalproperty_new_url(url));
+		free(url);
+	}
+	return ev;
+}
+
+static char *finish(icalcomponent *cal)
+{
+	char *s = icalcomponent_as_ical_string_r(cal);
+	char *out = xstrdup(s ? s : "");
+
+	icalmemory_free_buffer(s);
+	icalcomponent_free(cal);
+	return out;
+}
+
+static void add_vtimezone(const struct conf *c, icalcomponent *cal)
+{
+	icalcomponent *vtz = tz_vtimezone(c->tz);
+
+	/* VTIMEZONE goes before the events for the benefit of one-pass
+	 * readers; icalcomponent_add_component appends, so events are added
+	 * afterwards by the callers. */
+	if (vtz)
+		icalcomponent_add_component(cal, vtz);
+}
+
+static bool cycle_has_unit(const struct cycle *cy, size_t idx)
+{
+	size_t lo = 0, hi = cy->nunits;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cy->units[mid] == idx)
+			return true;
+		if (cy->units[mid] < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static int window(const struct conf *c, tstamp now, struct occ **occs,
+		  size_t *n)
+{
+	return sched_occurrences(c, now - c->daemon.history,
+				 now + c->daemon.horizon, occs, n);
+}
+
+static bool any_timed(const struct occ *v, size_t n, const struct conf *c,
+		      const struct unit *u)
+{
+	size_t idx = u ? (size_t)(u - c->units) : 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (v[i].cycle->due_minute < 1440 &&
+		    (!u || cycle_has_unit(v[i].cycle, idx)))
+			return true;
+	return false;
+}
+
+static void secretariat_event(const struct conf *c, const struct occ *o,
+			      const struct subs *ss, const struct rev *r,
+			      tstamp now, icalcomponent *cal)
+{
+	const struct cycle *cy = o->cycle;
+	icalcomponent *ev = event_new(c, o, NULL, r, now);
+	struct buf b, late, miss;
+	size_t ndone = 0, nlate = 0, nmiss = 0;
+	bool timed;
+	char when[24];
+
+	buf_init(&b);
+	buf_init(&late);
+	buf_init(&miss);
+	for (size_t i = 0; i < cy->nunits; i++) {
+		const struct unit *u = &c->units[cy->units[i]];
+		const struct sub *s = subs_find(ss, u->id);
+
+		if (s) {
+			ndone++;
+			if (s->at > o->due_at) {
+				if (nlate++ < LIST_MAX) {
+					tz_format_vn(c->tz, s->at, when);
+					buf_printf(&late, "- %s (%s)\n",
+						   u->name, when);
+				}
+			}
+		} else if (nmiss++ < LIST_MAX) {
+			buf_printf(&miss, "- %s\n", u->name);
+		}
+	}
+	if (cy->nunits > 0 && ndone == cy->nunits)
+		buf_puts(&b, "✓ ");
+	buf_puts(&b, cy->title);
+	if (cy->nunits > 0)
+		buf_printf(&b, " (%zu/%zu đã nộp)", ndone, cy->nunits);
+	icalcomponent_add_property(ev, icalproperty_new_summary(buf_str(&b)));
+
+	buf_reset(&b);
+	buf_printf(&b, "%s\n", cy->title);
+	describe_due(c, o, &b);
+	buf_printf(&b, "Đã nộp: %zu/%zu đơn vị\n", ndone, cy->nunits);
+	if (nlate) {
+		buf_printf(&b, "Nộp muộn (%zu):\n%s", nlate, buf_str(&late));
+		if (nlate > LIST_MAX)
+			buf_printf(&b, "- ... và %zu đơn vị khác\n",
+				   nlate - LIST_MAX);
+	}
+	if (nmiss) {
+		buf_printf(&b, "Chưa nộp (%zu):\n%s", nmiss, buf_str(&miss));
+		if (nmiss > LIST_MAX)
+			buf_printf(&b, "- ... và %zu đơn vị khác\n",
+				   nmiss - LIST_MAX);
+	}
+	icalcomponent_add_property(ev,
+				   icalproperty_new_description(buf_str(&b)));
+	event_times(c, o, ev, &timed);
+	icalcomponent_add_component(cal, ev);
+	buf_free(&b);
+	buf_free(&late);
+	buf_free(&miss);
+}
+
+char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
+			     tstamp *modified)
+{
+	struct occ *occs = NULL;
+	size_t nocc = 0;
+	icalcomponent *cal;
+	struct subs ss = { 0 };
+	tstamp maxmod = 0;
+	char *out = NULL;
+
+	if (window(c, now, &occs, &nocc) < 0)
+		return NULL;
+	cal = calendar_new(c, c->secretariat.name);
+	if (any_timed(occs, nocc, c, NULL))
+		add_vtimezone(c, cal);
+	for (size_t i = 0; i < nocc; i++) {
+		struct rev r;
+
+		if (occ_rev(c, db, &occs[i], NULL, now, &r) < 0)
+			goto fail;
+		ss.n = 0;
+		if (db_sub_foreach(db, occs[i].id, subs_add, &ss) < 0)
+			goto fail;
+		if (ss.n > 1)
+			qsort(ss.v, ss.n, sizeof(*ss.v), sub_cmp);
+		secretariat_event(c, &occs[i], &ss, &r, now, cal);
+		if (r.modified > maxmod)
+			maxmod = r.modified;
+	}
+	out = finish(cal);
+	cal = NULL;
+	if (modified)
+		*modified = maxmod;
+fail:
+	if (cal)
+		icalcomponent_free(cal);
+	free(ss.v);
+	free(occs);
+	return out;
+}
+
+static void add_alarms(const struct conf *c, const struct occ *o,
+		       tstamp start, tstamp now, icalcomponent *ev)
+{
+	struct notice_step *st = xcalloc(SCHED_MAX_STEPS, sizeof(*st));
+	int n = sched_steps(c, o, st, SCHED_MAX_STEPS);
+	char due[24];
+	char *text;
+
+	if (o->cycle->due_minute >= 1440)
+		ymd_format_vn(o->due, due);
+	else
+		tz_format_vn(c->tz, o->due_at, due);
+	text = xasprintf("Nhắc nộp %s - hạn %s", o->cycle->title, due);
+	for (int i = 0; i < n; i++) {
+		icalcomponent *al;
+		struct icaltriggertype tr;
+
+		/* escalations and repeats go to others; past alarms would only
+		 * pop up as "missed" in clients that just subscribed */
+		if (st[i].escalation || strncmp(st[i].name, "remind", 6) != 0 ||
+		    st[i].at < now)
+			continue;
+		tr.time = icaltime_null_time();
+		tr.duration = duration(st[i].at - start);
+		al = icalcomponent_new(ICAL_VALARM_COMPONENT);
+		icalcomponent_add_property(al,
+			icalproperty_new_action(ICAL_ACTION_DISPLAY));
+		icalcomponent_add_property(al, icalproperty_new_trigger(tr));
+		icalcomponent_add_property(al,
+			icalproperty_new_description(text));
+		icalcomponent_add_component(ev, al);
+	}
+	free(text);
+	free(st);
+}
+
+static int unit_event(const struct conf *c, struct db *db,
+		      const struct unit *u, const struct occ *o,
+		      const struct rev *urev, tstamp now, icalcomponent *cal,
+		      tstamp *modified)
+{
+	struct submission s;
+	struct rev r;
+	icalcomponent *ev;
+	struct buf b;
+	bool timed, done;
+	tstamp start;
+	int rc;
+
+	if (occ_rev(c, db, o, u->id, now, &r) < 0)
+		return -1;
+	rc = db_sub_get(db, o->id, u->id, &s);
+	if (rc < 0)
+		return -1;
+	done = rc == 0;
+	r.seq += urev->seq;
+	if (urev->modified > r.modified)
+		r.modified = urev->modified;
+
+	ev = event_new(c, o, u->id, &r, now);
+	buf_init(&b);
+	if (done)
+		buf_puts(&b, "✓ Đã nộp: ");
+	buf_puts(&b, o->cycle->title);
+	icalcomponent_add_property(ev, icalproperty_new_summary(buf_str(&b)));
+
+	buf_reset(&b);
+	buf_printf(&b, "%s\nĐơn vị: %s\n", o->cycle->title, u->name);
+	describe_due(c, o, &b);
+	if (done) {
+		char when[24];
+
+		tz_format_vn(c->tz, s.at, when);
+		buf_printf(&b, "Đã nhận báo cáo lúc %s%s.\n", when,
+			   s.at > o->due_at ? " (muộn hạn)" : "");
+		submission_clear(&s);
+	} else {
+		buf_puts(&b, "Trạng thái: chưa nộp.\n");
+	}
+	if (c->secretariat.name || c->secretariat.email) {
+		buf_puts(&b, "Gửi về: ");
+		if (c->secretariat.name)
+			buf_puts(&b, c->secretariat.name);
+		if (c->secretariat.name && c->secretariat.email)
+			buf_puts(&b, " - ");
+		if (c->secretariat.email)
+			buf_puts(&b, c->secretariat.email);
+		buf_putc(&b, '\n');
+	}
+	icalcomponent_add_property(ev,
+				   icalproperty_new_description(buf_str(&b)));
+	buf_free(&b);
+	start = event_times(c, o, ev, &timed);
+	if (!done)
+		add_alarms(c, o, start, now, ev);
+	icalcomponent_add_component(cal, ev);
+	if (r.modified > *modified)
+		*modified = r.modified;
+	return 0;
+}
+
+char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
+		      tstamp now, tstamp *modified)
+{
+	struct occ *occs = NULL;
+	size_t nocc = 0, idx;
+	icalcomponent *cal;
+	struct rev urev;
+	tstamp maxmod = 0;
+	char hash[17];
+	char *out = NULL;
+
+	if (u < c->units || u >= c->units + c->nunits)
+		return NULL;
+	idx = (size_t)(u - c->units);
+	snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)
+		 fnv_str(fnv_str(FNV_INIT, "unit1"), u->name));
+	if (db_rev(db, "unit", u->id, hash, now, &urev.seq,
+		   &urev.modified) < 0)
+		return NULL;
+	if (window(c, now, &occs, &nocc) < 0)
+		return NULL;
+	cal = calendar_new(c, u->name);
+	if (any_timed(occs, nocc, c, u))
+		add_vtimezone(c, cal);
+	for (size_t i = 0; i < nocc; i++) {
+		if (!cycle_has_unit(occs[i].cycle, idx))
+			continue;
+		if (unit_event(c, db, u, &occs[i], &urev, now, cal,
+			       &maxmod) < 0)
+			goto fail;
+	}
+	out = finish(cal);
+	cal = NULL;
+	if (modified)
+		*modified = maxmod;
+fail:
+	if (cal)
+		icalcomponent_free(cal);
+	free(occs);
+	return out;
+}
+
+/* ------------------------------------------------------------------ cache */
+
+struct entry {
+	struct feed_doc doc;
+	char key[80];            /* "secretariat" or "unit/ID" */
+	uint64_t chash;          /* content without DTSTAMP lines */
+	tstamp built;
+	uint64_t used;           /* LRU tick */
+	bool own_body;           /* no response took the body */
+};
+
+struct feeds {
+	unsigned gen;
+	uint64_t tick;
+	struct entry *sec;
+	struct entry *units[UNIT_CACHE_MAX];
+	size_t nunits;
+};
+
+static void entry_free(struct entry *e)
+{
+	if (!e)
+		return;
+	if (e->doc.resp)
+		MHD_destroy_response(e->doc.resp);
+	if (e->own_body)
+		free(e->doc.body);
+	free(e);
+}
+
+struct feeds *feeds_new(void)
+{
+	struct feeds *f = xcalloc(1, sizeof(*f));
+
+	f->gen = 1;
+	return f;
+}
+
+void feeds_free(struct feeds *f)
+{
+	if (!f)
+		return;
+	entry_free(f->sec);
+	for (size_t i = 0; i < f->nunits; i++)
+		entry_free(f->units[i]);
+	free(f);
+}
+
+void feeds_invalidate(struct feeds *f)
+{
+	if (f)
+		f->gen++;
+}
+
+/* DTSTAMP is the build time: two builds that differ only there are the
+ * same document, and keeping the old one keeps its ETag. */
+static uint64_t content_hash(const char *s)
+{
+	uint64_t h = FNV_INIT;
+
+	while (*s) {
+		size_t n = strcspn(s, "\n");
+
+		if (strncmp(s, "DTSTAMP", 7) != 0)
+			h = fnv(h, s, n);
+		s += n;
+		if (*s == '\n')
+			s++;
+	}
+	return h;
+}
+
+static void http_date(tstamp t, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) ||
+	    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		snprintf(out, n, "Thu, 01 Jan 1970 00:00:00 GMT");
+}
+
+/* The response is made once per document; MHD counts its references, so a
+ * replaced document's body lives on until its last send finishes. */
+static void make_response(struct entry *e)
+{
+	struct MHD_Response *r;
+	char date[40];
+
+	r = MHD_create_response_from_buffer_with_free_callback(
+		e->doc.len, e->doc.body, free);
+	if (!r)
+		return;
+	http_date(e->doc.modified, date, sizeof(date));
+	if (MHD_add_response_header(r, "Content-Type",
+				    "text/calendar; charset=utf-8") != MHD_YES ||
+	    MHD_add_response_header(r, "ETag", e->doc.etag) != MHD_YES ||
+	    MHD_add_response_header(r, "Last-Modified", date) != MHD_YES ||
+	    MHD_add_response_header(r, "Cache-Control",
+				    "private, max-age=300") != MHD_YES ||
+	    MHD_add_response_header(r, "X-Content-Type-Options",
+				    "nosniff") != MHD_YES ||
+	    MHD_add_response_header(r, "Referrer-Policy",
+				    "no-referrer") != MHD_YES) {
+		/* the body is ours again only if MHD never took it */
+		e->doc.body = xstrdup(e->doc.body);
+		MHD_destroy_response(r);
+		e->own_body = true;
+		return;
+	}
+	e->doc.resp = r;
+	e->own_body = false;
+}
+
+static struct entry **slot(struct feeds *f, const char *key, bool create)
+{
+	size_t victim = 0;
+
+	if (strcmp(key, "secretariat") == 0)
+		return &f->sec;
+	for (size_t i = 0; i < f->nunits; i++) {
+		if (strcmp(f->units[i]->key, key) == 0)
+			return &f->units[i];
+		if (f->units[i]->used < f->units[victim]->used)
+			victim = i;
+	}
+	if (!create)
+		return NULL;
+	if (f->nunits < UNIT_CACHE_MAX) {
+		f->units[f->nunits] = NULL;
+		return &f->units[f->nunits++];
+	}
+	/* full: the least recently served one goes */
+	entry_free(f->units[victim]);
+	f->units[victim] = NULL;
+	return &f->units[victim];
+}
+
+static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
+{
+	struct feeds *f = a->feeds;
+	struct entry **sp, *e, *ne;
+	tstamp now, mod = 0, fmod = 0;
+	int64_t fseq;
+	char key[80], hex[17];
+	char *body;
+
+	if (!f || !a->conf || !a->db)
+		return NULL;
+	now = clock_now(&a->clk);
+	if (u)
+		snprintf(key, sizeof(key), "unit/%s", u->id);
+	else
+		snprintf(key, sizeof(key), "secretariat");
+	sp = slot(f, key, false);
+	e = sp ? *sp : NULL;
+	if (e && e->doc.gen == f->gen && now >= e->built &&
+	    now - e->built < FEED_TTL) {
+		e->used = ++f->tick;
+		return &e->doc;
+	}
+	body = u ? feed_build_unit(a->conf, a->db, u, now, &mod)
+		 : feed_build_secretariat(a->conf, a->db, now, &mod);
+	if (!body) {
+		log_warn("feed %s: cannot build; serving the last one", key);
+		if (e)
+			e->used = ++f->tick;
+		return e ? &e->doc : NULL;
+	}
+	ne = xcalloc(1, sizeof(*ne));
+	ne->chash = content_hash(body);
+	if (e && e->chash == ne->chash) {
+		free(body);
+		free(ne);
+		e->doc.gen = f->gen;
+		e->built = now;
+		e->used = ++f->tick;
+		return &e->doc;
+	}
+	/* Last-Modified must move whenever the content does, also when an
+	 * event merely left the window: keep a revision of the whole feed. */
+	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)ne->chash);
+	if (db_rev(a->db, "feed", key, hex, now, &fseq, &fmod) == 0 &&
+	    fmod > mod)
+		mod = fmod;
+	snprintf(ne->key, sizeof(ne->key), "%s", key);
+	ne->doc.body = body;
+	ne->doc.len = strlen(body);
+	snprintf(ne->doc.etag, sizeof(ne->doc.etag), "\"%016llx\"",
+		 (unsigned long long)fnv(FNV_INIT, body, ne->doc.len));
+	ne->doc.modified = mod;
+	ne->doc.gen = f->gen;
+	ne->built = now;
+	ne->used = ++f->tick;
+	ne->own_body = true;
+	make_response(ne);
+	if (!sp)
+		sp = slot(f, key, true);
+	entry_free(*sp);
+	*sp = ne;
+	log_debug("feed %s: built, %zu bytes, etag %s", key, ne->doc.len,
+		  ne->doc.etag);
+	return &ne->doc;
+}
+
+const struct feed_doc *feeds_secretariat(struct app *a)
+{
+	return get_doc(a, NULL);
+}
+
+const struct feed_doc *feeds_unit(struct app *a, const struct unit *u)
+{
+	if (!u)
+		return NULL;
+	return get_doc(a, u);
+}

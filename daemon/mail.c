@@ -1,0 +1,656 @@
+/*
+ * mail.c - the RFC 5322/MIME message of an email notice, and delivery into
+ * a Maildir.
+ *
+ * Everything that goes into a header is checked for CR/LF (header
+ * injection) and non-ASCII text is RFC 2047 encoded; the body is UTF-8 in
+ * quoted-printable so the message is 7-bit clean for any relay.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "cutoffd.h"
+
+#define LINE_MAX_HDR 78
+/* "=?UTF-8?B?" + "?=" */
+#define EW_OVERHEAD 12
+
+void
+notice_clear(struct notice *n)
+{
+	if (n == NULL)
+		return;
+	free(n->recipients);
+	n->recipients = NULL;
+}
+
+/* ------------------------------------------------------------- encodings */
+
+static const char hexd[] = "0123456789ABCDEF";
+
+void
+mail_qp_encode(struct buf *out, const char *text, size_t len)
+{
+	size_t i = 0;
+
+	buf_add(out, "", 0);
+	while (i <= len) {
+		size_t end = i, col = 0;
+
+		while (end < len && text[end] != '\n')
+			end++;
+		/* a CR before the LF is part of the line end, not content */
+		size_t stop = (end > i && text[end - 1] == '\r') ? end - 1 : end;
+
+		if (i == len)
+			break;
+		for (size_t k = i; k < stop; k++) {
+			unsigned char c = (unsigned char)text[k];
+			bool last = k + 1 == stop;
+			bool lit = (c >= 33 && c <= 126 && c != '=') ||
+				   ((c == ' ' || c == '\t') && !last);
+			size_t tok = lit ? 1 : 3;
+			/* room for a soft break "=" unless this is the line's end */
+			size_t limit = last ? 76 : 75;
+
+			if (col + tok > limit) {
+				buf_puts(out, "=\r\n");
+				col = 0;
+			}
+			if (lit) {
+				buf_putc(out, (char)c);
+			} else {
+				buf_putc(out, '=');
+				buf_putc(out, hexd[c >> 4]);
+				buf_putc(out, hexd[c & 15]);
+			}
+			col += tok;
+		}
+		buf_puts(out, "\r\n");
+		i = end + 1;
+	}
+}
+
+static void
+put_b64(struct buf *out, const unsigned char *p, size_t n)
+{
+	unsigned char enc[4 * 64 / 3 + 8];
+
+	while (n > 0) {
+		size_t chunk = n > 48 ? 48 : n;
+		int k = EVP_EncodeBlock(enc, p, (int)chunk);
+
+		buf_add(out, enc, (size_t)k);
+		p += chunk;
+		n -= chunk;
+	}
+}
+
+/* length of the UTF-8 sequence starting with byte c (1 for stray bytes) */
+static size_t
+u8len(unsigned char c)
+{
+	if (c >= 0xf0)
+		return 4;
+	if (c >= 0xe0)
+		return 3;
+	if (c >= 0xc0)
+		return 2;
+	return 1;
+}
+
+/* Writes s as RFC 2047 encoded-words, starting at column col, folding
+ * before each further word so no line exceeds 78 characters; a word never
+ * splits a UTF-8 sequence.  Returns the column after the last word. */
+static size_t
+put_encoded_words(struct buf *out, size_t col, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0;
+	bool first = true;
+
+	while (i < n || first) {
+		size_t room, maxbytes, take = 0;
+
+		if (!first) {
+			buf_puts(out, "\r\n ");
+			col = 1;
+		}
+		room = LINE_MAX_HDR - col;
+		maxbytes = room > EW_OVERHEAD ? (room - EW_OVERHEAD) / 4 * 3 : 0;
+		if (maxbytes > 45)
+			maxbytes = 45;
+		if (maxbytes < 4 && first && col > 1) {
+			buf_puts(out, "\r\n ");
+			col = 1;
+			maxbytes = 45;
+		}
+		while (i + take < n) {
+			size_t k = u8len(p[i + take]);
+
+			if (i + take + k > n)
+				k = n - i - take;
+			if (take + k > maxbytes)
+				break;
+			take += k;
+		}
+		if (take == 0 && i < n)
+			take = 1;    /* cannot happen with maxbytes >= 4 */
+		buf_puts(out, "=?UTF-8?B?");
+		put_b64(out, p + i, take);
+		buf_puts(out, "?=");
+		col += EW_OVERHEAD + (take + 2) / 3 * 4;
+		i += take;
+		first = false;
+	}
+	return col;
+}
+
+static bool
+is_plain_ascii(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	return strstr(s, "=?") == NULL;
+}
+
+static bool
+header_safe(const char *what, const char *s)
+{
+	if (s == NULL) {
+		log_err("mail: no %s", what);
+		return false;
+	}
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '\r' || *p == '\n' || *p < 0x20 || *p == 0x7f) {
+			struct buf b;
+
+			buf_init(&b);
+			buf_put_escaped(&b, s, 200);
+			log_err("mail: refusing a control character in %s: %s",
+				what, buf_str(&b));
+			buf_free(&b);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An address: no spaces, controls, or brackets, one '@' with text around. */
+static bool
+addr_ok(const char *a)
+{
+	const char *at = strchr(a, '@');
+
+	if (at == NULL || at == a || at[1] == '\0' || strchr(at + 1, '@'))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || strchr("<>()[],;:\\\"", *p))
+			return false;
+	return true;
+}
+
+static bool
+needs_quotes(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if (strchr("()<>[]:;@\\,.\"", *p))
+			return true;
+	return false;
+}
+
+static bool
+is_atom(const char *w, size_t n)
+{
+	if (n >= 2 && w[0] == '=' && w[1] == '?')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)w[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
+			return false;
+	}
+	return true;
+}
+
+/* Appends one token, after a space or a fold, keeping lines <= 78. */
+static size_t
+put_token(struct buf *out, size_t col, bool first, const char *tok, size_t n)
+{
+	if (!first) {
+		if (col + 1 + n > LINE_MAX_HDR) {
+			buf_puts(out, "\r\n");
+			col = 0;
+		}
+		buf_putc(out, ' ');
+		col++;
+	}
+	buf_add(out, tok, n);
+	return col + n;
+}
+
+/*
+ * A display name (an RFC 5322 phrase): plain words stay atoms, and each run
+ * of other words becomes encoded-words.  Keeping the atoms between the
+ * runs matters: white space between two adjacent encoded-words is dropped
+ * by RFC 2047 decoders but kept by some parsers (Python's), so splitting
+ * a name only next to an atom reads the same everywhere.
+ */
+static size_t
+put_phrase(struct buf *out, size_t col, const char *name)
+{
+	char **w;
+	size_t n = split_list(name, " \t", &w), i = 0;
+	bool first = true;
+
+	while (i < n) {
+		struct buf run, enc;
+		size_t j;
+
+		if (is_atom(w[i], strlen(w[i]))) {
+			col = put_token(out, col, first, w[i], strlen(w[i]));
+			first = false;
+			i++;
+			continue;
+		}
+		buf_init(&run);
+		for (j = i; j < n && !is_atom(w[j], strlen(w[j])); j++) {
+			/* a run too long for one encoded-word is split at a
+			 * word, the space inside the earlier word (RFC) */
+			if (run.len > 0 && run.len + 1 + strlen(w[j]) > 45) {
+				buf_putc(&run, ' ');
+				break;
+			}
+			if (run.len > 0)
+				buf_putc(&run, ' ');
+			buf_puts(&run, w[j]);
+		}
+		buf_init(&enc);
+		put_encoded_words(&enc, 0, buf_str(&run));
+		if (strstr(buf_str(&enc), "\r\n") != NULL) {
+			/* a single word longer than an encoded-word: fold as is */
+			if (!first) {
+				buf_putc(out, ' ');
+				col++;
+			}
+			col = put_encoded_words(out, col, buf_str(&run));
+		} else {
+			col = put_token(out, col, first, enc.p, enc.len);
+		}
+		first = false;
+		buf_free(&enc);
+		buf_free(&run);
+		i = j;
+	}
+	free_list(w, n);
+	return col;
+}
+
+/* "From: " with a display name encoded as needed. */
+static int
+put_from(struct buf *out, const char *from)
+{
+	char *copy, *name = NULL, *addr, *lt, *gt;
+	int rc = -1;
+
+	if (!header_safe("From", from))
+		return -1;
+	copy = xstrdup(from);
+	strtrim(copy);
+	lt = strrchr(copy, '<');
+	gt = strrchr(copy, '>');
+	if (lt != NULL && gt != NULL && gt > lt && gt[1] == '\0') {
+		*lt = '\0';
+		*gt = '\0';
+		addr = strtrim(lt + 1);
+		name = strtrim(copy);
+		size_t nl = strlen(name);
+		if (nl >= 2 && name[0] == '"' && name[nl - 1] == '"') {
+			name[nl - 1] = '\0';
+			name++;
+		}
+		if (*name == '\0')
+			name = NULL;
+	} else {
+		addr = copy;
+	}
+	if (!addr_ok(addr)) {
+		log_err("mail: bad From address");
+		goto out;
+	}
+	buf_puts(out, "From: ");
+	if (name == NULL) {
+		buf_printf(out, "%s\r\n", addr);
+	} else if (is_plain_ascii(name) && strlen(name) + strlen(addr) < 60) {
+		if (needs_quotes(name)) {
+			buf_putc(out, '"');
+			for (const char *p = name; *p; p++) {
+				if (*p == '"' || *p == '\\')
+					buf_putc(out, '\\');
+				buf_putc(out, *p);
+			}
+			buf_putc(out, '"');
+		} else {
+			buf_puts(out, name);
+		}
+		buf_printf(out, " <%s>\r\n", addr);
+	} else {
+		size_t col = put_phrase(out, 6, name);
+
+		if (col + 3 + strlen(addr) > LINE_MAX_HDR)
+			buf_puts(out, "\r\n");
+		buf_printf(out, " <%s>\r\n", addr);
+	}
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/* "To: a, b" folded one address per line when long */
+static int
+put_to(struct buf *out, const char *recipients)
+{
+	char **v;
+	size_t n, col;
+	int rc = 0;
+
+	if (!header_safe("recipients", recipients))
+		return -1;
+	n = split_list(recipients, ", \t", &v);
+	if (n == 0) {
+		log_err("mail: no recipients");
+		free_list(v, n);
+		return -1;
+	}
+	buf_puts(out, "To: ");
+	col = 4;
+	for (size_t i = 0; i < n; i++) {
+		if (!addr_ok(v[i])) {
+			struct buf b;
+
+			buf_init(&b);
+			buf_put_escaped(&b, v[i], 200);
+			log_err("mail: bad recipient address %s", buf_str(&b));
+			buf_free(&b);
+			rc = -1;
+			break;
+		}
+		if (i > 0) {
+			buf_putc(out, ',');
+			col++;
+			if (col + 1 + strlen(v[i]) > LINE_MAX_HDR) {
+				buf_puts(out, "\r\n");
+				col = 0;
+			}
+			buf_putc(out, ' ');
+			col++;
+		}
+		buf_puts(out, v[i]);
+		col += strlen(v[i]);
+	}
+	buf_puts(out, "\r\n");
+	free_list(v, n);
+	return rc;
+}
+
+static void
+put_subject(struct buf *out, const char *subject)
+{
+	buf_puts(out, "Subject: ");
+	if (is_plain_ascii(subject) && 9 + strlen(subject) <= LINE_MAX_HDR)
+		buf_puts(out, subject);
+	else
+		put_encoded_words(out, 9, subject);
+	buf_puts(out, "\r\n");
+}
+
+static void
+put_date(struct buf *out, const struct conf *c, tstamp now)
+{
+	static const char *const wd[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+		"Fri", "Sat" };
+	static const char *const mo[] = { "Jan", "Feb", "Mar", "Apr", "May",
+		"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct ymd d;
+	int minute, second;
+	int64_t off;
+
+	if (c->tz != NULL) {
+		tz_local(c->tz, now, &d, &minute, &second);
+	} else {
+		int64_t days = now / 86400 - (now % 86400 < 0);
+
+		d = civil_from_days(days);
+		minute = (int)((now - days * 86400) / 60);
+		second = (int)((now - days * 86400) % 60);
+	}
+	off = days_from_civil(d.y, d.m, d.d) * 86400 + minute * 60 + second - now;
+	off /= 60;
+	buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d %c%02d%02d\r\n",
+		   wd[ymd_wday(d)], d.d, mo[(d.m - 1) % 12], d.y, minute / 60,
+		   minute % 60, second, off < 0 ? '-' : '+',
+		   (int)((off < 0 ? -off : off) / 60),
+		   (int)((off < 0 ? -off : off) % 60));
+}
+
+char *
+mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
+	   size_t n, tstamp now, size_t *len)
+{
+	struct notice_text nt = { 0 };
+	struct buf m;
+	const char *mid;
+
+	if (c == NULL || ns == NULL || n == 0 || ns[0] == NULL)
+		return NULL;
+	mid = ns[0]->message_id;
+	if (!header_safe("Message-ID", mid))
+		return NULL;
+	if (mid[0] != '<' || mid[strlen(mid) - 1] != '>' || strchr(mid, ' ')) {
+		log_err("mail: malformed Message-ID");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!header_safe("occurrence", ns[i]->occurrence) ||
+		    !header_safe("unit", ns[i]->unit) ||
+		    !header_safe("step", ns[i]->step) ||
+		    !header_safe("recipients", ns[i]->recipients))
+			return NULL;
+	}
+	if (notice_render(c, db, ns, n, now, &nt) < 0)
+		return NULL;
+	if (!header_safe("Subject", nt.subject) || !utf8_valid(nt.subject, strlen(nt.subject)))
+		goto fail_nobuf;
+
+	buf_init(&m);
+	if (put_from(&m, c->mail.from) < 0)
+		goto fail;
+	if (put_to(&m, ns[0]->recipients) < 0)
+		goto fail;
+	put_subject(&m, nt.subject);
+	put_date(&m, c, now);
+	buf_printf(&m, "Message-ID: %s\r\n", mid);
+	buf_puts(&m, "MIME-Version: 1.0\r\n"
+		 "Content-Type: text/plain; charset=utf-8\r\n"
+		 "Content-Transfer-Encoding: quoted-printable\r\n"
+		 "Auto-Submitted: auto-generated\r\n"
+		 "X-Auto-Response-Suppress: All\r\n");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&m, "X-Cutoffd-Notice: %s %s %s\r\n",
+			   ns[i]->occurrence, ns[i]->unit, ns[i]->step);
+	buf_puts(&m, "\r\n");
+	mail_qp_encode(&m, nt.body, strlen(nt.body));
+	notice_text_clear(&nt);
+	*len = m.len;
+	return buf_steal(&m);
+fail:
+	buf_free(&m);
+fail_nobuf:
+	notice_text_clear(&nt);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- maildir */
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && mkdir(p, mode) < 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* the host name with '/' and ':' escaped, as the Maildir spec asks */
+static void
+safe_hostname(char *out, size_t size)
+{
+	char host[256];
+	struct buf b;
+
+	if (gethostname(host, sizeof host) < 0)
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	buf_init(&b);
+	for (const char *p = host; *p; p++) {
+		if (*p == '/')
+			buf_puts(&b, "\\057");
+		else if (*p == ':')
+			buf_puts(&b, "\\072");
+		else
+			buf_putc(&b, *p);
+	}
+	snprintf(out, size, "%s", buf_str(&b));
+	buf_free(&b);
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+maildir_deliver(const char *maildir, const char *msg, size_t len, tstamp now)
+{
+	static unsigned long counter;
+	char host[300], *tmp = NULL, *new = NULL, *dir;
+	int fd = -1, saved;
+	const char *sub[] = { "tmp", "new", "cur" };
+
+	if (maildir == NULL || msg == NULL) {
+		log_err("maildir: no maildir configured");
+		return -1;
+	}
+	for (int i = 0; i < 3; i++) {
+		dir = xasprintf("%s/%s", maildir, sub[i]);
+		if (mkdir_p(dir, 0700) < 0) {
+			log_err("maildir: cannot create %s: %s", dir, strerror(errno));
+			free(dir);
+			return -1;
+		}
+		free(dir);
+	}
+	safe_hostname(host, sizeof host);
+	for (int tries = 0; tries < 100 && fd < 0; tries++) {
+		char *name = xasprintf("%lld.%ld_%lu.%s", (long long)now,
+				       (long)getpid(), ++counter, host);
+
+		free(tmp);
+		free(new);
+		tmp = xasprintf("%s/tmp/%s", maildir, name);
+		new = xasprintf("%s/new/%s", maildir, name);
+		free(name);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+		/* a file in new/ with that name would be overwritten by rename */
+		if (fd >= 0 && access(new, F_OK) == 0) {
+			close(fd);
+			unlink(tmp);
+			fd = -1;
+		}
+	}
+	if (fd < 0) {
+		log_err("maildir: cannot create %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (write_all(fd, msg, len) < 0 || fsync(fd) < 0) {
+		saved = errno;
+		log_err("maildir: cannot write %s: %s", tmp, strerror(saved));
+		close(fd);
+		unlink(tmp);
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		log_err("maildir: cannot write %s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		goto fail;
+	}
+	if (rename(tmp, new) < 0) {
+		log_err("maildir: cannot move %s into new/: %s", tmp,
+			strerror(errno));
+		unlink(tmp);
+		goto fail;
+	}
+	dir = xasprintf("%s/new", maildir);
+	if (fsync_dir(dir) < 0) {
+		log_err("maildir: cannot sync %s: %s", dir, strerror(errno));
+		free(dir);
+		goto fail;
+	}
+	free(dir);
+	free(tmp);
+	free(new);
+	return 0;
+fail:
+	free(tmp);
+	free(new);
+	return -1;
+}
