@@ -1,0 +1,290 @@
+"""Notices end to end: the real daemon, a real SMTP server (aiosmtpd), a
+real HTTP receiver for webhooks; time driven by --now/--speed, not sleeps
+of real deadlines."""
+import base64
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import ctl, free_port, make_config
+
+# 07:59 on Wednesday 06/03/2024: the first reminder of q1/2024-03-13 (-7d at
+# 08:00) is one simulated minute away.
+BEFORE = "2024-03-06T07:59"
+
+
+class Sink:
+    """An SMTP server that stores what it accepts and can refuse on cue."""
+
+    def __init__(self, fail=None):
+        self.messages, self.attempts = [], []
+        self.fail = fail  # fn(message) -> None (accept) or "4xx ..."/"5xx ..."
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content,
+                                       policy=email.policy.default)
+        with self.lock:
+            self.attempts.append(msg)
+            answer = self.fail(msg) if self.fail else None
+            if answer is None:
+                self.messages.append((envelope.rcpt_tos, msg))
+                return "250 OK"
+            return answer
+
+
+@pytest.fixture
+def smtp():
+    servers = []
+
+    def start(fail=None):
+        sink = Sink(fail)
+        port = free_port()
+        c = Controller(sink, hostname="127.0.0.1", port=port)
+        c.start()
+        servers.append(c)
+        sink.port = port
+        return sink
+
+    yield start
+    for c in servers:
+        c.stop()
+
+
+def smtp_mail(port, extra=""):
+    return (f"transport = smtp\nurl = smtp://127.0.0.1:{port}\nstarttls = no\n"
+            "from = Thường trực Ban Chỉ đạo 138 <thuongtruc@example.vn>\n"
+            "retry_min = 10m\nretry_max = 1h\ngive_up = 1d\n" + extra)
+
+
+def wait_for(pred, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_reminders_reach_smtp_with_correct_headers(daemon_factory, tmp_path,
+                                                   port, smtp):
+    sink = smtp()
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    # tu-phap already reported: it must get nothing
+    r = ctl(conf, "received", "tu-phap", "q1/2024-03-13", now="2024-03-05T10:00")
+    assert r.returncode == 0, r.stderr
+    d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    wait_for(lambda: len(sink.messages) >= 3, what="3 reminders")
+    time.sleep(0.5)  # a fourth (wrong) one would arrive with the others
+    d.stop()
+    rcpts = sorted(r[0] for r, _ in sink.messages)
+    assert rcpts == ["bcd.tanloi@example.vn", "ldtbxh@example.vn",
+                     "mttq@example.vn"]
+    for _, msg in sink.messages:
+        assert "Báo cáo quý I" in msg["Subject"]
+        assert msg["From"].addresses[0].display_name == \
+            "Thường trực Ban Chỉ đạo 138"
+        assert msg["Auto-Submitted"] == "auto-generated"
+        assert msg["MIME-Version"] == "1.0"
+        assert msg["Message-ID"].startswith("<") and msg["Date"]
+        body = msg.get_content()
+        assert "13/03/2024" in body
+        assert not msg.defects
+        # the raw Subject is RFC 2047-encoded ASCII
+        raw = msg.as_bytes().decode("ascii")
+        assert "=?utf-8?" in raw.lower()
+
+
+def test_retry_keeps_message_id_then_permanent_failure(daemon_factory,
+                                                        tmp_path, port, smtp):
+    tries = {}
+
+    def fail(msg):
+        to = str(msg["To"])
+        tries[to] = tries.get(to, 0) + 1
+        if "mttq" in to:
+            return "550 5.1.1 mailbox unknown"
+        if tries[to] <= 2:
+            return "451 4.3.0 try again later"
+        return None
+
+    sink = smtp(fail)
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    # 600x: a 10-minute backoff takes one real second
+    d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+    wait_for(lambda: len(sink.messages) >= 3, timeout=60, what="retried mails")
+    d.stop()
+    by_to = {}
+    for m in sink.attempts:
+        by_to.setdefault(str(m["To"]), []).append(m["Message-ID"])
+    for to, ids in by_to.items():
+        assert len(set(ids)) == 1, (to, ids)  # same Message-ID every retry
+    assert len(by_to["tuphap@example.vn"]) == 3
+    assert len(by_to["mttq@example.vn"]) == 1  # 5xx: no retry
+    r = ctl(conf, "status", now="2024-03-06T09:00")
+    assert "failed" in r.stdout and "mttq" in r.stdout
+    assert "550" in d.logtext()
+
+
+def test_dead_mail_server_does_not_stall_feeds(daemon_factory, tmp_path, port):
+    dead = free_port()  # nothing listens there
+    conf = make_config(tmp_path, port, mail=smtp_mail(dead))
+    d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    st, _, _ = d.get("/calendar.ics")
+    assert st == 200 and time.monotonic() - t0 < 2
+    d.stop()
+    db = sqlite3.connect(tmp_path / "state.db")
+    rows = db.execute("select state, attempts from outbox").fetchall()
+    assert rows and all(s == "pending" for s, _ in rows)
+    assert any(a >= 1 for _, a in rows)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    got = []
+
+    def do_POST(self):
+        n = int(self.headers["Content-Length"])
+        Receiver.got.append((self.path, dict(self.headers), self.rfile.read(n)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_webhook_signed_json(daemon_factory, tmp_path, port, smtp):
+    sink = smtp()
+    hport = free_port()
+    srv = ThreadingHTTPServer(("127.0.0.1", hport), Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    Receiver.got = []
+    secret = b"whsec-test-\x00\xffkey"
+    (tmp_path / "hook.key").write_bytes(secret)
+    units = f"""
+[unit p-tan-loi]
+name    = Ban Chỉ đạo phường Tân Lợi
+email   = bcd.tanloi@example.vn
+head    = chutich.tanloi@example.vn
+webhook = http://127.0.0.1:{hport}/hooks/tan-loi
+"""
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port), units=units,
+                       webhook="secret_file = hook.key\ntimeout = 5s")
+    d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    wait_for(lambda: Receiver.got, what="webhook")
+    d.stop()
+    srv.shutdown()
+    path, headers, body = Receiver.got[0]
+    assert path == "/hooks/tan-loi"
+    obj = json.loads(body)
+    assert obj["event"] == "reminder"
+    assert obj["unit"] == "p-tan-loi"
+    assert obj["occurrence"] == "q1/2024-03-13"
+    assert obj["days"] == -7
+    assert obj["due"].startswith("2024-03-13")
+    assert "Báo cáo quý I" in obj["text"]
+    h = {k.lower(): v for k, v in headers.items()}
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode() + body
+    want = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())
+    assert f"v1,{want.decode()}" in h["webhook-signature"].split()
+
+
+def test_maildir_transport_like_make_run(daemon_factory, tmp_path, port):
+    conf = make_config(tmp_path, port)
+    d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    new = tmp_path / "mail" / "new"
+    wait_for(lambda: new.is_dir() and len(list(new.iterdir())) >= 4,
+             what="4 mails in the Maildir")
+    d.stop()
+    files = list(new.iterdir())
+    msgs = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+            for f in files]
+    assert sorted(str(m["To"]) for m in msgs) == [
+        "bcd.tanloi@example.vn", "ldtbxh@example.vn", "mttq@example.vn",
+        "tuphap@example.vn"]
+    assert not list((tmp_path / "mail" / "tmp").iterdir())
+
+
+def test_no_resend_across_restart_and_reload(daemon_factory, tmp_path, port,
+                                             smtp):
+    sink = smtp()
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    wait_for(lambda: len(sink.messages) >= 4, what="first reminders")
+    d.reload()
+    d.stop()
+    n = len(sink.messages)
+    # the same simulated minute again: nothing new may be sent
+    d2 = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+    time.sleep(2)
+    d2.stop()
+    assert len(sink.messages) == n == 4
+
+
+def test_catch_up_sends_only_latest_missed_step(daemon_factory, tmp_path,
+                                                port, smtp):
+    sink = smtp()
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    d = daemon_factory(conf, port, now="2024-03-01T09:00").start()
+    d.stop()  # last scan recorded at 01/03
+    # back 9 days later (after remind -7d, -3d, -1d, 0d and escalate +1d)
+    d = daemon_factory(conf, port, now="2024-03-14T09:00", speed=1).start()
+    wait_for(lambda: len(sink.messages) >= 4, what="catch-up")
+    time.sleep(1)
+    d.stop()
+    steps = [m["X-Cutoffd-Notice"].split()[2] for _, m in sink.messages]
+    assert set(steps) == {"escalate+1d"}, steps
+    assert len(steps) == 4  # one per unit, to the head
+
+
+def test_kill9_loses_nothing(daemon_factory, tmp_path, port, smtp):
+    """1,000 notices; kill -9 at random points; restart; count."""
+    sink = smtp()
+    units = "".join(f"\n[unit u{i:04d}]\nname = Đơn vị {i}\n"
+                    f"email = u{i:04d}@example.vn\n" for i in range(1000))
+    policy = """
+[policy standard]
+at     = 08:00
+remind = 0d
+
+[cycle q1]
+title  = Báo cáo quý I
+due    = 03-13
+units  = *
+"""
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port, "parallel = 8\n"),
+                       cycles=policy, units=units)
+    rnd = random.Random(1234)
+    kills = 0
+    d = daemon_factory(conf, port, now="2024-03-13T07:59", speed=60).start()
+    for _ in range(4):
+        time.sleep(rnd.uniform(1.0, 2.5))
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        kills += 1
+        d = daemon_factory(conf, port, now="2024-03-13T07:59", speed=60).start()
+    wait_for(lambda: len({m["X-Cutoffd-Notice"] for _, m in sink.messages})
+             >= 1000, timeout=180, what="1000 distinct notices")
+    time.sleep(1)
+    d.stop()
+    keys = [m["X-Cutoffd-Notice"] for _, m in sink.messages]
+    distinct = set(keys)
+    dups = len(keys) - len(distinct)
+    print(f"kill -9 x{kills}: {len(distinct)} distinct, {dups} duplicates")
+    assert len(distinct) == 1000  # 0 lost
+    assert dups <= 8 * kills  # at most `parallel` in flight per kill
