@@ -1,0 +1,497 @@
+/*
+ * engine.c - turns the plan into outbox rows as steps come due.
+ *
+ * A timer on the loop wakes at the next step time (at most WAKE_MAX real
+ * seconds apart, so clock jumps and --speed are noticed).  Each wake scans
+ * (last_scan, now] with sched_plan, writes the rows into the outbox and the
+ * new last_scan into meta in one transaction, then kicks the sender.  The
+ * rows' UNIQUE key makes a repeated scan (after a crash between commit and
+ * the next wake, or a clock step backwards) harmless.
+ *
+ * Catch-up rule (after downtime, or when the clock jumps forward):
+ *   After downtime, each recipient of a unit (audience and channel) gets only
+ *   the latest step it missed for each occurrence, once; missed steps of
+ *   occurrences already past their policy's `until` are dropped.
+ * A step counts as missed when its send time is more than GRACE before the
+ * scan; steps inside the grace are what a running daemon sends on time.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "cutoffd.h"
+
+#define WAKE_MAX 60.0             /* real seconds between re-checks */
+#define GRACE_MIN 300             /* virtual seconds: see catch-up rule */
+#define DAY 86400
+#define REPEAT_DAYS 366           /* sched's repeat span when until = 0 */
+#define META_LAST_SCAN "last_scan"
+
+struct engine {
+	struct app *a;
+	ev_timer timer;
+};
+
+/* ------------------------------------------------- submissions cache */
+
+/* Submitted units of the occurrences the plan asks about, loaded once per
+ * occurrence (one query instead of one per unit). */
+struct subocc {
+	char occ[OCC_ID_MAX];
+	char **units;             /* sorted */
+	size_t n, cap;
+};
+
+struct subcache {
+	struct db *db;
+	struct subocc *v;
+	size_t n, cap;
+	bool error;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int sub_add(void *ctx, const struct submission *s)
+{
+	struct subocc *o = ctx;
+
+	if (o->n == o->cap) {
+		o->cap = o->cap ? 2 * o->cap : 16;
+		o->units = xrealloc(o->units, o->cap * sizeof(*o->units));
+	}
+	o->units[o->n++] = xstrdup(s->unit);
+	return 0;
+}
+
+static bool submitted(void *ctx, const char *occ_id, const char *unit_id)
+{
+	struct subcache *sc = ctx;
+	struct subocc *o = NULL;
+
+	for (size_t i = 0; i < sc->n; i++) {
+		if (strcmp(sc->v[i].occ, occ_id) == 0) {
+			o = &sc->v[i];
+			break;
+		}
+	}
+	if (!o) {
+		if (sc->n == sc->cap) {
+			sc->cap = sc->cap ? 2 * sc->cap : 8;
+			sc->v = xrealloc(sc->v, sc->cap * sizeof(*sc->v));
+		}
+		o = &sc->v[sc->n++];
+		memset(o, 0, sizeof(*o));
+		snprintf(o->occ, sizeof(o->occ), "%s", occ_id);
+		if (db_sub_foreach(sc->db, occ_id, sub_add, o) < 0)
+			sc->error = true;
+		if (o->n > 1)
+			qsort(o->units, o->n, sizeof(*o->units), cmp_str);
+	}
+	if (o->n == 0)
+		return false;
+	return bsearch(&unit_id, o->units, o->n, sizeof(*o->units),
+		       cmp_str) != NULL;
+}
+
+static void subcache_free(struct subcache *sc)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		for (size_t k = 0; k < sc->v[i].n; k++)
+			free(sc->v[i].units[k]);
+		free(sc->v[i].units);
+	}
+	free(sc->v);
+}
+
+/* ------------------------------------------------------------- scan */
+
+/* A plan row, copied out of sched_plan's walk. */
+struct due {
+	struct notice n;
+	tstamp cutoff;            /* due_at + until; 0 = no limit */
+};
+
+struct collect {
+	struct due *v;
+	size_t n, cap;
+	const char *public_url;
+};
+
+static int collect_row(void *ctx, const struct plan_row *r)
+{
+	struct collect *col = ctx;
+	const struct policy *p = r->occ->cycle->policy;
+	struct due *d;
+
+	if (col->n == col->cap) {
+		col->cap = col->cap ? 2 * col->cap : 64;
+		col->v = xrealloc(col->v, col->cap * sizeof(*col->v));
+	}
+	d = &col->v[col->n++];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->n.occurrence, sizeof(d->n.occurrence), "%s", r->occ->id);
+	snprintf(d->n.unit, sizeof(d->n.unit), "%s", r->unit->id);
+	snprintf(d->n.step, sizeof(d->n.step), "%s", r->step->name);
+	d->n.aud = r->aud;
+	d->n.ch = r->ch;
+	d->n.recipients = xstrdup(r->recipients);
+	d->n.send_at = r->at;
+	outbox_message_id(col->public_url, d->n.occurrence, d->n.unit,
+			  d->n.step, d->n.aud, d->n.ch, d->n.message_id,
+			  sizeof(d->n.message_id));
+	d->cutoff = p && p->until > 0 ? r->occ->due_at + p->until : 0;
+	return 0;
+}
+
+/* Key order, the latest step of each key first. */
+static int cmp_due(const void *a, const void *b)
+{
+	const struct due *x = a, *y = b;
+	int r;
+
+	r = strcmp(x->n.occurrence, y->n.occurrence);
+	if (r == 0)
+		r = strcmp(x->n.unit, y->n.unit);
+	if (r == 0 && x->n.aud != y->n.aud)
+		r = x->n.aud < y->n.aud ? -1 : 1;
+	if (r == 0 && x->n.ch != y->n.ch)
+		r = x->n.ch < y->n.ch ? -1 : 1;
+	if (r == 0 && x->n.send_at != y->n.send_at)
+		r = x->n.send_at > y->n.send_at ? -1 : 1;
+	return r;
+}
+
+static bool same_key(const struct due *x, const struct due *y)
+{
+	return strcmp(x->n.occurrence, y->n.occurrence) == 0 &&
+	       strcmp(x->n.unit, y->n.unit) == 0 && x->n.aud == y->n.aud &&
+	       x->n.ch == y->n.ch;
+}
+
+static int read_last_scan(struct db *db, tstamp *out)
+{
+	char *v = NULL, *end;
+	long long t;
+	int rc = db_meta_get(db, META_LAST_SCAN, &v);
+
+	if (rc != 0)
+		return rc;
+	t = strtoll(v, &end, 10);
+	if (end == v || *end) {
+		log_warn("state: bad %s '%s', starting the scan afresh",
+			 META_LAST_SCAN, v);
+		free(v);
+		return 1;
+	}
+	free(v);
+	*out = (tstamp)t;
+	return 0;
+}
+
+/*
+ * Enqueues every step with send time in (last_scan, now], under the
+ * catch-up rule, and moves last_scan to now, in one transaction.  Without
+ * a last_scan (first start) the scan starts at `first` (<= now).  Returns
+ * how many rows were added, or -1.  *scanned gets the effective scan time
+ * (never behind the stored last_scan).
+ */
+static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
+		tstamp grace, tstamp *scanned)
+{
+	struct collect col = { .public_url = c->daemon.public_url };
+	struct subcache sc = { .db = db };
+	struct notice **pick = NULL;
+	size_t npick = 0;
+	tstamp last;
+	char val[24];
+	int rc, added = 0;
+
+	rc = read_last_scan(db, &last);
+	if (rc < 0)
+		return -1;
+	if (rc == 1) {
+		/* first start: nothing from before our time is sent */
+		last = first < now ? first : now;
+	}
+	if (now < last) {
+		/* the clock went back: those steps are in the outbox already */
+		*scanned = last;
+		return 0;
+	}
+	if (now > last &&
+	    sched_plan(c, last + 1, now + 1, NULL, submitted, &sc, collect_row,
+		       &col) < 0) {
+		log_err("engine: the plan could not be computed");
+		added = -1;
+		goto out;
+	}
+	if (sc.error) {
+		added = -1;
+		goto out;
+	}
+	if (col.n > 1)
+		qsort(col.v, col.n, sizeof(*col.v), cmp_due);
+
+	/* pick the rows under the catch-up rule */
+	pick = xcalloc(col.n ? col.n : 1, sizeof(*pick));
+	for (size_t i = 0; i < col.n; i++) {
+		struct due *d = &col.v[i];
+		bool late = now - d->n.send_at > grace;
+
+		/* the first of a key is its latest step: older ones are
+		 * superseded (they can only be missed ones) */
+		if (i > 0 && same_key(d, &col.v[i - 1]))
+			continue;
+		if (late && d->cutoff > 0 && now > d->cutoff)
+			continue;
+		pick[npick++] = &d->n;
+	}
+	if (db_begin(db) < 0) {
+		added = -1;
+		goto out;
+	}
+	added = outbox_add_all(db, (const struct notice *const *)pick, npick,
+			       now);
+	if (added < 0) {
+		db_rollback(db);
+		goto out;
+	}
+	snprintf(val, sizeof(val), "%lld", (long long)now);
+	if (db_meta_set(db, META_LAST_SCAN, val) < 0 || db_commit(db) < 0) {
+		db_rollback(db);
+		added = -1;
+		goto out;
+	}
+	*scanned = now;
+	if (added > 0)
+		log_info("%d notice%s queued", added, added == 1 ? "" : "s");
+out:
+	for (size_t i = 0; i < col.n; i++)
+		notice_clear(&col.v[i].n);
+	free(col.v);
+	free(pick);
+	subcache_free(&sc);
+	return added;
+}
+
+/* Earliest step time > after over every occurrence (units don't matter for
+ * when to wake).  0 found, 1 none within the horizon. */
+static int next_step(const struct conf *c, tstamp after, tstamp *out)
+{
+	int64_t back = 2 * DAY, ahead = 2 * DAY;
+	struct notice_step *st;
+	struct occ *occ = NULL;
+	size_t nocc = 0;
+	tstamp best = 0;
+	bool found = false;
+
+	/* reach of steps around their due date, as sched computes them */
+	for (size_t i = 0; i < c->npolicies; i++) {
+		const struct policy *p = &c->policies[i];
+		int64_t lo = 0, hi = 0;
+
+		for (size_t k = 0; k < p->nremind; k++) {
+			lo = p->remind[k].days < lo ? p->remind[k].days : lo;
+			hi = p->remind[k].days > hi ? p->remind[k].days : hi;
+		}
+		for (size_t k = 0; k < p->nescalate; k++) {
+			lo = p->escalate[k].days < lo ? p->escalate[k].days : lo;
+			hi = p->escalate[k].days > hi ? p->escalate[k].days : hi;
+		}
+		if (p->repeat > 0) {
+			int64_t r = p->until > 0 ? p->until / DAY + 1 : REPEAT_DAYS;
+
+			hi = r > hi ? r : hi;
+		}
+		back = (hi + 2) * DAY > back ? (hi + 2) * DAY : back;
+		ahead = (2 - lo) * DAY > ahead ? (2 - lo) * DAY : ahead;
+	}
+	ahead += c->daemon.horizon > 0 ? c->daemon.horizon : 400 * DAY;
+	if (sched_occurrences(c, after - back, after + ahead, &occ, &nocc) < 0)
+		return -1;
+	st = xcalloc(SCHED_MAX_STEPS, sizeof(*st));
+	for (size_t i = 0; i < nocc; i++) {
+		int n = sched_steps(c, &occ[i], st, SCHED_MAX_STEPS);
+
+		for (int k = 0; k < n; k++) {
+			if (st[k].at > after && (!found || st[k].at < best)) {
+				best = st[k].at;
+				found = true;
+				break;       /* steps are in time order */
+			}
+		}
+	}
+	free(st);
+	free(occ);
+	if (!found)
+		return 1;
+	*out = best;
+	return 0;
+}
+
+/* ---------------------------------------------------------- the timer */
+
+static tstamp grace_for(const struct clock *clk)
+{
+	/* a busy loop (fsync, a long maildir batch) delays a wake by a few
+	 * real seconds; at --speed that is speed times more virtual time */
+	double g = 10.0 * (clk->speed > 1.0 ? clk->speed : 1.0);
+
+	return g > GRACE_MIN ? (tstamp)g : GRACE_MIN;
+}
+
+static void run(struct engine *e)
+{
+	struct app *a = e->a;
+	tstamp now, scanned = 0, next;
+	double d = WAKE_MAX;
+	int n;
+
+	ev_timer_stop(a->loop, &e->timer);
+	if (a->stopping)
+		return;
+	now = clock_now(&a->clk);
+	/* A first start with --now begins at that instant, not at the end
+	 * of start-up (which at --speed may be hours of virtual time). */
+	n = scan(a->conf, a->db, a->clk.fake ? a->clk.virt0 : now, now,
+		 grace_for(&a->clk), &scanned);
+	if (n > 0)
+		sender_kick(a->sender);
+	if (n >= 0 && next_step(a->conf, scanned, &next) == 0) {
+		/* a little past the step, so that the scan includes it */
+		d = clock_delay(&a->clk, next) + 0.01;
+		if (d > WAKE_MAX)
+			d = WAKE_MAX;
+	}
+	ev_timer_set(&e->timer, d, 0.);
+	ev_timer_start(a->loop, &e->timer);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	run(w->data);
+}
+
+/* ----------------------------------------------------------- replan */
+
+struct keepctx {
+	const struct conf *c;
+	struct db *db;
+	/* the last occurrence looked up: rows come in id order, so rows of
+	 * one scan (one occurrence) are neighbours */
+	char occ_id[OCC_ID_MAX];
+	int occ_rc;
+	struct occ occ;
+	struct notice_step *steps;
+	int nsteps;
+};
+
+static bool cycle_has(const struct cycle *cy, size_t ui)
+{
+	size_t lo = 0, hi = cy->nunits;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cy->units[mid] == ui)
+			return true;
+		if (cy->units[mid] < ui)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Whether a pending row still stands under the current configuration and
+ * the recorded submissions. */
+static bool keep_row(void *ctx, const struct notice *n, const char **why)
+{
+	struct keepctx *k = ctx;
+	const struct unit *u = conf_unit(k->c, n->unit);
+	struct submission sub;
+	char *r;
+	bool step_ok = false;
+
+	if (!u) {
+		*why = "unit removed";
+		return false;
+	}
+	if (strcmp(k->occ_id, n->occurrence) != 0) {
+		snprintf(k->occ_id, sizeof(k->occ_id), "%s", n->occurrence);
+		k->occ_rc = sched_occurrence(k->c, n->occurrence, &k->occ);
+		k->nsteps = k->occ_rc < 0 ? 0 :
+			sched_steps(k->c, &k->occ, k->steps, SCHED_MAX_STEPS);
+	}
+	if (k->occ_rc < 0) {
+		*why = "occurrence removed";
+		return false;
+	}
+	if (!cycle_has(k->occ.cycle, (size_t)(u - k->c->units))) {
+		*why = "unit no longer in the cycle";
+		return false;
+	}
+	r = outbox_recipients(k->c, u, n->aud, n->ch);
+	if (!r) {
+		*why = "no address for this audience";
+		return false;
+	}
+	free(r);
+	for (int i = 0; i < k->nsteps && !step_ok; i++) {
+		/* webhooks carry every step, whatever its audience */
+		step_ok = strcmp(k->steps[i].name, n->step) == 0 &&
+			  (n->ch == CH_WEBHOOK || (k->steps[i].aud & n->aud));
+	}
+	if (!step_ok) {
+		*why = "step removed from the policy";
+		return false;
+	}
+	if (db_sub_get(k->db, n->occurrence, n->unit, &sub) == 0) {
+		submission_clear(&sub);
+		*why = "report recorded";
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------- API */
+
+struct engine *engine_start(struct app *a)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+
+	e->a = a;
+	ev_init(&e->timer, on_timer);
+	e->timer.data = e;
+	run(e);
+	return e;
+}
+
+void engine_replan(struct engine *e)
+{
+	struct keepctx k;
+
+	if (!e || e->a->stopping)
+		return;
+	memset(&k, 0, sizeof(k));
+	k.c = e->a->conf;
+	k.db = e->a->db;
+	k.steps = xcalloc(SCHED_MAX_STEPS, sizeof(*k.steps));
+	outbox_cancel(e->a->db, keep_row, &k, clock_now(&e->a->clk));
+	free(k.steps);
+	run(e);
+}
+
+void engine_stop(struct engine *e)
+{
+	if (!e)
+		return;
+	ev_timer_stop(e->a->loop, &e->timer);
+	free(e);
+}

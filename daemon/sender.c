@@ -1,0 +1,758 @@
+/*
+ * sender.c - drains the outbox.
+ *
+ * Due rows become jobs: one email (a digest for secretariat/chief rows that
+ * share step, recipients and send time), or one webhook POST.  SMTP and
+ * HTTP run as curl easy handles on one multi handle on the loop (curlev.c),
+ * so a dead mail server only ever occupies its own `parallel` slots and
+ * webhooks keep flowing in theirs.  Maildir delivery is local and done
+ * synchronously.  Each outcome is written back to the row at once: sent,
+ * retry at T (backoff with jitter), failed for good, or cancelled when the
+ * unit's report turned up meanwhile.  A row stays pending while in flight,
+ * so a crash repeats at most what was in flight.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+
+#include "cutoffd.h"
+
+#define HOOK_PARALLEL 8       /* webhook transfers in flight */
+#define POOL_MAX 16           /* idle easy handles kept for reuse */
+#define MAILDIR_BATCH 200     /* rows per local-delivery round */
+#define MAILDIR_ROUNDS 5      /* rounds per kick before yielding the loop */
+#define DIGEST_MAX 2000       /* late units in one digest (more: another) */
+#define WAKE_MAX 60.0         /* real seconds: re-check at least this often */
+
+enum outcome { OUT_SENT, OUT_RETRY, OUT_FAILED };
+
+struct job {
+	struct sender *s;
+	CURL *easy;
+	enum channel ch;
+	struct notice *rows;
+	size_t nrows;
+	int64_t *ids;             /* the rows' ids, sorted: in_flight() */
+	char *data;               /* the message or the JSON body */
+	size_t len, off;
+	struct curl_slist *list;  /* MAIL_RCPT or HTTP headers */
+	char err[CURL_ERROR_SIZE];
+	struct job *prev, *next;
+};
+
+struct sender {
+	struct app *a;
+	struct curlev *cv;
+	ev_timer retry;           /* next row's next_try */
+	ev_timer soon;            /* continue a long maildir backlog */
+	struct job *jobs;
+	int nmail, nhook;
+	CURL *pool[POOL_MAX];
+	size_t npool;
+	bool draining, kicking, again;
+	uint64_t rng;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+/* xorshift64*: jitter only, no need for good randomness */
+static double jitter(struct sender *s)
+{
+	uint64_t x = s->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->rng = x;
+	x *= UINT64_C(0x2545f4914f6cdd1d);
+	return (double)(x >> 11) / (double)(UINT64_C(1) << 53) * 2.0 - 1.0;
+}
+
+static enum outcome classify_smtp(int res, long code)
+{
+	if (res == CURLE_OK)
+		return OUT_SENT;
+	if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL)
+		return OUT_FAILED;
+	/* 5xx is the server's final word; 4xx and every transport error
+	 * (refused, timed out, reset, TLS) may heal: retry. */
+	if (code >= 500 && code <= 599)
+		return OUT_FAILED;
+	return OUT_RETRY;
+}
+
+static enum outcome classify_http(int res, long code)
+{
+	if (res != CURLE_OK) {
+		if (res == CURLE_URL_MALFORMAT ||
+		    res == CURLE_UNSUPPORTED_PROTOCOL)
+			return OUT_FAILED;
+		return OUT_RETRY;
+	}
+	if (code >= 200 && code <= 299)
+		return OUT_SENT;
+	if (code == 408 || code == 429 || (code >= 500 && code <= 599))
+		return OUT_RETRY;
+	return OUT_FAILED;       /* other 4xx, and 3xx: no redirects */
+}
+
+/* What goes to the log for a row's recipients: addresses escaped; for a
+ * webhook only scheme and host, since the path often is the secret. */
+static void put_recipients(struct buf *b, const struct notice *n)
+{
+	const char *r = n->recipients ? n->recipients : "";
+
+	if (n->ch == CH_WEBHOOK) {
+		const char *p = strstr(r, "://");
+		size_t k = p ? (size_t)(p + 3 - r) + strcspn(p + 3, "/?#") :
+			       strlen(r);
+		char *host = xstrndup(r, k);
+
+		buf_put_escaped(b, host, 200);
+		if (r[k])
+			buf_puts(b, "/...");
+		free(host);
+		return;
+	}
+	buf_put_escaped(b, r, 1000);
+}
+
+static void log_outcome(const struct notice *n, enum outcome o, int deferred,
+			const char *error)
+{
+	struct buf rb, eb;
+
+	buf_init(&rb);
+	buf_init(&eb);
+	put_recipients(&rb, n);
+	if (error)
+		buf_put_escaped(&eb, error, 300);
+	if (o == OUT_SENT)
+		log_info("notice sent: %s %s %s %s %s to %s", n->occurrence,
+			 n->unit, n->step, audience_name(n->aud),
+			 channel_name(n->ch), buf_str(&rb));
+	else if (deferred == 0)
+		log_warn("notice deferred (attempt %d): %s %s %s %s %s to %s: %s",
+			 n->attempts + 1, n->occurrence, n->unit, n->step,
+			 audience_name(n->aud), channel_name(n->ch),
+			 buf_str(&rb), buf_str(&eb));
+	else
+		log_err("notice failed: %s %s %s %s %s to %s: %s",
+			n->occurrence, n->unit, n->step, audience_name(n->aud),
+			channel_name(n->ch), buf_str(&rb), buf_str(&eb));
+	buf_free(&rb);
+	buf_free(&eb);
+}
+
+/* Writes the outcome of one row back to the outbox and logs it.  The rows
+ * of one digest share jit, so that they come due again together. */
+static void settle(struct sender *s, const struct notice *n, enum outcome o,
+		   const char *error, double jit)
+{
+	struct db *db = s->a->db;
+	tstamp now = clock_now(&s->a->clk);
+	int rc;
+
+	switch (o) {
+	case OUT_SENT:
+		if (outbox_mark_sent(db, n->id, now) < 0)
+			log_err("outbox: notice %lld was sent but not marked",
+				(long long)n->id);
+		log_outcome(n, o, 0, NULL);
+		break;
+	case OUT_RETRY:
+		rc = outbox_defer(db, s->a->conf, n, now, error, jit);
+		if (rc >= 0)
+			log_outcome(n, o, rc, error);
+		break;
+	case OUT_FAILED:
+		if (outbox_mark_failed(db, n->id, now, error) == 0)
+			log_outcome(n, o, 1, error);
+		break;
+	}
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* A digest may hold thousands of rows: look ids up by bisection. */
+static bool in_flight(const struct sender *s, int64_t id)
+{
+	for (const struct job *j = s->jobs; j; j = j->next) {
+		if (j->ids && bsearch(&id, j->ids, j->nrows, sizeof(*j->ids),
+				      cmp_id))
+			return true;
+	}
+	return false;
+}
+
+/* Last checks before a row goes out; refreshes its recipients from the
+ * current configuration.  false: the row was cancelled (or is unusable). */
+static bool prepare_row(struct sender *s, struct notice *n, tstamp now)
+{
+	const struct conf *c = s->a->conf;
+	struct submission sub;
+	const struct unit *u;
+	const char *why = NULL;
+	char *r = NULL;
+	int rc;
+
+	rc = db_sub_get(s->a->db, n->occurrence, n->unit, &sub);
+	if (rc < 0)
+		return false;
+	if (rc == 0) {
+		submission_clear(&sub);
+		why = "report recorded";
+	} else {
+		u = conf_unit(c, n->unit);
+		if (!u)
+			why = "unit removed";
+		else
+			r = outbox_recipients(c, u, n->aud, n->ch);
+		if (u && !r)
+			why = "no address for this audience";
+	}
+	if (why) {
+		if (outbox_mark_cancelled(s->a->db, n->id, now, why) == 0)
+			log_info("notice cancelled: %s %s %s %s %s (%s)",
+				 n->occurrence, n->unit, n->step,
+				 audience_name(n->aud), channel_name(n->ch),
+				 why);
+		return false;
+	}
+	free(n->recipients);
+	n->recipients = r;
+	return true;
+}
+
+/* ---------------------------------------------------------- curl jobs */
+
+static CURL *easy_get(struct sender *s)
+{
+	CURL *e;
+
+	if (s->npool > 0) {
+		e = s->pool[--s->npool];
+		curl_easy_reset(e);
+		return e;
+	}
+	return curl_easy_init();
+}
+
+static void easy_put(struct sender *s, CURL *e)
+{
+	if (!e)
+		return;
+	if (s->npool < POOL_MAX)
+		s->pool[s->npool++] = e;
+	else
+		curl_easy_cleanup(e);
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->nrows; i++)
+		notice_clear(&j->rows[i]);
+	free(j->rows);
+	free(j->ids);
+	free(j->data);
+	curl_slist_free_all(j->list);
+	free(j);
+}
+
+static void job_link(struct sender *s, struct job *j)
+{
+	j->ids = xcalloc(j->nrows ? j->nrows : 1, sizeof(*j->ids));
+	for (size_t i = 0; i < j->nrows; i++)
+		j->ids[i] = j->rows[i].id;
+	qsort(j->ids, j->nrows, sizeof(*j->ids), cmp_id);
+	j->next = s->jobs;
+	if (s->jobs)
+		s->jobs->prev = j;
+	s->jobs = j;
+	if (j->ch == CH_EMAIL)
+		s->nmail++;
+	else
+		s->nhook++;
+}
+
+static void job_unlink(struct sender *s, struct job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		s->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	j->prev = j->next = NULL;
+	if (j->ch == CH_EMAIL)
+		s->nmail--;
+	else
+		s->nhook--;
+}
+
+static size_t read_cb(char *out, size_t size, size_t nitems, void *userp)
+{
+	struct job *j = userp;
+	size_t n = size * nitems;
+
+	if (n > j->len - j->off)
+		n = j->len - j->off;
+	memcpy(out, j->data + j->off, n);
+	j->off += n;
+	return n;
+}
+
+static size_t discard_cb(char *p, size_t size, size_t nitems, void *userp)
+{
+	(void)p;
+	(void)userp;
+	return size * nitems;
+}
+
+/* "Name <addr>" -> addr; a bare address stays as it is (trimmed). */
+static char *bare_address(const char *s)
+{
+	const char *lt = strrchr(s, '<');
+	const char *gt = lt ? strchr(lt, '>') : NULL;
+	char *t;
+
+	if (lt && gt)
+		return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+	t = xstrdup(s);
+	strtrim(t);
+	return t;
+}
+
+static int smtp_setup(struct sender *s, struct job *j)
+{
+	const struct conf *c = s->a->conf;
+	char **rcpt = NULL;
+	size_t n;
+	char *from;
+	CURL *e = j->easy;
+
+	n = split_list(j->rows[0].recipients, ",", &rcpt);
+	for (size_t i = 0; i < n; i++) {
+		char *a = bare_address(rcpt[i]);
+
+		if (*a)
+			j->list = curl_slist_append(j->list, a);
+		free(a);
+	}
+	free_list(rcpt, n);
+	if (!j->list)
+		return -1;
+	from = bare_address(c->mail.from ? c->mail.from : "");
+	curl_easy_setopt(e, CURLOPT_URL, c->mail.url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);  /* libcurl copies */
+	free(from);
+	curl_easy_setopt(e, CURLOPT_MAIL_RCPT, j->list);
+	curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(e, CURLOPT_READDATA, j);
+	curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)j->len);
+	switch (c->mail.starttls) {
+	case STARTTLS_REQUIRED:
+		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+		break;
+	case STARTTLS_TRY:
+		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+		break;
+	case STARTTLS_NO:
+		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_NONE);
+		break;
+	}
+	if (c->mail.user && *c->mail.user) {
+		curl_easy_setopt(e, CURLOPT_USERNAME, c->mail.user);
+		if (c->mail.password)
+			curl_easy_setopt(e, CURLOPT_PASSWORD, c->mail.password);
+	}
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->mail.tls_verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->mail.tls_verify ? 2L : 0L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT,
+			 (long)(c->mail.timeout > 0 ? c->mail.timeout : 300));
+	return 0;
+}
+
+static bool has_header(const struct curl_slist *l, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; l; l = l->next) {
+		if (strncasecmp(l->data, name, n) == 0 && l->data[n] == ':')
+			return true;
+	}
+	return false;
+}
+
+static int hook_setup(struct sender *s, struct job *j)
+{
+	const struct conf *c = s->a->conf;
+	CURL *e = j->easy;
+
+	if (!has_header(j->list, "Content-Type"))
+		j->list = curl_slist_append(j->list,
+					    "Content-Type: application/json");
+	/* no "100-continue" round trip for bodies over 1 KiB */
+	j->list = curl_slist_append(j->list, "Expect:");
+	curl_easy_setopt(e, CURLOPT_URL, j->rows[0].recipients);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->data);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->list);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "cutoffd/" CUTOFFD_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT,
+			 (long)(c->webhook.timeout > 0 ? c->webhook.timeout : 10));
+	return 0;
+}
+
+/* Settles every row of a job that never reached the network. */
+static void job_fail_local(struct sender *s, struct job *j, const char *error)
+{
+	double jit = jitter(s);
+
+	for (size_t i = 0; i < j->nrows; i++)
+		settle(s, &j->rows[i], OUT_RETRY, error, jit);
+	job_free(j);
+}
+
+/* Takes ownership of rows[0..n).  Maildir: delivered here; else queued on
+ * the multi handle. */
+static void job_start(struct sender *s, enum channel ch, struct notice *rows,
+		      size_t n)
+{
+	const struct conf *c = s->a->conf;
+	struct db *db = s->a->db;
+	tstamp now = clock_now(&s->a->clk);
+	struct job *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->ch = ch;
+	j->rows = rows;
+	j->nrows = n;
+	if (ch == CH_EMAIL) {
+		struct notice **ptrs = xcalloc(n, sizeof(*ptrs));
+
+		for (size_t i = 0; i < n; i++)
+			ptrs[i] = &rows[i];
+		j->data = mail_build(c, db, ptrs, n, now, &j->len);
+		free(ptrs);
+		if (!j->data) {
+			job_fail_local(s, j, "message could not be built");
+			return;
+		}
+		if (c->mail.transport == TRANSPORT_MAILDIR) {
+			if (maildir_deliver(c->mail.maildir, j->data, j->len,
+					    now) == 0) {
+				for (size_t i = 0; i < n; i++)
+					settle(s, &rows[i], OUT_SENT, NULL, 0.);
+				job_free(j);
+			} else {
+				char *e = xasprintf("maildir: %s",
+						    strerror(errno));
+
+				job_fail_local(s, j, e);
+				free(e);
+			}
+			return;
+		}
+	} else {
+		j->data = hook_build(c, db, &rows[0], now, &j->list);
+		if (!j->data) {
+			job_fail_local(s, j, "webhook body could not be built");
+			return;
+		}
+		j->len = strlen(j->data);
+	}
+
+	j->easy = easy_get(s);
+	if (!j->easy) {
+		job_fail_local(s, j, "curl_easy_init failed");
+		return;
+	}
+	if ((ch == CH_EMAIL ? smtp_setup(s, j) : hook_setup(s, j)) < 0) {
+		easy_put(s, j->easy);
+		j->easy = NULL;
+		job_fail_local(s, j, "no usable recipient");
+		return;
+	}
+	curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->err);
+	curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+	job_link(s, j);
+	if (curlev_add(s->cv, j->easy) < 0) {
+		job_unlink(s, j);
+		easy_put(s, j->easy);
+		j->easy = NULL;
+		job_fail_local(s, j, "curl multi refused the transfer");
+	}
+}
+
+static void sender_run(struct sender *s);
+
+/* curlev: one transfer finished. */
+static void on_done(void *ctx, void *easy, int result)
+{
+	struct sender *s = ctx;
+	struct job *j;
+	char *priv = NULL;
+	long code = 0;
+	enum outcome o;
+	char *error = NULL;
+	double jit;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+	j = (struct job *)priv;
+	if (!j)
+		return;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	o = j->ch == CH_EMAIL ? classify_smtp(result, code) :
+				classify_http(result, code);
+	if (o != OUT_SENT || result != CURLE_OK) {
+		const char *msg = j->err[0] ? j->err :
+			curl_easy_strerror((CURLcode)result);
+
+		if (result == CURLE_OK)
+			error = xasprintf("%s %ld", j->ch == CH_EMAIL ?
+					  "server replied" : "HTTP status", code);
+		else if (code > 0)
+			error = xasprintf("%s (server replied %ld)", msg, code);
+		else
+			error = xasprintf("%s", msg);
+	}
+	job_unlink(s, j);
+	jit = jitter(s);
+	for (size_t i = 0; i < j->nrows; i++)
+		settle(s, &j->rows[i], o, error, jit);
+	free(error);
+	easy_put(s, j->easy);
+	j->easy = NULL;
+	job_free(j);
+	sender_run(s);
+}
+
+/* --------------------------------------------------------- scheduling */
+
+/* Starts jobs for due rows of one channel.  Returns true when rows remain
+ * that a later round should look at (maildir backlog). */
+static bool start_channel(struct sender *s, enum channel ch, tstamp now)
+{
+	const struct conf *c = s->a->conf;
+	bool local = ch == CH_EMAIL && c->mail.transport == TRANSPORT_MAILDIR;
+	int limit = ch == CH_EMAIL ? (c->mail.parallel > 0 ? c->mail.parallel : 1)
+				   : HOOK_PARALLEL;
+	int busy = ch == CH_EMAIL ? s->nmail : s->nhook;
+	int free_slots = local ? MAILDIR_BATCH : limit - busy;
+	struct notice *rows;
+	size_t n = 0, want;
+	bool more;
+
+	if (free_slots <= 0)
+		return false;
+	/* in-flight rows are still pending: fetch enough to see past them
+	 * (a digest job holds many) */
+	want = (size_t)free_slots;
+	for (const struct job *j = s->jobs; j && !local; j = j->next) {
+		if (j->ch == ch)
+			want += j->nrows;
+	}
+	rows = xcalloc(want, sizeof(*rows));
+	if (outbox_due(s->a->db, now, (int)ch, want, rows, &n) < 0) {
+		free(rows);
+		return false;
+	}
+	more = local && n == want;
+	for (size_t i = 0; i < n; i++) {
+		struct notice *r = &rows[i];
+		char *stored;
+
+		if (free_slots <= 0 || r->id < 0 || in_flight(s, r->id))
+			continue;
+		stored = xstrdup(r->recipients);
+		if (!prepare_row(s, r, now)) {
+			free(stored);
+			continue;
+		}
+		if (ch == CH_EMAIL &&
+		    (r->aud == AUD_SECRETARIAT || r->aud == AUD_CHIEF)) {
+			/* one digest for every late unit of this send */
+			struct notice like = *r, *grp, *keep;
+			size_t ng = 0, nk = 0;
+
+			like.recipients = stored;
+			grp = xcalloc(DIGEST_MAX, sizeof(*grp));
+			if (outbox_due_digest(s->a->db, now, &like, DIGEST_MAX,
+					      grp, &ng) < 0)
+				ng = 0;
+			keep = xcalloc(ng + 1, sizeof(*keep));
+			keep[nk++] = *r;        /* the row itself leads */
+			r->recipients = NULL;
+			/* later rows of this batch that belong to the digest
+			 * are taken (or settled) here: skip them below */
+			for (size_t k = i + 1; k < n; k++) {
+				for (size_t m = 0; m < ng; m++) {
+					if (rows[k].id == grp[m].id)
+						rows[k].id = -1;
+				}
+			}
+			for (size_t k = 0; k < ng; k++) {
+				if (grp[k].id == keep[0].id ||
+				    in_flight(s, grp[k].id) ||
+				    !prepare_row(s, &grp[k], now)) {
+					notice_clear(&grp[k]);
+					continue;
+				}
+				keep[nk++] = grp[k];
+			}
+			free(grp);
+			free(stored);
+			job_start(s, ch, keep, nk);
+		} else {
+			struct notice *one = xmalloc(sizeof(*one));
+
+			free(stored);
+			*one = *r;
+			r->recipients = NULL;
+			job_start(s, ch, one, 1);
+		}
+		if (!local)
+			free_slots--;
+	}
+	for (size_t i = 0; i < n; i++)
+		notice_clear(&rows[i]);
+	free(rows);
+	return more;
+}
+
+static void arm_retry(struct sender *s, tstamp now)
+{
+	tstamp t;
+	double d = WAKE_MAX;
+
+	ev_timer_stop(s->a->loop, &s->retry);
+	if (s->draining)
+		return;
+	if (outbox_next_try(s->a->db, now, &t) == 0) {
+		d = clock_delay(&s->a->clk, t) + 0.05;
+		if (d > WAKE_MAX)
+			d = WAKE_MAX;
+	}
+	ev_timer_set(&s->retry, d, 0.);
+	ev_timer_start(s->a->loop, &s->retry);
+}
+
+static void sender_run(struct sender *s)
+{
+	tstamp now;
+	bool more = false;
+
+	if (s->draining || s->a->stopping)
+		return;
+	if (s->kicking) {
+		/* called back from inside a round (a local delivery finished):
+		 * the outer loop goes round once more */
+		s->again = true;
+		return;
+	}
+	s->kicking = true;
+	now = clock_now(&s->a->clk);
+	for (int round = 0; round < MAILDIR_ROUNDS; round++) {
+		s->again = false;
+		more = start_channel(s, CH_WEBHOOK, now);
+		more = start_channel(s, CH_EMAIL, now) || more;
+		if (!more && !s->again)
+			break;
+	}
+	s->kicking = false;
+	if (more && !ev_is_active(&s->soon)) {
+		/* a long local backlog: let the loop breathe, then go on */
+		ev_timer_set(&s->soon, 0., 0.);
+		ev_timer_start(s->a->loop, &s->soon);
+	}
+	arm_retry(s, now);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sender_run(w->data);
+}
+
+/* ---------------------------------------------------------------- API */
+
+struct sender *sender_start(struct app *a)
+{
+	struct sender *s = xcalloc(1, sizeof(*s));
+
+	s->a = a;
+	s->cv = curlev_new(a->loop, on_done, s);
+	if (!s->cv) {
+		log_err("sender: curl_multi_init failed");
+		free(s);
+		return NULL;
+	}
+	s->rng = (uint64_t)clock_now(&a->clk) * UINT64_C(6364136223846793005) +
+		 (uint64_t)(uintptr_t)s;
+	if (s->rng == 0)
+		s->rng = 1;
+	ev_init(&s->retry, on_timer);
+	s->retry.data = s;
+	ev_init(&s->soon, on_timer);
+	s->soon.data = s;
+	sender_run(s);
+	return s;
+}
+
+void sender_kick(struct sender *s)
+{
+	if (s)
+		sender_run(s);
+}
+
+bool sender_drain(struct sender *s)
+{
+	if (!s)
+		return true;
+	s->draining = true;
+	ev_timer_stop(s->a->loop, &s->retry);
+	ev_timer_stop(s->a->loop, &s->soon);
+	return s->jobs == NULL;
+}
+
+void sender_stop(struct sender *s)
+{
+	if (!s)
+		return;
+	ev_timer_stop(s->a->loop, &s->retry);
+	ev_timer_stop(s->a->loop, &s->soon);
+	/* aborted rows stay pending: the next start sends them */
+	while (s->jobs) {
+		struct job *j = s->jobs;
+
+		job_unlink(s, j);
+		curlev_remove(s->cv, j->easy);
+		curl_easy_cleanup(j->easy);
+		j->easy = NULL;
+		job_free(j);
+	}
+	while (s->npool > 0)
+		curl_easy_cleanup(s->pool[--s->npool]);
+	curlev_free(s->cv);
+	free(s);
+}
