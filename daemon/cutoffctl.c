@@ -166,7 +166,7 @@ cmd_plan(struct conf *c, int argc, char **argv)
 	bool have_to = false;
 	int o, rc;
 
-	optind = 1;
+	optind = 0;  /* 0: GNU getopt re-initialises (drops the "+" of main) */
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'f':
@@ -282,7 +282,7 @@ cmd_received(struct conf *c, int argc, char **argv)
 	char when[32];
 	int o, rc;
 
-	optind = 1;
+	optind = 0;  /* 0: GNU getopt re-initialises (drops the "+" of main) */
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'a':

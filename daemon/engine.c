@@ -9,9 +9,11 @@
  * the next wake, or a clock step backwards) harmless.
  *
  * Catch-up rule (after downtime, or when the clock jumps forward):
- *   After downtime, each recipient of a unit (audience and channel) gets only
- *   the latest step it missed for each occurrence, once; missed steps of
- *   occurrences already past their policy's `until` are dropped.
+ *   After downtime, for each unit and occurrence only the latest step it
+ *   missed is sent (to every audience and channel of that step), once;
+ *   missed steps of occurrences already past their policy's `until` are
+ *   dropped.  A stale "due in 3 days" would only confuse a unit that is
+ *   already late, and its head needs one escalation, not a backlog.
  * A step counts as missed when its send time is more than GRACE before the
  * scan; steps inside the grace are what a running daemon sends on time.
  */
@@ -147,7 +149,7 @@ static int collect_row(void *ctx, const struct plan_row *r)
 	return 0;
 }
 
-/* Key order, the latest step of each key first. */
+/* (occurrence, unit) order, the rows of the latest step of each first. */
 static int cmp_due(const void *a, const void *b)
 {
 	const struct due *x = a, *y = b;
@@ -156,20 +158,17 @@ static int cmp_due(const void *a, const void *b)
 	r = strcmp(x->n.occurrence, y->n.occurrence);
 	if (r == 0)
 		r = strcmp(x->n.unit, y->n.unit);
-	if (r == 0 && x->n.aud != y->n.aud)
-		r = x->n.aud < y->n.aud ? -1 : 1;
-	if (r == 0 && x->n.ch != y->n.ch)
-		r = x->n.ch < y->n.ch ? -1 : 1;
 	if (r == 0 && x->n.send_at != y->n.send_at)
 		r = x->n.send_at > y->n.send_at ? -1 : 1;
+	if (r == 0)
+		r = strcmp(x->n.step, y->n.step);
 	return r;
 }
 
-static bool same_key(const struct due *x, const struct due *y)
+static bool same_pair(const struct due *x, const struct due *y)
 {
 	return strcmp(x->n.occurrence, y->n.occurrence) == 0 &&
-	       strcmp(x->n.unit, y->n.unit) == 0 && x->n.aud == y->n.aud &&
-	       x->n.ch == y->n.ch;
+	       strcmp(x->n.unit, y->n.unit) == 0;
 }
 
 static int read_last_scan(struct db *db, tstamp *out)
@@ -206,7 +205,7 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 	struct subcache sc = { .db = db };
 	struct notice **pick = NULL;
 	size_t npick = 0;
-	tstamp last;
+	tstamp last = 0;
 	char val[24];
 	int rc, added = 0;
 
@@ -238,13 +237,15 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 
 	/* pick the rows under the catch-up rule */
 	pick = xcalloc(col.n ? col.n : 1, sizeof(*pick));
-	for (size_t i = 0; i < col.n; i++) {
+	for (size_t i = 0, head = 0; i < col.n; i++) {
 		struct due *d = &col.v[i];
 		bool late = now - d->n.send_at > grace;
 
-		/* the first of a key is its latest step: older ones are
-		 * superseded (they can only be missed ones) */
-		if (i > 0 && same_key(d, &col.v[i - 1]))
+		/* the first rows of a pair are its latest step: older steps
+		 * are superseded (they can only be missed ones) */
+		if (i == 0 || !same_pair(d, &col.v[i - 1]))
+			head = i;
+		else if (strcmp(d->n.step, col.v[head].n.step) != 0)
 			continue;
 		if (late && d->cutoff > 0 && now > d->cutoff)
 			continue;

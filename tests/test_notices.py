@@ -174,8 +174,10 @@ def test_webhook_signed_json(daemon_factory, tmp_path, port, smtp):
     srv = ThreadingHTTPServer(("127.0.0.1", hport), Receiver)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     Receiver.got = []
-    secret = b"whsec-test-\x00\xffkey"
-    (tmp_path / "hook.key").write_bytes(secret)
+    # Standard Webhooks key format: "whsec_" + base64 of the raw key
+    secret = b"test-key-\x00\xff-bytes"
+    (tmp_path / "hook.key").write_text(
+        "whsec_" + base64.b64encode(secret).decode() + "\n")
     units = f"""
 [unit p-tan-loi]
 name    = Ban Chỉ đạo phường Tân Lợi
