@@ -6,10 +6,13 @@
  * HTTP run as curl easy handles on one multi handle on the loop (curlev.c),
  * so a dead mail server only ever occupies its own `parallel` slots and
  * webhooks keep flowing in theirs.  Maildir delivery is local and done
- * synchronously.  Each outcome is written back to the row at once: sent,
- * retry at T (backoff with jitter), failed for good, or cancelled when the
- * unit's report turned up meanwhile.  A row stays pending while in flight,
- * so a crash repeats at most what was in flight.
+ * synchronously.  Outcomes are written back to their rows once per loop
+ * iteration, all in one transaction (group commit: one fsync for every
+ * transfer that finished meanwhile, not one each): sent, retry at T
+ * (backoff with jitter), failed for good, or cancelled when the unit's
+ * report turned up meanwhile.  A row stays pending while in flight and
+ * until its outcome is written, so a crash repeats at most what was in
+ * flight in that iteration (bounded by `parallel` plus one maildir round).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,6 +44,9 @@ struct job {
 	size_t len, off;
 	struct curl_slist *list;  /* MAIL_RCPT or HTTP headers */
 	char err[CURL_ERROR_SIZE];
+	enum outcome out;         /* once finished: how it went */
+	char *error;
+	double jit;
 	struct job *prev, *next;
 };
 
@@ -50,6 +56,8 @@ struct sender {
 	ev_timer retry;           /* next row's next_try */
 	ev_timer soon;            /* continue a long maildir backlog */
 	struct job *jobs;
+	struct job *done;         /* finished, outcome not yet written */
+	ev_prepare flush;         /* writes `done` once per loop iteration */
 	int nmail, nhook;
 	CURL *pool[POOL_MAX];
 	size_t npool;
@@ -184,14 +192,19 @@ static int cmp_id(const void *a, const void *b)
 }
 
 /* A digest may hold thousands of rows: look ids up by bisection. */
-static bool in_flight(const struct sender *s, int64_t id)
+static bool in_list(const struct job *j, int64_t id)
 {
-	for (const struct job *j = s->jobs; j; j = j->next) {
+	for (; j; j = j->next) {
 		if (j->ids && bsearch(&id, j->ids, j->nrows, sizeof(*j->ids),
 				      cmp_id))
 			return true;
 	}
 	return false;
+}
+
+static bool in_flight(const struct sender *s, int64_t id)
+{
+	return in_list(s->jobs, id) || in_list(s->done, id);
 }
 
 /* Last checks before a row goes out; refreshes its recipients from the
@@ -422,13 +435,52 @@ static int hook_setup(struct sender *s, struct job *j)
 }
 
 /* Settles every row of a job that never reached the network. */
+/* A job is finished: its outcome is written with the others of this loop
+ * iteration (flush_done).  Takes ownership of error. */
+static void job_finish(struct sender *s, struct job *j, enum outcome o,
+		       char *error)
+{
+	j->out = o;
+	j->error = error;
+	j->jit = jitter(s);
+	j->prev = NULL;
+	j->next = s->done;
+	s->done = j;
+	ev_prepare_start(s->a->loop, &s->flush);
+}
+
 static void job_fail_local(struct sender *s, struct job *j, const char *error)
 {
-	double jit = jitter(s);
+	job_finish(s, j, OUT_RETRY, xstrdup(error));
+}
 
-	for (size_t i = 0; i < j->nrows; i++)
-		settle(s, &j->rows[i], OUT_RETRY, error, jit);
-	job_free(j);
+/* Writes the outcomes of finished jobs in one transaction. */
+static void flush_done(struct sender *s)
+{
+	struct job *list = s->done, *j;
+	bool txn;
+
+	if (!list)
+		return;
+	s->done = NULL;
+	ev_prepare_stop(s->a->loop, &s->flush);
+	/* without a transaction each row still gets written on its own */
+	txn = db_begin(s->a->db) == 0;
+	for (j = list; j; j = j->next) {
+		for (size_t i = 0; i < j->nrows; i++)
+			settle(s, &j->rows[i], j->out, j->error, j->jit);
+	}
+	if (txn && db_commit(s->a->db) < 0) {
+		db_rollback(s->a->db);
+		log_err("outbox: outcomes could not be written; the rows stay "
+			"pending and will be sent again");
+	}
+	while (list) {
+		j = list;
+		list = j->next;
+		free(j->error);
+		job_free(j);
+	}
 }
 
 /* Takes ownership of rows[0..n).  Maildir: delivered here; else queued on
@@ -459,9 +511,7 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 		if (c->mail.transport == TRANSPORT_MAILDIR) {
 			if (maildir_deliver(c->mail.maildir, j->data, j->len,
 					    now) == 0) {
-				for (size_t i = 0; i < n; i++)
-					settle(s, &rows[i], OUT_SENT, NULL, 0.);
-				job_free(j);
+				job_finish(s, j, OUT_SENT, NULL);
 			} else {
 				char *e = xasprintf("maildir: %s",
 						    strerror(errno));
@@ -514,7 +564,6 @@ static void on_done(void *ctx, void *easy, int result)
 	long code = 0;
 	enum outcome o;
 	char *error = NULL;
-	double jit;
 
 	curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
 	j = (struct job *)priv;
@@ -536,14 +585,16 @@ static void on_done(void *ctx, void *easy, int result)
 			error = xasprintf("%s", msg);
 	}
 	job_unlink(s, j);
-	jit = jitter(s);
-	for (size_t i = 0; i < j->nrows; i++)
-		settle(s, &j->rows[i], o, error, jit);
-	free(error);
 	easy_put(s, j->easy);
 	j->easy = NULL;
-	job_free(j);
-	sender_run(s);
+	job_finish(s, j, o, error);
+}
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sender_run(w->data);
 }
 
 /* --------------------------------------------------------- scheduling */
@@ -661,6 +712,7 @@ static void sender_run(struct sender *s)
 	tstamp now;
 	bool more = false;
 
+	flush_done(s);
 	if (s->draining || s->a->stopping)
 		return;
 	if (s->kicking) {
@@ -715,6 +767,8 @@ struct sender *sender_start(struct app *a)
 	s->retry.data = s;
 	ev_init(&s->soon, on_timer);
 	s->soon.data = s;
+	ev_prepare_init(&s->flush, on_flush);
+	s->flush.data = s;
 	sender_run(s);
 	return s;
 }
@@ -732,6 +786,7 @@ bool sender_drain(struct sender *s)
 	s->draining = true;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
+	flush_done(s);
 	return s->jobs == NULL;
 }
 
@@ -741,6 +796,7 @@ void sender_stop(struct sender *s)
 		return;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
+	flush_done(s);
 	/* aborted rows stay pending: the next start sends them */
 	while (s->jobs) {
 		struct job *j = s->jobs;
