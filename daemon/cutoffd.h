@@ -369,7 +369,7 @@ int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id
 
 struct db;
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -454,6 +454,9 @@ struct sqlite3 *db_handle(struct db *db);
  *       done_at INTEGER,
  *       UNIQUE(occurrence, unit, step, audience, channel))
  *   index outbox_due ON outbox(state, next_try)
+ *
+ * Schema version 2:
+ *   index outbox_due_channel ON outbox(state, channel, next_try)
  */
 
 /* ---------------------------------------------------------------- clock.c */

@@ -69,6 +69,10 @@ static const char *const migrations[] = {
 	"  done_at INTEGER,"
 	"  UNIQUE(occurrence, unit, step, audience, channel));"
 	"CREATE INDEX outbox_due ON outbox(state, next_try);",
+
+	/* 2: the sender asks per channel; without the channel in the index
+	 * every ask walked (and sorted) all due rows of both channels. */
+	"CREATE INDEX IF NOT EXISTS outbox_due_channel ON outbox(state, channel, next_try);",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,

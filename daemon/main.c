@@ -60,6 +60,27 @@ app_changed(struct app *a)
 		sender_kick(a->sender);
 }
 
+/* Every unit's feed token, created in one transaction: otherwise the first
+ * mail to each unit would create it with a commit (an fsync) of its own. */
+static void
+ensure_tokens(struct app *a)
+{
+	char *token;
+	size_t i;
+
+	if (db_begin(a->db) < 0)
+		return;
+	for (i = 0; i < a->conf->nunits; i++) {
+		if (db_unit_token(a->db, a->conf->units[i].id, &token) < 0) {
+			db_rollback(a->db);
+			return;
+		}
+		free(token);
+	}
+	if (db_commit(a->db) < 0)
+		db_rollback(a->db);
+}
+
 static void
 log_diag(const struct diag *d)
 {
@@ -122,6 +143,7 @@ reload(struct app *a)
 				      old->daemon.listen, err);
 		}
 	}
+	ensure_tokens(a);
 	app_changed(a);
 	conf_free(old);
 	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
@@ -311,6 +333,7 @@ main(int argc, char **argv)
 		conf_free(app.conf);
 		return 1;
 	}
+	ensure_tokens(&app);
 	app.data_version = db_data_version(app.db);
 
 	loop = ev_default_loop(EVFLAG_AUTO);

@@ -367,17 +367,21 @@ int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 	sqlite3_stmt *st;
 	int rc;
 
-	st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
-		     "WHERE state = 'pending' AND next_try <= ?1 "
-		     "AND (?2 IS NULL OR channel = ?2) "
-		     "ORDER BY send_at, id LIMIT ?3");
+	/* Oldest due first, in index order: the cost is the LIMIT, not the
+	 * backlog (a big send has thousands of due rows). */
+	if (channel >= 0)
+		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+			     "WHERE state = 'pending' AND channel = ?2 "
+			     "AND next_try <= ?1 ORDER BY next_try, id LIMIT ?3");
+	else
+		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+			     "WHERE state = 'pending' AND next_try <= ?1 "
+			     "ORDER BY next_try, id LIMIT ?3");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, now);
 	if (channel >= 0)
 		bind_text(st, 2, channel_name((enum channel)channel));
-	else
-		sqlite3_bind_null(st, 2);
 	sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	rc = collect(db, st, out, max, count);
 	sqlite3_finalize(st);

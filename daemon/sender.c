@@ -454,18 +454,20 @@ static void job_fail_local(struct sender *s, struct job *j, const char *error)
 	job_finish(s, j, OUT_RETRY, xstrdup(error));
 }
 
-/* Writes the outcomes of finished jobs in one transaction. */
-static void flush_done(struct sender *s)
+/* Writes the outcomes of finished jobs, in a transaction of its own when
+ * `own` (else the caller's). */
+static void flush_done(struct sender *s, bool own)
 {
 	struct job *list = s->done, *j;
-	bool txn;
+	bool txn = false;
 
 	if (!list)
 		return;
 	s->done = NULL;
 	ev_prepare_stop(s->a->loop, &s->flush);
 	/* without a transaction each row still gets written on its own */
-	txn = db_begin(s->a->db) == 0;
+	if (own)
+		txn = db_begin(s->a->db) == 0;
 	for (j = list; j; j = j->next) {
 		for (size_t i = 0; i < j->nrows; i++)
 			settle(s, &j->rows[i], j->out, j->error, j->jit);
@@ -709,18 +711,25 @@ static void arm_retry(struct sender *s, tstamp now)
 
 static void sender_run(struct sender *s)
 {
+	struct db *db = s->a->db;
 	tstamp now;
-	bool more = false;
+	bool more = false, txn;
 
-	flush_done(s);
-	if (s->draining || s->a->stopping)
-		return;
 	if (s->kicking) {
 		/* called back from inside a round (a local delivery finished):
 		 * the outer loop goes round once more */
 		s->again = true;
 		return;
 	}
+	if (s->draining || s->a->stopping) {
+		flush_done(s, true);
+		return;
+	}
+	/* One transaction per round: the outcomes of the transfers that
+	 * finished since the last one, cancellations and the reads that pick
+	 * the next rows share one commit (one fsync) and one lock. */
+	txn = db_begin(db) == 0;
+	flush_done(s, !txn);
 	s->kicking = true;
 	now = clock_now(&s->a->clk);
 	for (int round = 0; round < MAILDIR_ROUNDS; round++) {
@@ -737,6 +746,11 @@ static void sender_run(struct sender *s)
 		ev_timer_start(s->a->loop, &s->soon);
 	}
 	arm_retry(s, now);
+	if (txn && db_commit(db) < 0) {
+		db_rollback(db);
+		log_err("outbox: outcomes could not be written; the rows stay "
+			"pending and will be sent again");
+	}
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -786,7 +800,7 @@ bool sender_drain(struct sender *s)
 	s->draining = true;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
-	flush_done(s);
+	flush_done(s, true);
 	return s->jobs == NULL;
 }
 
@@ -796,7 +810,7 @@ void sender_stop(struct sender *s)
 		return;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
-	flush_done(s);
+	flush_done(s, true);
 	/* aborted rows stay pending: the next start sends them */
 	while (s->jobs) {
 		struct job *j = s->jobs;

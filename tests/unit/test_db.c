@@ -200,8 +200,12 @@ test_newer_version_refused(void **state)
 		sqlite3 *h = NULL;
 
 		assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-		assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 1",
-					      NULL, NULL, NULL), SQLITE_OK);
+		char *set = xasprintf("PRAGMA user_version = %d",
+				      DB_SCHEMA_VERSION);
+
+		assert_int_equal(sqlite3_exec(h, set, NULL, NULL, NULL),
+				 SQLITE_OK);
+		free(set);
 		sqlite3_close(h);
 	}
 	f->db = db_open(f->path, false, &err);
