@@ -176,3 +176,26 @@ def test_feed_url_is_stable(conf, port):
     assert a.stdout.startswith(f"http://127.0.0.1:{port}/units/tu-phap.ics?token=")
     c = ctl(conf, "feed-url", "mttq")
     assert c.stdout.split("token=")[1] != a.stdout.split("token=")[1]
+
+
+def test_make_install_destdir(tmp_path):
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), "install",
+                        f"DESTDIR={dest}", "PREFIX=/usr"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for f in ("usr/sbin/cutoffd", "usr/bin/cutoffctl",
+              "usr/share/man/man8/cutoffd.8", "usr/share/man/man8/cutoffctl.8",
+              "usr/share/man/man5/cutoffd.conf.5",
+              "usr/lib/systemd/system/cutoffd.service",
+              "etc/cutoffd/cutoffd.conf", "etc/cutoffd/holidays-vn.ics",
+              "etc/cutoffd/templates/vi/remind.txt"):
+        assert (dest / f).is_file(), f
+    unit = (dest / "usr/lib/systemd/system/cutoffd.service").read_text()
+    assert "ExecStart=/usr/sbin/cutoffd" in unit and "@SBINDIR@" not in unit
+    # the installed configuration is valid where it was installed
+    conf = dest / "etc/cutoffd/cutoffd.conf"
+    text = conf.read_text().replace("/var/lib/cutoffd/", f"{tmp_path}/")
+    conf.write_text(text)
+    r = run(dest / "usr/sbin/cutoffd", "--check", "-c", conf)
+    assert r.returncode == 0, r.stderr

@@ -237,9 +237,11 @@ def test_sd_notify(daemon_factory, conf, port, tmp_path):
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="no valgrind")
 def test_valgrind_life_cycle(daemon_factory, conf, port, tmp_path):
-    """start -> feeds -> reload -> stop under valgrind: no error, no leak."""
+    """start -> feeds -> sends -> reload -> stop under valgrind: no error,
+    no leak."""
     vlog = tmp_path / "valgrind.log"
-    d = daemon_factory(conf, port, now=NOW, wrapper=[
+    # 10 s before the first reminders, at 10x: they go out during the run
+    d = daemon_factory(conf, port, now="2024-03-06T07:59:50", speed=10, wrapper=[
         "valgrind", "--error-exitcode=99", "--leak-check=full",
         "--show-leak-kinds=definite,indirect,possible",
         "--errors-for-leak-kinds=definite,indirect,possible",
@@ -253,6 +255,12 @@ def test_valgrind_life_cycle(daemon_factory, conf, port, tmp_path):
     conf.write_text(conf.read_text().replace("at       = 08:00", "at = x"))
     d.reload()
     assert d.get("/calendar.ics")[0] == 200
+    new = tmp_path / "mail" / "new"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+            new.is_dir() and len(list(new.iterdir())) >= 4):
+        time.sleep(0.2)
+    assert len(list(new.iterdir())) >= 4
     rc = d.stop(timeout=120)
     assert rc == 0, vlog.read_text()[-4000:]
 

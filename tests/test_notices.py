@@ -290,3 +290,87 @@ units  = *
     print(f"kill -9 x{kills}: {len(distinct)} distinct, {dups} duplicates")
     assert len(distinct) == 1000  # 0 lost
     assert dups <= 8 * kills  # at most `parallel` in flight per kill
+
+
+def test_digest_to_secretariat(daemon_factory, tmp_path, port, smtp):
+    """escalate+3d goes to heads one by one, and to the secretariat as one
+    digest naming every late unit."""
+    sink = smtp()
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    ctl(conf, "received", "mttq", "q1/2024-03-13", now="2024-03-12T10:00")
+    d = daemon_factory(conf, port, now="2024-03-16T07:59:50", speed=10).start()
+    wait_for(lambda: len(sink.messages) >= 4, what="heads and digest")
+    time.sleep(1)
+    d.stop()
+    to_sec = [m for r, m in sink.messages if r == ["thuongtruc@example.vn"]]
+    assert len(to_sec) == 1, [r for r, _ in sink.messages]
+    body = to_sec[0].get_content()
+    for name in ("Phòng Tư pháp", "Phòng Lao động - Thương binh và Xã hội",
+                 "Ban Chỉ đạo phường Tân Lợi"):
+        assert name in body
+    assert "Ủy ban Mặt trận" not in body  # it reported
+    heads = sorted(r[0] for r, _ in sink.messages if r != ["thuongtruc@example.vn"])
+    assert heads == ["chutich.tanloi@example.vn", "truongphong.ldtbxh@example.vn",
+                     "truongphong.tuphap@example.vn"]
+
+
+class BadServer:
+    """A TCP server that greets and then drops the connection, or stalls."""
+
+    def __init__(self, mode):
+        import socket as s
+        self.sock = s.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode, self.conns, self.stop = mode, [], threading.Event()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            if self.mode == "drop":
+                c.sendall(b"220 flaky.example ESMTP\r\n")
+                c.close()
+            # "stall": accept and never say a word
+
+    def close(self):
+        self.stop.set()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["drop", "stall"])
+def test_flaky_server_is_retried(daemon_factory, tmp_path, port, mode):
+    bad = BadServer(mode)
+    try:
+        conf = make_config(tmp_path, port,
+                           mail=smtp_mail(bad.port, "timeout = 2s\n"))
+        d = daemon_factory(conf, port, now="2024-03-06T07:59:59").start()
+
+        def attempted():
+            db = sqlite3.connect(tmp_path / "state.db")
+            try:
+                return db.execute("select count(*) from outbox where "
+                                  "attempts >= 1 and state = 'pending' and "
+                                  "last_error is not null").fetchone()[0] >= 4
+            finally:
+                db.close()
+        # the feeds stay served while the mail server misbehaves
+        t0 = time.monotonic()
+        assert d.get("/calendar.ics")[0] == 200
+        assert time.monotonic() - t0 < 1.5
+        wait_for(attempted, timeout=30, what="deferred attempts")
+        assert "deferred" in d.logtext()
+        assert d.stop() == 0
+    finally:
+        bad.close()
