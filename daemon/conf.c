@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <libical/ical.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2041,46 +2042,23 @@ read_secret(struct pctx *p, const char *key, const char *path, int line,
 	return 0;
 }
 
-static int
-b64val(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
 
 /* Standard base64 with optional padding; out must hold n bytes. */
 static int
 b64decode(const char *s, size_t n, unsigned char *out, size_t *outlen)
 {
-	uint32_t acc = 0;
-	size_t o = 0, i;
-	int bits = 0, v;
+	size_t pad = 0;
+	int k;
 
-	while (n > 0 && s[n - 1] == '=')
-		n--;
-	for (i = 0; i < n; i++) {
-		v = b64val((unsigned char)s[i]);
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-		}
-	}
-	if (o == 0)
+	/* OpenSSL's decoder counts padding as zero bytes: strip them after */
+	if (n == 0 || n % 4 != 0 || n > INT32_MAX)
 		return -1;
-	*outlen = o;
+	while (pad < 2 && s[n - 1 - pad] == '=')
+		pad++;
+	k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+	if (k < 0 || (size_t)k < pad + 1)
+		return -1;
+	*outlen = (size_t)k - pad;
 	return 0;
 }
 

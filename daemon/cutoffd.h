@@ -75,6 +75,8 @@ int random_hex(char *out, size_t nbytes);
  * xstrdup'ed items (caller frees each and the array). */
 size_t split_list(const char *s, const char *seps, char ***out);
 void free_list(char **v, size_t n);
+/* qsort/bsearch comparator of int64_t */
+int cmp_int64(const void *a, const void *b);
 
 /* Calendar arithmetic on the proleptic Gregorian calendar (pure). */
 struct ymd {
@@ -364,6 +366,9 @@ typedef int (*plan_fn)(void *ctx, const struct plan_row *row);
  * unit, step, audience, channel); unit_id NULL = all units. */
 int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 	       submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+/* Days a policy's steps reach before (*lo <= 0) and after (*hi >= 0) the
+ * due date, repeats included; p may be NULL (0, 0). */
+void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
 
 /* -------------------------------------------------------------------- db.c */
 
@@ -730,6 +735,12 @@ int status_route(struct app *a, const struct http_req *q, struct http_resp *r);
 /* The `cutoffctl status` text (occ NULL = every occurrence in the window). */
 int status_print(const struct conf *c, struct db *db, tstamp now,
 		 const char *occ, FILE *out);
+
+/* The headers of a feed answer (ETag, Last-Modified, caching, type):
+ * http.c uses it for every feed reply, feed.c for the shared response it
+ * keeps per document.  Returns false when a header could not be added. */
+struct MHD_Response;
+bool http_feed_headers(struct MHD_Response *r, const struct feed_doc *doc);
 
 /* Starts listening on conf->daemon.listen on a->loop. */
 struct http *http_start(struct app *a, char **err);

@@ -27,7 +27,6 @@
 #define WAKE_MAX 60.0             /* real seconds between re-checks */
 #define GRACE_MIN 300             /* virtual seconds: see catch-up rule */
 #define DAY 86400
-#define REPEAT_DAYS 366           /* sched's repeat span when until = 0 */
 #define META_LAST_SCAN "last_scan"
 
 struct engine {
@@ -292,22 +291,9 @@ static int next_step(const struct conf *c, tstamp after, tstamp *out)
 
 	/* reach of steps around their due date, as sched computes them */
 	for (size_t i = 0; i < c->npolicies; i++) {
-		const struct policy *p = &c->policies[i];
-		int64_t lo = 0, hi = 0;
+		int64_t lo, hi;
 
-		for (size_t k = 0; k < p->nremind; k++) {
-			lo = p->remind[k].days < lo ? p->remind[k].days : lo;
-			hi = p->remind[k].days > hi ? p->remind[k].days : hi;
-		}
-		for (size_t k = 0; k < p->nescalate; k++) {
-			lo = p->escalate[k].days < lo ? p->escalate[k].days : lo;
-			hi = p->escalate[k].days > hi ? p->escalate[k].days : hi;
-		}
-		if (p->repeat > 0) {
-			int64_t r = p->until > 0 ? p->until / DAY + 1 : REPEAT_DAYS;
-
-			hi = r > hi ? r : hi;
-		}
+		sched_policy_span(&c->policies[i], &lo, &hi);
 		back = (hi + 2) * DAY > back ? (hi + 2) * DAY : back;
 		ahead = (2 - lo) * DAY > ahead ? (2 - lo) * DAY : ahead;
 	}

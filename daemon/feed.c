@@ -777,38 +777,17 @@ static uint64_t content_hash(const char *s)
 	return h;
 }
 
-static void http_date(tstamp t, char *out, size_t n)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) ||
-	    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
-		snprintf(out, n, "Thu, 01 Jan 1970 00:00:00 GMT");
-}
-
 /* The response is made once per document; MHD counts its references, so a
  * replaced document's body lives on until its last send finishes. */
 static void make_response(struct entry *e)
 {
 	struct MHD_Response *r;
-	char date[40];
 
 	r = MHD_create_response_from_buffer_with_free_callback(
 		e->doc.len, e->doc.body, free);
 	if (!r)
 		return;
-	http_date(e->doc.modified, date, sizeof(date));
-	if (MHD_add_response_header(r, "Content-Type",
-				    "text/calendar; charset=utf-8") != MHD_YES ||
-	    MHD_add_response_header(r, "ETag", e->doc.etag) != MHD_YES ||
-	    MHD_add_response_header(r, "Last-Modified", date) != MHD_YES ||
-	    MHD_add_response_header(r, "Cache-Control",
-				    "private, max-age=300") != MHD_YES ||
-	    MHD_add_response_header(r, "X-Content-Type-Options",
-				    "nosniff") != MHD_YES ||
-	    MHD_add_response_header(r, "Referrer-Policy",
-				    "no-referrer") != MHD_YES) {
+	if (!http_feed_headers(r, &e->doc)) {
 		/* the body is ours again only if MHD never took it */
 		e->doc.body = xstrdup(e->doc.body);
 		MHD_destroy_response(r);

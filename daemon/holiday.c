@@ -49,13 +49,6 @@ hacc_add(struct hacc *a, int64_t day)
 	a->days[a->n++] = day;
 }
 
-static int
-cmp_day(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* libical keeps no line numbers: find the event's UID line in the text so
  * the admin is pointed at the right place (0 when not found). */
@@ -123,7 +116,7 @@ ical_day(struct icaltimetype t)
 static bool
 is_excluded(int64_t day, const int64_t *ex, size_t nex)
 {
-	return nex > 0 && bsearch(&day, ex, nex, sizeof(*ex), cmp_day) != NULL;
+	return nex > 0 && bsearch(&day, ex, nex, sizeof(*ex), cmp_int64) != NULL;
 }
 
 static void
@@ -284,7 +277,7 @@ parse_event(struct hctx *h, icalcomponent *ev)
 	}
 
 	if (nex > 1)
-		qsort(ex, nex, sizeof(*ex), cmp_day);
+		qsort(ex, nex, sizeof(*ex), cmp_int64);
 	if (icalcomponent_get_first_property(ev, ICAL_RRULE_PROPERTY) != NULL) {
 		/* the iterator yields DTSTART itself as the first instance */
 		if (expand_rrule(h, &e, start, len, ex, nex) < 0)
@@ -371,7 +364,7 @@ holidays_parse(const char *name, const char *text, size_t len,
 	if (h.acc.n > 0) {
 		size_t w = 1;
 
-		qsort(h.acc.days, h.acc.n, sizeof(*h.acc.days), cmp_day);
+		qsort(h.acc.days, h.acc.n, sizeof(*h.acc.days), cmp_int64);
 		for (size_t i = 1; i < h.acc.n; i++)
 			if (h.acc.days[i] != h.acc.days[w - 1])
 				h.acc.days[w++] = h.acc.days[i];

@@ -180,13 +180,25 @@ static void http_date(tstamp t, char *out, size_t n)
 		snprintf(out, n, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
+bool http_feed_headers(struct MHD_Response *r, const struct feed_doc *doc)
+{
+	char date[40];
+
+	http_date(doc->modified, date, sizeof(date));
+	return common_headers(r) &&
+	       MHD_add_response_header(r, "Content-Type",
+				       "text/calendar; charset=utf-8") == MHD_YES &&
+	       MHD_add_response_header(r, "ETag", doc->etag) == MHD_YES &&
+	       MHD_add_response_header(r, "Last-Modified", date) == MHD_YES &&
+	       MHD_add_response_header(r, "Cache-Control",
+				       "private, max-age=300") == MHD_YES;
+}
+
 static enum MHD_Result serve_doc(struct MHD_Connection *mc,
 				 const struct feed_doc *doc, int *status)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
-	char date[40];
-	bool copy = false;
 
 	if (!doc) {
 		*status = 503;
@@ -202,20 +214,12 @@ static enum MHD_Result serve_doc(struct MHD_Connection *mc,
 	} else {
 		/* the shared response could not be made: copy this once */
 		*status = 200;
-		copy = true;
 		r = MHD_create_response_from_buffer(doc->len, doc->body,
 						    MHD_RESPMEM_MUST_COPY);
 	}
 	if (!r)
 		return MHD_NO;
-	http_date(doc->modified, date, sizeof(date));
-	if (!common_headers(r) ||
-	    MHD_add_response_header(r, "ETag", doc->etag) != MHD_YES ||
-	    MHD_add_response_header(r, "Last-Modified", date) != MHD_YES ||
-	    MHD_add_response_header(r, "Cache-Control",
-				    "private, max-age=300") != MHD_YES ||
-	    (copy && MHD_add_response_header(r, "Content-Type",
-			"text/calendar; charset=utf-8") != MHD_YES)) {
+	if (!http_feed_headers(r, doc)) {
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}

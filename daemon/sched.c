@@ -63,13 +63,6 @@ dvec_push(struct dvec *dv, int64_t day)
 	dv->v[dv->n++] = day;
 }
 
-static int
-cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* MM-DD in year y; false when it doesn't exist (02-29 off leap years) */
 static bool
@@ -153,7 +146,7 @@ nominal_range(const struct cycle *cy, int64_t lo, int64_t hi,
 	if (out->n > 1) {
 		size_t w = 1;
 
-		qsort(out->v, out->n, sizeof(*out->v), cmp_i64);
+		qsort(out->v, out->n, sizeof(*out->v), cmp_int64);
 		for (size_t i = 1; i < out->n; i++)
 			if (out->v[i] != out->v[w - 1])
 				out->v[w++] = out->v[i];
@@ -659,8 +652,8 @@ cmp_rank(const void *a, const void *b, void *arg)
 }
 
 /* Days a policy's steps reach before (lo <= 0) and after (hi) the due date. */
-static void
-policy_span(const struct policy *p, int64_t *lo, int64_t *hi)
+void
+sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi)
 {
 	int64_t l = 0, h = 0;
 
@@ -809,7 +802,7 @@ plan_collect(struct plan *pl, tstamp from, tstamp to)
 	for (size_t i = 0; i < c->ncycles; i++) {
 		int64_t lo, hi;
 
-		policy_span(c->cycles[i].policy, &lo, &hi);
+		sched_policy_span(c->cycles[i].policy, &lo, &hi);
 		/* a step is on due + days (+1 for a quiet-hours move) */
 		cycle_occs(c, &c->cycles[i], dfrom - hi - 2, dto - lo + 2,
 			   &tmp, &pl->occ);

@@ -184,19 +184,13 @@ static void settle(struct sender *s, const struct notice *n, enum outcome o,
 	}
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* A digest may hold thousands of rows: look ids up by bisection. */
 static bool in_list(const struct job *j, int64_t id)
 {
 	for (; j; j = j->next) {
 		if (j->ids && bsearch(&id, j->ids, j->nrows, sizeof(*j->ids),
-				      cmp_id))
+				      cmp_int64))
 			return true;
 	}
 	return false;
@@ -288,7 +282,7 @@ static void job_link(struct sender *s, struct job *j)
 	j->ids = xcalloc(j->nrows ? j->nrows : 1, sizeof(*j->ids));
 	for (size_t i = 0; i < j->nrows; i++)
 		j->ids[i] = j->rows[i].id;
-	qsort(j->ids, j->nrows, sizeof(*j->ids), cmp_id);
+	qsort(j->ids, j->nrows, sizeof(*j->ids), cmp_int64);
 	j->next = s->jobs;
 	if (s->jobs)
 		s->jobs->prev = j;

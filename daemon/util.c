@@ -485,6 +485,14 @@ free_list(char **v, size_t n)
 	free(v);
 }
 
+int
+cmp_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 /* ------------------------------------------------------ calendar arithmetic */
 
 /* Howard Hinnant's days-from-civil algorithm (public domain description),
