@@ -374,3 +374,76 @@ def test_flaky_server_is_retried(daemon_factory, tmp_path, port, mode):
         assert d.stop() == 0
     finally:
         bad.close()
+
+
+@pytest.fixture
+def tls_cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (openssl from Debian)."""
+    import subprocess
+    crt, key = tmp_path / "smtp.crt", tmp_path / "smtp.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def start_tls_sink(crt, key, logins):
+    import ssl
+    from aiosmtpd.smtp import AuthResult
+
+    def auth(server, session, envelope, mechanism, data):
+        logins.append((mechanism, data.login.decode(), data.password.decode()))
+        ok = data.login == b"vanthu" and data.password == "mật-khẩu-1".encode()
+        return AuthResult(success=ok)
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(crt), str(key))
+    sink = Sink()
+    port = free_port()
+    c = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx,
+                   require_starttls=True, authenticator=auth,
+                   auth_require_tls=True)
+    c.start()
+    sink.port, sink.controller = port, c
+    return sink
+
+
+def test_starttls_auth_and_verification(daemon_factory, tmp_path, port,
+                                        tls_cert):
+    crt, key = tls_cert
+    logins = []
+    sink = start_tls_sink(crt, key, logins)
+    try:
+        (tmp_path / "smtp.pass").write_text("mật-khẩu-1\n")
+        mail = smtp_mail(sink.port).replace("starttls = no", "starttls = required")
+        # 1. certificate verification is on by default: a self-signed
+        # server is refused and nothing is delivered
+        conf = make_config(tmp_path, port, mail=mail +
+                           "user = vanthu\npassword_file = smtp.pass\n")
+        d = daemon_factory(conf, port, now="2024-03-06T07:59:59").start()
+
+        def attempted():
+            db = sqlite3.connect(tmp_path / "state.db")
+            try:
+                return db.execute("select count(*) from outbox where "
+                                  "attempts >= 1").fetchone()[0] >= 4
+            finally:
+                db.close()
+        wait_for(attempted, what="refused TLS attempts")
+        d.stop()
+        assert sink.messages == [] and logins == []
+        # 2. trusting it (tls_verify = no): STARTTLS, AUTH, delivery
+        (tmp_path / "state.db").unlink()
+        for f in tmp_path.glob("state.db-*"):
+            f.unlink()
+        conf = make_config(tmp_path, port, mail=mail +
+                           "user = vanthu\npassword_file = smtp.pass\n"
+                           "tls_verify = no\n")
+        d = daemon_factory(conf, port, now="2024-03-06T07:59:59").start()
+        wait_for(lambda: len(sink.messages) >= 4, what="mail over STARTTLS")
+        d.stop()
+        assert logins and all(l[1] == "vanthu" for l in logins)
+    finally:
+        sink.controller.stop()
