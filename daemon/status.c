@@ -70,7 +70,8 @@ struct st_occ {
 
 struct st_fail {
 	char *occ, *unit, *step, *aud, *ch, *err;
-	tstamp at;
+	tstamp at;               /* failed: when; retrying: next try */
+	bool retrying;           /* a temporary failure, to be tried again */
 };
 
 struct status {
@@ -247,16 +248,19 @@ fail_matches(const struct conf *c, const struct filter *f, const char *occ,
 	return true;
 }
 
-/* Notices that failed for good, newest first: the secretariat must see
- * them, since nobody else will. */
+/* Notices that failed for good, and those waiting to be retried after a
+ * temporary failure, newest first: the secretariat must see them, since
+ * nobody else will. */
 static int
 load_failed(const struct conf *c, struct db *db, const struct filter *f,
 	    struct status *s)
 {
 	static const char sql[] =
 		"SELECT occurrence, unit, step, audience, channel,"
-		" COALESCE(last_error, ''), COALESCE(done_at, next_try)"
+		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
+		" state = 'pending'"
 		" FROM outbox WHERE state = 'failed'"
+		" OR (state = 'pending' AND attempts > 0)"
 		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
 	sqlite3 *h = (sqlite3 *)db_handle(db);
 	sqlite3_stmt *st = NULL;
@@ -292,6 +296,7 @@ load_failed(const struct conf *c, struct db *db, const struct filter *f,
 		x->ch = col_text(st, 4);
 		x->err = col_text(st, 5);
 		x->at = sqlite3_column_int64(st, 6);
+		x->retrying = sqlite3_column_int(st, 7) != 0;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -437,7 +442,7 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		const struct st_fail *x = &s->fail[i];
 
 		/* ids come from our own rows, the error from a remote server */
-		buf_puts(&b, "failed\t");
+		buf_puts(&b, x->retrying ? "retrying\t" : "failed\t");
 		buf_put_escaped(&b, x->occ, 200);
 		buf_putc(&b, '\t');
 		buf_put_escaped(&b, x->unit, 200);
@@ -527,6 +532,8 @@ status_json(const struct conf *c, const struct status *s)
 		json_object_set_new(jf, "step", json_string(x->step));
 		json_object_set_new(jf, "audience", json_string(x->aud));
 		json_object_set_new(jf, "channel", json_string(x->ch));
+		json_object_set_new(jf, "state", json_string(x->retrying ?
+						"retrying" : "failed"));
 		/* a server's reply may be any bytes: json_string is NULL then */
 		if (utf8_valid(x->err, strlen(x->err)))
 			json_object_set_new(jf, "error", json_string(x->err));
@@ -1266,7 +1273,8 @@ page_render(struct page *pg, const char *token, const char *notice)
 
 	if (s->nfail > 0) {
 		buf_puts(b, "<section><h2>Thông báo gửi thất bại</h2><table>"
-			 "<thead><tr><th>Thời điểm</th><th>Kỳ báo cáo</th>"
+			 "<thead><tr><th>Thời điểm</th><th>Tình trạng</th>"
+			 "<th>Kỳ báo cáo</th>"
 			 "<th>Đơn vị</th><th>Bước</th><th>Kênh</th><th>Lỗi</th>"
 			 "</tr></thead><tbody>\n");
 		for (size_t i = 0; i < s->nfail; i++) {
@@ -1274,7 +1282,8 @@ page_render(struct page *pg, const char *token, const char *notice)
 			char t[20];
 
 			tz_format_vn(c->tz, x->at, t);
-			buf_printf(b, "<tr><td>%s</td><td>", t);
+			buf_printf(b, "<tr><td>%s</td><td>%s</td><td>", t,
+				   x->retrying ? "Đang thử lại" : "Thất bại");
 			html_esc(b, x->occ);
 			buf_puts(b, "</td><td>");
 			html_esc(b, x->unit);

@@ -136,7 +136,10 @@ def test_retry_keeps_message_id_then_permanent_failure(daemon_factory,
     assert len(by_to["tuphap@example.vn"]) == 3
     assert len(by_to["mttq@example.vn"]) == 1  # 5xx: no retry
     r = ctl(conf, "status", now="2024-03-06T09:00")
-    assert "failed" in r.stdout and "mttq" in r.stdout
+    failed = [l.split("\t") for l in r.stdout.splitlines()
+              if l.startswith("failed\t")]
+    assert [f[2] for f in failed] == ["mttq"], r.stdout
+    assert "550" in failed[0][5]
     assert "550" in d.logtext()
 
 
@@ -371,6 +374,10 @@ def test_flaky_server_is_retried(daemon_factory, tmp_path, port, mode):
         assert time.monotonic() - t0 < 1.5
         wait_for(attempted, timeout=30, what="deferred attempts")
         assert "deferred" in d.logtext()
+        r = ctl(conf, "status", now="2024-03-06T08:01")
+        retrying = [l for l in r.stdout.splitlines()
+                    if l.startswith("retrying\t")]
+        assert len(retrying) >= 4, r.stdout
         assert d.stop() == 0
     finally:
         bad.close()
