@@ -158,14 +158,24 @@ def test_status_page_in_chromium(d, conf):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         drv.save_screenshot(str(ARTIFACTS / "status-page.png"))
         # mark mttq from the page: log in, then press its button
+        from selenium.webdriver.support.ui import WebDriverWait
         drv.find_element(By.NAME, "token").send_keys(ADMIN_TOKEN)
         drv.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+        # the click navigates: wait for the logged-in page
+        WebDriverWait(drv, 20).until(lambda x: x.find_elements(
+            By.CSS_SELECTOR, "form[action='/logout']"))
         forms = drv.find_elements(By.CSS_SELECTOR, "form[action='/mark']")
         target = next(f for f in forms
                       if f.find_element(By.NAME, "unit").get_attribute("value") == "mttq"
                       and f.find_element(By.NAME, "occurrence").get_attribute("value")
                       == "q1/2024-03-13")
-        target.find_element(By.TAG_NAME, "button").click()
+        button = target.find_element(By.TAG_NAME, "button")
+        button.click()
+        # the POST redirects back to the page: the old form goes stale
+        from selenium.webdriver.support import expected_conditions as EC
+        WebDriverWait(drv, 20).until(EC.staleness_of(button))
+        WebDriverWait(drv, 20).until(lambda x: x.find_elements(
+            By.CSS_SELECTOR, "form[action='/logout']"))
         drv.save_screenshot(str(ARTIFACTS / "status-page-marked.png"))
     finally:
         drv.quit()
