@@ -66,7 +66,7 @@ build/san/libcutoffd.a: $(SAN_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-build/san/test_%: tests/unit/test_%.c build/san/libcutoffd.a $(HDRS)
+build/san/test_%: tests/unit/test_%.c build/san/libcutoffd.a $(HDRS) $(wildcard tests/unit/*.h)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) $(CMOCKA_CFLAGS) -Idaemon \
 		-o $@ $< build/san/libcutoffd.a $(PKG_LIBS) $(CMOCKA_LIBS)
 

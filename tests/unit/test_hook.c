@@ -13,10 +13,8 @@
 #include <jansson.h>
 
 #include "cutoffd.h"
+#include "fixture.h"
 
-#ifndef TEMPLATES_DIR
-#define TEMPLATES_DIR "conf/templates"
-#endif
 
 static const char conf_text[] =
 	"[daemon]\n"
@@ -55,53 +53,18 @@ static const char conf_text[] =
 static const unsigned char key[] = "k\x00\x01\xfe secret key \xff";
 #define KEY_LEN (sizeof key - 1)
 
-struct fix {
-	char *dir;
-	struct conf *c;
-	struct db *db;
-};
 
 static int
 setup(void **state)
 {
-	struct fix *f = xcalloc(1, sizeof *f);
-	char tmpl[] = "/tmp/cutoffd-hook-XXXXXX";
-	struct diag d;
-	char *path, *err = NULL;
-
-	assert_non_null(mkdtemp(tmpl));
-	f->dir = xstrdup(tmpl);
-	diag_init(&d);
-	f->c = conf_parse("test.conf", conf_text, strlen(conf_text),
-			  CONF_NO_FILES, &d);
-	diag_print(&d, stderr);
-	assert_non_null(f->c);
-	f->c->tmpl = tmpl_load(TEMPLATES_DIR, "vi", &d);
-	diag_print(&d, stderr);
-	assert_non_null(f->c->tmpl);
-	diag_free(&d);
-	path = xasprintf("%s/state.db", f->dir);
-	f->db = db_open(path, true, &err);
-	assert_non_null(f->db);
-	free(path);
-	*state = f;
+	*state = fix_new(conf_text);
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fix *f = *state;
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-
-	db_close(f->db);
-	tmpl_free(f->c->tmpl);
-	f->c->tmpl = NULL;
-	conf_free(f->c);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f->dir);
-	free(f);
+	fix_free(*state);
 	return 0;
 }
 

@@ -16,10 +16,8 @@
 #include <openssl/evp.h>
 
 #include "cutoffd.h"
+#include "fixture.h"
 
-#ifndef TEMPLATES_DIR
-#define TEMPLATES_DIR "conf/templates"
-#endif
 
 #define LONG_TITLE "Báo cáo quý I năm 2024 về công tác phòng, chống tội phạm, " \
 	"tệ nạn xã hội và bảo vệ an ninh Tổ quốc"
@@ -74,55 +72,18 @@ static const char py_decode[] =
 	"    'body': m.get_body().get_content().replace('\\r\\n', '\\n'),\n"
 	"    'defects': defects}))\n";
 
-struct fix {
-	char *dir;
-	struct conf *c;
-	struct db *db;
-};
 
 static int
 setup(void **state)
 {
-	struct fix *f = xcalloc(1, sizeof *f);
-	char tmpl[] = "/tmp/cutoffd-mail-XXXXXX";
-	struct diag d;
-	char *path, *err = NULL;
-
-	assert_non_null(mkdtemp(tmpl));
-	f->dir = xstrdup(tmpl);
-	diag_init(&d);
-	f->c = conf_parse("test.conf", conf_text, strlen(conf_text),
-			  CONF_NO_FILES, &d);
-	diag_print(&d, stderr);
-	assert_non_null(f->c);
-	f->c->tmpl = tmpl_load(TEMPLATES_DIR, "vi", &d);
-	diag_print(&d, stderr);
-	assert_non_null(f->c->tmpl);
-	diag_free(&d);
-	path = xasprintf("%s/state.db", f->dir);
-	f->db = db_open(path, true, &err);
-	if (f->db == NULL)
-		print_error("db_open: %s\n", err);
-	assert_non_null(f->db);
-	free(path);
-	*state = f;
+	*state = fix_new(conf_text);
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fix *f = *state;
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-
-	db_close(f->db);
-	tmpl_free(f->c->tmpl);
-	f->c->tmpl = NULL;
-	conf_free(f->c);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f->dir);
-	free(f);
+	fix_free(*state);
 	return 0;
 }
 
