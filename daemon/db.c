@@ -21,53 +21,53 @@
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE meta("
-	"  key TEXT NOT NULL PRIMARY KEY,"
-	"  value TEXT);"
+	    "  key TEXT NOT NULL PRIMARY KEY,"
+	    "  value TEXT);"
 	"CREATE TABLE unit_token("
-	"  unit TEXT NOT NULL PRIMARY KEY,"
-	"  token TEXT NOT NULL UNIQUE);"
+	    "  unit TEXT NOT NULL PRIMARY KEY,"
+	    "  token TEXT NOT NULL UNIQUE);"
 	"CREATE TABLE rev("
-	"  kind TEXT NOT NULL,"
-	"  id TEXT NOT NULL,"
-	"  hash TEXT,"
-	"  seq INTEGER,"
-	"  modified INTEGER,"
-	"  PRIMARY KEY(kind, id));"
+	    "  kind TEXT NOT NULL,"
+	    "  id TEXT NOT NULL,"
+	    "  hash TEXT,"
+	    "  seq INTEGER,"
+	    "  modified INTEGER,"
+	    "  PRIMARY KEY(kind, id));"
 	"CREATE TABLE submission("
-	"  occurrence TEXT NOT NULL,"
-	"  unit TEXT NOT NULL,"
-	"  at INTEGER,"
-	"  recorded INTEGER,"
-	"  source TEXT,"
-	"  note TEXT,"
-	"  PRIMARY KEY(occurrence, unit));"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  at INTEGER,"
+	    "  recorded INTEGER,"
+	    "  source TEXT,"
+	    "  note TEXT,"
+	    "  PRIMARY KEY(occurrence, unit));"
 	"CREATE TABLE submission_event("
-	"  id INTEGER PRIMARY KEY,"
-	"  occurrence TEXT NOT NULL,"
-	"  unit TEXT NOT NULL,"
-	"  action TEXT NOT NULL CHECK(action IN ('received','undo')),"
-	"  at INTEGER,"
-	"  recorded INTEGER,"
-	"  source TEXT,"
-	"  note TEXT);"
+	    "  id INTEGER PRIMARY KEY,"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  action TEXT NOT NULL CHECK(action IN ('received','undo')),"
+	    "  at INTEGER,"
+	    "  recorded INTEGER,"
+	    "  source TEXT,"
+	    "  note TEXT);"
 	"CREATE INDEX submission_event_occ ON submission_event(occurrence, unit);"
 	"CREATE TABLE outbox("
-	"  id INTEGER PRIMARY KEY,"
-	"  occurrence TEXT NOT NULL,"
-	"  unit TEXT NOT NULL,"
-	"  step TEXT NOT NULL,"
-	"  audience TEXT NOT NULL,"
-	"  channel TEXT NOT NULL,"
-	"  recipients TEXT NOT NULL,"
-	"  send_at INTEGER NOT NULL,"
-	"  created INTEGER NOT NULL,"
-	"  state TEXT NOT NULL DEFAULT 'pending',"
-	"  attempts INTEGER NOT NULL DEFAULT 0,"
-	"  next_try INTEGER NOT NULL,"
-	"  last_error TEXT,"
-	"  message_id TEXT NOT NULL,"
-	"  done_at INTEGER,"
-	"  UNIQUE(occurrence, unit, step, audience, channel));"
+	    "  id INTEGER PRIMARY KEY,"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  step TEXT NOT NULL,"
+	    "  audience TEXT NOT NULL,"
+	    "  channel TEXT NOT NULL,"
+	    "  recipients TEXT NOT NULL,"
+	    "  send_at INTEGER NOT NULL,"
+	    "  created INTEGER NOT NULL,"
+	    "  state TEXT NOT NULL DEFAULT 'pending',"
+	    "  attempts INTEGER NOT NULL DEFAULT 0,"
+	    "  next_try INTEGER NOT NULL,"
+	    "  last_error TEXT,"
+	    "  message_id TEXT NOT NULL,"
+	    "  done_at INTEGER,"
+	    "  UNIQUE(occurrence, unit, step, audience, channel));"
 	"CREATE INDEX outbox_due ON outbox(state, next_try);",
 
 	/* 2: the sender asks per channel; without the channel in the index
@@ -77,85 +77,85 @@ static const char *const migrations[] = {
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,
 	       "one migration step per schema version");
-	       
-	       enum stmt_id {
-	       ST_OK,
-	       ST_DATA_VERSION,
-	       ST_BEGIN,
-	       ST_COMMIT,
-	       ST_ROLLBACK,
-	       ST_SAVEPOINT,
-	       ST_RELEASE,
-	       ST_ROLLBACK_TO,
-	       ST_META_GET,
-	       ST_META_SET,
-	       ST_TOKEN_INSERT,
-	       ST_TOKEN_GET,
-	       ST_REV_UPSERT,
-	       ST_REV_GET,
-	       ST_SUB_INSERT,
-	       ST_SUB_EVENT,
-	       ST_SUB_GET,
-	       ST_SUB_DELETE,
-	       ST_SUB_ALL,
-	       ST_SUB_OCC,
-	       ST_SUB_EVENTS,
-	       ST_COUNT
-	       };
-	       
-	       static const char *const stmt_sql[ST_COUNT] = {
-	       [ST_OK] = "SELECT 1",
-	       [ST_DATA_VERSION] = "PRAGMA data_version",
-	       [ST_BEGIN] = "BEGIN IMMEDIATE",
-	       [ST_COMMIT] = "COMMIT",
-	       [ST_ROLLBACK] = "ROLLBACK",
-	       [ST_SAVEPOINT] = "SAVEPOINT db_inner",
-	       [ST_RELEASE] = "RELEASE db_inner",
-	       [ST_ROLLBACK_TO] = "ROLLBACK TO db_inner",
-	       [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-	       [ST_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-	       " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-	       [ST_TOKEN_INSERT] = "INSERT OR IGNORE INTO unit_token(unit, token)"
-	       " VALUES(?1, ?2)",
-	       [ST_TOKEN_GET] = "SELECT token FROM unit_token WHERE unit = ?1",
-	       [ST_REV_UPSERT] = "INSERT INTO rev(kind, id, hash, seq, modified)"
-	       " VALUES(?1, ?2, ?3, 0, ?4)"
-	       " ON CONFLICT(kind, id) DO UPDATE SET"
-	       " hash = excluded.hash, seq = seq + 1,"
-	       " modified = excluded.modified"
-	       " WHERE hash IS NOT excluded.hash",
-	       [ST_REV_GET] = "SELECT seq, modified FROM rev WHERE kind = ?1 AND id = ?2",
-	       [ST_SUB_INSERT] = "INSERT OR IGNORE INTO submission"
-	       "(occurrence, unit, at, recorded, source, note)"
-	       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	       [ST_SUB_EVENT] = "INSERT INTO submission_event"
-	       "(occurrence, unit, action, at, recorded, source, note)"
-	       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	       [ST_SUB_GET] = "SELECT occurrence, unit, at, recorded, source, note"
-	       " FROM submission WHERE occurrence = ?1 AND unit = ?2",
-	       [ST_SUB_DELETE] = "DELETE FROM submission"
-	       " WHERE occurrence = ?1 AND unit = ?2",
-	       [ST_SUB_ALL] = "SELECT occurrence, unit, at, recorded, source, note"
-	       " FROM submission ORDER BY occurrence, unit",
-	       [ST_SUB_OCC] = "SELECT occurrence, unit, at, recorded, source, note"
-	       " FROM submission WHERE occurrence = ?1 ORDER BY unit",
-	       [ST_SUB_EVENTS] = "SELECT count(*) FROM submission_event"
-	       " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
-	       };
-	       
-	       struct db {
-	       sqlite3 *h;
-	       char *path;
-	       int depth;                 /* db_begin transactions open: 0 or 1 */
-	       sqlite3_stmt *st[ST_COUNT];
-	       };
-	       
-	       /* How an internal write is wrapped: its own transaction, or a savepoint
-	       * inside the caller's (so a failure undoes only our part). */
-	       enum wrap { WRAP_OWN, WRAP_SAVEPOINT };
-	       
-	       static void
-	       db_fail(struct db *db, const char *what)
+
+enum stmt_id {
+	ST_OK,
+	ST_DATA_VERSION,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
+	ST_META_GET,
+	ST_META_SET,
+	ST_TOKEN_INSERT,
+	ST_TOKEN_GET,
+	ST_REV_UPSERT,
+	ST_REV_GET,
+	ST_SUB_INSERT,
+	ST_SUB_EVENT,
+	ST_SUB_GET,
+	ST_SUB_DELETE,
+	ST_SUB_ALL,
+	ST_SUB_OCC,
+	ST_SUB_EVENTS,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_OK] = "SELECT 1",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT db_inner",
+	[ST_RELEASE] = "RELEASE db_inner",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO db_inner",
+	[ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[ST_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+	    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[ST_TOKEN_INSERT] = "INSERT OR IGNORE INTO unit_token(unit, token)"
+	    " VALUES(?1, ?2)",
+	[ST_TOKEN_GET] = "SELECT token FROM unit_token WHERE unit = ?1",
+	[ST_REV_UPSERT] = "INSERT INTO rev(kind, id, hash, seq, modified)"
+	    " VALUES(?1, ?2, ?3, 0, ?4)"
+	    " ON CONFLICT(kind, id) DO UPDATE SET"
+	    " hash = excluded.hash, seq = seq + 1,"
+	    " modified = excluded.modified"
+	    " WHERE hash IS NOT excluded.hash",
+	[ST_REV_GET] = "SELECT seq, modified FROM rev WHERE kind = ?1 AND id = ?2",
+	[ST_SUB_INSERT] = "INSERT OR IGNORE INTO submission"
+	    "(occurrence, unit, at, recorded, source, note)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_SUB_EVENT] = "INSERT INTO submission_event"
+	    "(occurrence, unit, action, at, recorded, source, note)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_SUB_GET] = "SELECT occurrence, unit, at, recorded, source, note"
+	    " FROM submission WHERE occurrence = ?1 AND unit = ?2",
+	[ST_SUB_DELETE] = "DELETE FROM submission"
+	    " WHERE occurrence = ?1 AND unit = ?2",
+	[ST_SUB_ALL] = "SELECT occurrence, unit, at, recorded, source, note"
+	    " FROM submission ORDER BY occurrence, unit",
+	[ST_SUB_OCC] = "SELECT occurrence, unit, at, recorded, source, note"
+	    " FROM submission WHERE occurrence = ?1 ORDER BY unit",
+	[ST_SUB_EVENTS] = "SELECT count(*) FROM submission_event"
+	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
+};
+
+struct db {
+	sqlite3 *h;
+	char *path;
+	int depth;                 /* db_begin transactions open: 0 or 1 */
+	sqlite3_stmt *st[ST_COUNT];
+};
+
+/* How an internal write is wrapped: its own transaction, or a savepoint
+ * inside the caller's (so a failure undoes only our part). */
+enum wrap { WRAP_OWN, WRAP_SAVEPOINT };
+
+static void
+db_fail(struct db *db, const char *what)
 {
 	log_err("state database %s: %s: %s", db->path, what,
 		sqlite3_errmsg(db->h));
