@@ -431,6 +431,12 @@ int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
  * (outbox.c).  Tables of every module are created by db.c's migrations. */
 struct sqlite3;
 struct sqlite3 *db_handle(struct db *db);
+/* A statement of another module, prepared once per connection and kept
+ * until db_close.  sql must be a string literal (the cache is keyed by its
+ * address).  Give it back with db_stmt_done (reset, bindings cleared). */
+struct sqlite3_stmt;
+struct sqlite3_stmt *db_stmt(struct db *db, const char *sql);
+void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
 
 /*
  * Schema version 1 (db.c creates all of it):

@@ -143,11 +143,18 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
 };
 
+#define DB_KEPT_MAX 32
+
 struct db {
 	sqlite3 *h;
 	char *path;
 	int depth;                 /* db_begin transactions open: 0 or 1 */
 	sqlite3_stmt *st[ST_COUNT];
+	struct {                   /* other modules' statements (db_stmt) */
+		const char *sql;
+		sqlite3_stmt *st;
+	} kept[DB_KEPT_MAX];
+	size_t nkept;
 };
 
 /* How an internal write is wrapped: its own transaction, or a savepoint
@@ -559,6 +566,8 @@ db_close(struct db *db)
 	}
 	for (size_t i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(db->st[i]);
+	for (size_t i = 0; i < db->nkept; i++)
+		sqlite3_finalize(db->kept[i].st);
 	if (sqlite3_close(db->h) != SQLITE_OK)
 		db_fail(db, "close (statements still open)");
 	free(db->path);
@@ -569,6 +578,46 @@ struct sqlite3 *
 db_handle(struct db *db)
 {
 	return db->h;
+}
+
+struct sqlite3_stmt *
+db_stmt(struct db *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	size_t i;
+
+	/* keyed by the literal's address: a handful of call sites */
+	for (i = 0; i < db->nkept; i++)
+		if (db->kept[i].sql == sql)
+			return db->kept[i].st;
+	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+			       NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	if (db->nkept == DB_KEPT_MAX)
+		return st;      /* not kept: db_stmt_done finalizes it */
+	db->kept[db->nkept].sql = sql;
+	db->kept[db->nkept++].st = st;
+	return st;
+}
+
+void
+db_stmt_done(struct db *db, struct sqlite3_stmt *st)
+{
+	size_t i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < db->nkept; i++) {
+		if (db->kept[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	}
+	sqlite3_finalize(st);
 }
 
 bool

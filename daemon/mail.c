@@ -242,14 +242,15 @@ put_token(struct buf *out, size_t col, bool first, const char *tok, size_t n)
  * of other words becomes encoded-words.  Keeping the atoms between the
  * runs matters: white space between two adjacent encoded-words is dropped
  * by RFC 2047 decoders but kept by some parsers (Python's), so splitting
- * a name only next to an atom reads the same everywhere.
+ * a name only next to an atom reads the same everywhere.  With lead, the
+ * first word follows a space or a fold too (a later mailbox of a list).
  */
 static size_t
-put_phrase(struct buf *out, size_t col, const char *name)
+put_phrase(struct buf *out, size_t col, const char *name, bool lead)
 {
 	char **w;
 	size_t n = split_list(name, " \t", &w), i = 0;
-	bool first = true;
+	bool first = !lead;
 
 	while (i < n) {
 		struct buf run, enc;
@@ -294,108 +295,129 @@ put_phrase(struct buf *out, size_t col, const char *name)
 	return col;
 }
 
+/* Splits a trimmed "Name <addr>" or "addr" in place; *name is NULL when
+ * there is none. */
+static void
+split_mailbox(char *s, char **name, char **addr)
+{
+	char *lt = strrchr(s, '<'), *gt = strrchr(s, '>'), *nm;
+	size_t nl;
+
+	*name = NULL;
+	*addr = s;
+	if (lt == NULL || gt == NULL || gt < lt || gt[1] != '\0')
+		return;
+	*lt = '\0';
+	*gt = '\0';
+	*addr = strtrim(lt + 1);
+	nm = strtrim(s);
+	nl = strlen(nm);
+	if (nl >= 2 && nm[0] == '"' && nm[nl - 1] == '"') {
+		nm[nl - 1] = '\0';
+		nm++;
+	}
+	if (*nm != '\0')
+		*name = nm;
+}
+
+/* One mailbox at col (after a space or fold when lead), folded so no line
+ * exceeds 78 characters.  Returns the column after it. */
+static size_t
+put_mailbox(struct buf *out, size_t col, const char *name, const char *addr,
+	    bool lead)
+{
+	struct buf b;
+
+	if (name == NULL)
+		return put_token(out, col, !lead, addr, strlen(addr));
+	buf_init(&b);
+	if (is_plain_ascii(name)) {
+		if (needs_quotes(name)) {
+			buf_putc(&b, '"');
+			for (const char *p = name; *p; p++) {
+				if (*p == '"' || *p == '\\')
+					buf_putc(&b, '\\');
+				buf_putc(&b, *p);
+			}
+			buf_putc(&b, '"');
+		} else {
+			buf_puts(&b, name);
+		}
+		buf_printf(&b, " <%s>", addr);
+	}
+	/* a short ASCII name goes as it is, whole on its line */
+	if (b.len > 0 && (lead ? 1 : col) + b.len <= LINE_MAX_HDR) {
+		col = put_token(out, col, !lead, b.p, b.len);
+	} else {
+		buf_reset(&b);
+		buf_printf(&b, "<%s>", addr);
+		col = put_phrase(out, col, name, lead);
+		col = put_token(out, col, false, b.p, b.len);
+	}
+	buf_free(&b);
+	return col;
+}
+
 /* "From: " with a display name encoded as needed. */
 static int
 put_from(struct buf *out, const char *from)
 {
-	char *copy, *name = NULL, *addr, *lt, *gt;
+	char *copy, *name, *addr;
 	int rc = -1;
 
 	if (!header_safe("From", from))
 		return -1;
 	copy = xstrdup(from);
-	strtrim(copy);
-	lt = strrchr(copy, '<');
-	gt = strrchr(copy, '>');
-	if (lt != NULL && gt != NULL && gt > lt && gt[1] == '\0') {
-		*lt = '\0';
-		*gt = '\0';
-		addr = strtrim(lt + 1);
-		name = strtrim(copy);
-		size_t nl = strlen(name);
-		if (nl >= 2 && name[0] == '"' && name[nl - 1] == '"') {
-			name[nl - 1] = '\0';
-			name++;
-		}
-		if (*name == '\0')
-			name = NULL;
-	} else {
-		addr = copy;
-	}
+	split_mailbox(strtrim(copy), &name, &addr);
 	if (!addr_ok(addr)) {
 		log_err("mail: bad From address");
 		goto out;
 	}
 	buf_puts(out, "From: ");
-	if (name == NULL) {
-		buf_printf(out, "%s\r\n", addr);
-	} else if (is_plain_ascii(name) && strlen(name) + strlen(addr) < 60) {
-		if (needs_quotes(name)) {
-			buf_putc(out, '"');
-			for (const char *p = name; *p; p++) {
-				if (*p == '"' || *p == '\\')
-					buf_putc(out, '\\');
-				buf_putc(out, *p);
-			}
-			buf_putc(out, '"');
-		} else {
-			buf_puts(out, name);
-		}
-		buf_printf(out, " <%s>\r\n", addr);
-	} else {
-		size_t col = put_phrase(out, 6, name);
-
-		if (col + 3 + strlen(addr) > LINE_MAX_HDR)
-			buf_puts(out, "\r\n");
-		buf_printf(out, " <%s>\r\n", addr);
-	}
+	put_mailbox(out, 6, name, addr, false);
+	buf_puts(out, "\r\n");
 	rc = 0;
 out:
 	free(copy);
 	return rc;
 }
 
-/* "To: a, b" folded one address per line when long */
+/* "To: a, Name <b>" folded between and inside mailboxes when long */
 static int
 put_to(struct buf *out, const char *recipients)
 {
-	char **v;
+	char **v, *name, *addr;
 	size_t n, col;
 	int rc = 0;
 
 	if (!header_safe("recipients", recipients))
 		return -1;
-	n = split_list(recipients, ", \t", &v);
-	if (n == 0) {
-		log_err("mail: no recipients");
-		free_list(v, n);
-		return -1;
-	}
+	n = split_list(recipients, ",", &v);
 	buf_puts(out, "To: ");
 	col = 4;
-	for (size_t i = 0; i < n; i++) {
-		if (!addr_ok(v[i])) {
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		split_mailbox(strtrim(v[i]), &name, &addr);
+		if (*addr == '\0' && name == NULL)
+			continue;
+		if (!addr_ok(addr)) {
 			struct buf b;
 
 			buf_init(&b);
-			buf_put_escaped(&b, v[i], 200);
+			buf_put_escaped(&b, addr, 200);
 			log_err("mail: bad recipient address %s", buf_str(&b));
 			buf_free(&b);
 			rc = -1;
 			break;
 		}
-		if (i > 0) {
+		if (col > 4) {
 			buf_putc(out, ',');
 			col++;
-			if (col + 1 + strlen(v[i]) > LINE_MAX_HDR) {
-				buf_puts(out, "\r\n");
-				col = 0;
-			}
-			buf_putc(out, ' ');
-			col++;
 		}
-		buf_puts(out, v[i]);
-		col += strlen(v[i]);
+		col = put_mailbox(out, col, name, addr, col > 4);
+	}
+	if (rc == 0 && col == 4) {
+		log_err("mail: no recipients");
+		rc = -1;
 	}
 	buf_puts(out, "\r\n");
 	free_list(v, n);

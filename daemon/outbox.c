@@ -197,17 +197,11 @@ char *outbox_recipients(const struct conf *c, const struct unit *u,
 	return NULL;
 }
 
+/* Statements are prepared once per connection (db_stmt): the sender asks
+ * for due rows after every transfer. */
 static sqlite3_stmt *prepare(struct db *db, const char *sql)
 {
-	sqlite3 *h = db_handle(db);
-	sqlite3_stmt *st = NULL;
-
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("outbox: %s", sqlite3_errmsg(h));
-		sqlite3_finalize(st);
-		return NULL;
-	}
-	return st;
+	return db_stmt(db, sql);
 }
 
 static int step_done(struct db *db, sqlite3_stmt *st)
@@ -269,7 +263,7 @@ int outbox_add(struct db *db, const struct notice *n, tstamp now)
 	if (!st)
 		return -1;
 	rc = add_one(db, st, n, now);
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -294,7 +288,7 @@ int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
 		if (added < INT32_MAX)
 			added += rc;
 	}
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return added;
 }
 
@@ -384,7 +378,7 @@ int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 		bind_text(st, 2, channel_name((enum channel)channel));
 	sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	rc = collect(db, st, out, max, count);
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -408,7 +402,7 @@ int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
 	sqlite3_bind_int64(st, 4, like->send_at);
 	sqlite3_bind_int64(st, 5, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	rc = collect(db, st, out, max, count);
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -451,7 +445,7 @@ int outbox_get(struct db *db, const char *occ, const char *unit,
 		else
 			notice_clear(&n);
 	}
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -474,7 +468,7 @@ static int finish(struct db *db, int64_t id, enum outbox_state to, tstamp now,
 	bind_text(st, 4, error);
 	sqlite3_bind_int(st, 5, attempt ? 1 : 0);
 	rc = step_done(db, st);
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -511,7 +505,7 @@ int outbox_mark_retry(struct db *db, int64_t id, tstamp next_try,
 	sqlite3_bind_int64(st, 2, next_try);
 	bind_text(st, 3, error);
 	rc = step_done(db, st);
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -575,7 +569,7 @@ int outbox_next_try(struct db *db, tstamp after, tstamp *t)
 		*t = sqlite3_column_int64(st, 0);
 		rc = 0;
 	}
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 	return rc;
 }
 
@@ -599,7 +593,7 @@ int outbox_cancel(struct db *db, outbox_keep_fn keep, void *ctx, tstamp now)
 			break;
 		if (rc != SQLITE_ROW) {
 			log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
-			sqlite3_finalize(st);
+			db_stmt_done(db, st);
 			goto out;
 		}
 		if (nrows == cap) {
@@ -612,7 +606,7 @@ int outbox_cancel(struct db *db, outbox_keep_fn keep, void *ctx, tstamp now)
 		}
 		nrows++;
 	}
-	sqlite3_finalize(st);
+	db_stmt_done(db, st);
 
 	why = xcalloc(nrows ? nrows : 1, sizeof(*why));
 	for (size_t i = 0; i < nrows; i++) {

@@ -515,13 +515,20 @@ step_is_escalation(const struct conf *c, const struct occ *o, const char *step,
 	return days > 0;
 }
 
-/* The instant people read as the deadline: 23:59 for "end of day". */
-static tstamp
-due_shown(const struct occ *o)
+/* The deadline as people read it, "dd/mm/yyyy HH:MM": end of day is
+ * "24:00" of the due date, as on the status page and in the plans ("trước
+ * 24 giờ ngày ..."); 23:59 would be a minute early, 00:00 a day late. */
+static void
+format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 {
-	if (o->cycle != NULL && o->cycle->due_minute >= 1440)
-		return o->due_at - 60;
-	return o->due_at;
+	char d[16];
+
+	if (o->cycle != NULL && o->cycle->due_minute >= 1440) {
+		ymd_format_vn(o->due, d);
+		snprintf(out, size, "%s 24:00", d);
+		return;
+	}
+	format_vn(c, o->due_at, out, size);
 }
 
 #define NVARS 24
@@ -664,7 +671,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_set(&vs, "cycle", nt.occ.cycle->id);
 	var_set(&vs, "title", nt.occ.cycle->title);
 	var_set(&vs, "occurrence", nt.occ.id);
-	format_vn(c, due_shown(&nt.occ), when, sizeof when);
+	format_due(c, &nt.occ, when, sizeof when);
 	var_own(&vs, "due", xstrdup(when));
 	format_vn(c, nt.occ.due_at, when, sizeof when);
 	var_own(&vs, "late_since", xstrdup(when));
@@ -684,9 +691,15 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 		var_own(&vs, "period_to", xstrdup(to));
 		var_own(&vs, "period", xasprintf("%s – %s", from, to));
 	} else {
+		/* `previous` with no earlier due date: data up to the
+		 * nominal date (cut-offs don't move), not a blank field */
+		char to[16];
+
+		ymd_format_vn(nt.occ.nominal, to);
 		var_set(&vs, "period_from", "");
-		var_set(&vs, "period_to", "");
-		var_set(&vs, "period", "");
+		var_own(&vs, "period_to", xstrdup(to));
+		var_own(&vs, "period", xasprintf("%s %s", lang_en(c) ?
+			"up to" : "đến ngày", to));
 	}
 	if (nt.kind == TMPL_DIGEST)
 		nt.feed_url = secretariat_feed_url(c);
