@@ -340,7 +340,7 @@ parse_offset(const char *s, int *days)
 	return 0;
 }
 
-/* "MM-DD"; 02-29 is allowed (it then occurs in leap years only). */
+/* "MM-DD"; 02-29 is allowed (02-28 in common years, see sched.c). */
 static int
 parse_md(const char *s, struct md *out)
 {

@@ -64,12 +64,17 @@ dvec_push(struct dvec *dv, int64_t day)
 }
 
 
-/* MM-DD in year y; false when it doesn't exist (02-29 off leap years) */
+/* MM-DD in year y.  02-29 is the last day of February in common years,
+ * as for period ends (period_date) and as the Civil Code ends a period on
+ * a day the month lacks: skipping those years would silently leave three
+ * reports in four unchased. */
 static bool
 md_day(int y, struct md m, int64_t *day)
 {
 	struct ymd d = { y, m.m, m.d };
 
+	if (!ymd_valid(d) && m.m == 2 && m.d == 29)
+		d.d = 28;
 	if (!ymd_valid(d))
 		return false;
 	*day = day_of(d);
@@ -205,7 +210,7 @@ is_nominal(const struct cycle *cy, struct ymd date)
 	bool yes = false;
 
 	for (size_t i = 0; i < cy->nyearly; i++)
-		if (cy->yearly[i].m == date.m && cy->yearly[i].d == date.d)
+		if (md_day(date.y, cy->yearly[i], &d) && d == day)
 			return true;
 	for (size_t i = 0; i < cy->nonce; i++)
 		if (ymd_cmp(cy->once[i], date) == 0)

@@ -44,6 +44,10 @@ static const char conf_text[] =
 	"period = 12-15 .. 03-13\n"
 	"policy = standard\n"
 	"units = *\n"
+	"[cycle ke-hoach]\n"
+	"title = Kế hoạch triển khai\n"
+	"due = 2023-08-15\n"
+	"policy = standard\n"
 	"[unit tu-phap]\n"
 	"name = Phòng Tư pháp\n"
 	"email = tuphap@example.vn, vanthu.tuphap@example.vn\n"
@@ -66,6 +70,7 @@ static const char py_decode[] =
 	"print(json.dumps({'subject': str(m['Subject']),\n"
 	"    'from_name': f.display_name, 'from_addr': f.addr_spec,\n"
 	"    'to': [a.addr_spec for a in m['To'].addresses],\n"
+	"    'to_name': m['To'].addresses[0].display_name,\n"
 	"    'date': m['Date'].datetime.isoformat(),\n"
 	"    'message_id': m['Message-ID'],\n"
 	"    'auto': m['Auto-Submitted'],\n"
@@ -330,7 +335,9 @@ test_remind_message(void **state)
 			    "vanthu.tuphap@example.vn");
 	assert_string_equal(jstr(j, "body"), nt.body);
 	assert_non_null(strstr(nt.body, "Kính gửi: Phòng Tư pháp\n"));
-	assert_non_null(strstr(nt.body, "trước 13/03/2024 23:59 (còn 7 ngày)"));
+	/* end of day reads 24:00, as on the status page and in the plans
+	 * ("trước 24 giờ ngày ..."); 23:59 would be a minute early */
+	assert_non_null(strstr(nt.body, "trước 13/03/2024 24:00 (còn 7 ngày)"));
 	assert_non_null(strstr(nt.body, "Thời gian lấy số liệu: 15/12/2023 – 13/03/2024"));
 	assert_int_equal(db_unit_token(f->db, "tu-phap", &token), 0);
 	feed = xasprintf("http://127.0.0.1:8470/units/tu-phap.ics?token=%s", token);
@@ -454,6 +461,61 @@ test_ascii_from(void **state)
 	notice_clear(&n);
 }
 
+/* Addresses in the configuration may carry a display name ("Name
+ * <addr>"): the To header keeps it, encoded, and stays one mailbox. */
+static void
+test_named_recipients(void **state)
+{
+	struct fix *f = *state;
+	struct notice n, *ns[1] = { &n };
+	tstamp now = at(f->c, 2024, 3, 6, 8, 0);
+	size_t len = 0;
+	char *msg;
+	json_t *j, *to;
+
+	notice_init(&n, "tu-phap", "remind-7d", AUD_UNIT,
+		    "Phòng Tư pháp Thành phố (văn thư) <tuphap@example.vn>,"
+		    "vanthu.tuphap@example.vn, Van Thu <a@example.vn>");
+	msg = mail_build(f->c, f->db, ns, 1, now, &len);
+	assert_non_null(msg);
+	check_lines(msg, len);
+	j = py_parse(f, msg, len);
+	assert_int_equal(json_array_size(json_object_get(j, "defects")), 0);
+	to = json_object_get(j, "to");
+	assert_int_equal(json_array_size(to), 3);
+	assert_string_equal(json_string_value(json_array_get(to, 0)),
+			    "tuphap@example.vn");
+	assert_string_equal(json_string_value(json_array_get(to, 1)),
+			    "vanthu.tuphap@example.vn");
+	assert_string_equal(json_string_value(json_array_get(to, 2)),
+			    "a@example.vn");
+	assert_string_equal(jstr(j, "to_name"),
+			    "Phòng Tư pháp Thành phố (văn thư)");
+	json_decref(j);
+	free(msg);
+	notice_clear(&n);
+}
+
+/* A one-off date with the default period (previous) has no earlier due
+ * date: the data period is "up to" its date, never a blank field. */
+static void
+test_period_without_previous(void **state)
+{
+	struct fix *f = *state;
+	struct notice n, *ns[1] = { &n };
+	struct notice_text nt;
+	tstamp now = at(f->c, 2023, 8, 8, 8, 0);
+
+	notice_init(&n, "tu-phap", "remind-7d", AUD_UNIT, "tuphap@example.vn");
+	snprintf(n.occurrence, sizeof n.occurrence, "ke-hoach/2023-08-15");
+	assert_int_equal(notice_render(f->c, f->db, ns, 1, now, &nt), 0);
+	assert_null(strstr(nt.body, "Thời gian lấy số liệu: \n"));
+	assert_non_null(strstr(nt.body,
+			       "Thời gian lấy số liệu: đến ngày 15/08/2023\n"));
+	notice_text_clear(&nt);
+	notice_clear(&n);
+}
+
 static size_t
 count_files(const char *dir)
 {
@@ -513,6 +575,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_escalation_and_digest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_injection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ascii_from, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_period_without_previous, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir, setup, teardown),
 	};
 

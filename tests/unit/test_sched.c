@@ -276,23 +276,30 @@ test_once_leap_previous(void **state)
 	assert_int_equal(sched_occurrence(&f->c, "plan/2024-01-10", &one), 0);
 	assert_false(one.has_period);
 
-	/* 29 February: leap years only */
+	/* 29 February: the last day of February in common years (as for
+	 * period ends), never a year without the report */
 	cy[0] = (struct cycle){ .id = "leap", .yearly = &leap, .nyearly = 1,
 				.due_minute = 1440, .policy = &f->pol[0],
 				.units = all4, .nunits = 4 };
 	assert_int_equal(sched_occurrences(&f->c, hcm(2024, 1, 1, 0, 0),
 					   hcm(2027, 1, 1, 0, 0), &o, &n), 0);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 3);
 	assert_string_equal(o[0].id, "leap/2024-02-29");
 	assert_ymd(o[0].due, 2024, 2, 29);
-	/* `previous` reaches back four years */
 	assert_true(o[0].has_period);
-	assert_ymd(o[0].period_from, 2020, 3, 1);
+	assert_ymd(o[0].period_from, 2023, 3, 1);
+	assert_string_equal(o[1].id, "leap/2025-02-28");
+	assert_ymd(o[1].due, 2025, 2, 28);
+	assert_ymd(o[1].period_from, 2024, 3, 1);
+	assert_ymd(o[1].period_to, 2025, 2, 28);
+	assert_string_equal(o[2].id, "leap/2026-02-28");
 	free(o);
-	assert_int_equal(sched_occurrence(&f->c, "leap/2025-02-28", &one), -1);
-	assert_int_equal(sched_occurrence(&f->c, "leap/2025-02-29", &one), -1);
-	assert_int_equal(sched_occurrence(&f->c, "leap/2028-02-29", &one), 0);
+	assert_int_equal(sched_occurrence(&f->c, "leap/2025-02-28", &one), 0);
 	assert_ymd(one.period_from, 2024, 3, 1);
+	assert_int_equal(sched_occurrence(&f->c, "leap/2025-02-29", &one), -1);
+	assert_int_equal(sched_occurrence(&f->c, "leap/2024-02-28", &one), -1);
+	assert_int_equal(sched_occurrence(&f->c, "leap/2028-02-29", &one), 0);
+	assert_ymd(one.period_from, 2027, 3, 1);
 
 	/* `previous` over a list of yearly dates */
 	cy[0] = (struct cycle){ .id = "qp", .yearly = quarters, .nyearly = 4,
