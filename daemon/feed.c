@@ -128,6 +128,7 @@ out:
 
 struct rev {
 	int64_t seq;
+	int64_t conf_seq;        /* the part from config changes */
 	tstamp modified;
 };
 
@@ -146,6 +147,7 @@ static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
 		return -1;
 	last = last_event(db, o->id, unit);
 	out->seq = seq + ev;
+	out->conf_seq = seq;
 	out->modified = mod > last ? mod : last;
 	return 0;
 }
@@ -562,11 +564,35 @@ fail:
 	return out;
 }
 
-static void add_alarms(const struct conf *c, const struct occ *o,
-		       tstamp start, tstamp now, icalcomponent *ev)
+/* Escalations and repeats go to others: a unit's alarms are its reminders,
+ * and only those still ahead; past ones would only pop up as "missed" in
+ * clients that just subscribed. */
+static bool reminder(const struct notice_step *st)
 {
-	struct notice_step *st = xcalloc(SCHED_MAX_STEPS, sizeof(*st));
-	int n = sched_steps(c, o, st, SCHED_MAX_STEPS);
+	return !st->escalation && strncmp(st->name, "remind", 6) == 0;
+}
+
+/* Each reminder that passes drops its alarm, so the event changes with
+ * time alone: count those into SEQUENCE and LAST-MODIFIED, done or not.
+ * Only a config change can lower that count, by less than SCHED_MAX_STEPS,
+ * so a config change weighs that much more: the sum never goes back. */
+static void alarm_rev(const struct notice_step *st, int n, tstamp now,
+		      struct rev *r)
+{
+	r->seq += r->conf_seq * SCHED_MAX_STEPS;
+	for (int i = 0; i < n; i++) {
+		if (!reminder(&st[i]) || st[i].at >= now)
+			continue;
+		r->seq++;
+		if (st[i].at > r->modified)
+			r->modified = st[i].at;
+	}
+}
+
+static void add_alarms(const struct conf *c, const struct occ *o,
+		       const struct notice_step *st, int n, tstamp start,
+		       tstamp now, icalcomponent *ev)
+{
 	char due[24];
 	char *text;
 
@@ -579,10 +605,7 @@ static void add_alarms(const struct conf *c, const struct occ *o,
 		icalcomponent *al;
 		struct icaltriggertype tr;
 
-		/* escalations and repeats go to others; past alarms would only
-		 * pop up as "missed" in clients that just subscribed */
-		if (st[i].escalation || strncmp(st[i].name, "remind", 6) != 0 ||
-		    st[i].at < now)
+		if (!reminder(&st[i]) || st[i].at < now)
 			continue;
 		tr.time = icaltime_null_time();
 		tr.duration = duration(st[i].at - start);
@@ -595,7 +618,6 @@ static void add_alarms(const struct conf *c, const struct occ *o,
 		icalcomponent_add_component(ev, al);
 	}
 	free(text);
-	free(st);
 }
 
 static int unit_event(const struct conf *c, struct db *db,
@@ -604,12 +626,13 @@ static int unit_event(const struct conf *c, struct db *db,
 		      tstamp *modified)
 {
 	struct submission s;
+	struct notice_step *st;
 	struct rev r;
 	icalcomponent *ev;
 	struct buf b;
 	bool timed, done;
 	tstamp start;
-	int rc;
+	int rc, nst;
 
 	if (occ_rev(c, db, o, u->id, now, &r) < 0)
 		return -1;
@@ -620,6 +643,9 @@ static int unit_event(const struct conf *c, struct db *db,
 	r.seq += urev->seq;
 	if (urev->modified > r.modified)
 		r.modified = urev->modified;
+	st = xcalloc(SCHED_MAX_STEPS, sizeof(*st));
+	nst = sched_steps(c, o, st, SCHED_MAX_STEPS);
+	alarm_rev(st, nst, now, &r);
 
 	ev = event_new(c, o, u->id, &r, now);
 	buf_init(&b);
@@ -656,7 +682,8 @@ static int unit_event(const struct conf *c, struct db *db,
 	buf_free(&b);
 	start = event_times(c, o, ev, &timed);
 	if (!done)
-		add_alarms(c, o, start, now, ev);
+		add_alarms(c, o, st, nst, start, now, ev);
+	free(st);
 	icalcomponent_add_component(cal, ev);
 	if (r.modified > *modified)
 		*modified = r.modified;
@@ -669,7 +696,7 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 	struct occ *occs = NULL;
 	size_t nocc = 0, idx;
 	icalcomponent *cal;
-	struct rev urev;
+	struct rev urev = { 0 };
 	tstamp maxmod = 0;
 	char hash[17];
 	char *out = NULL;

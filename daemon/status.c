@@ -148,6 +148,16 @@ unit_in_group(const struct unit *u, const char *group)
 	return false;
 }
 
+static bool
+unit_in_cycle(const struct conf *c, const struct cycle *cy,
+	      const struct unit *u)
+{
+	for (size_t i = 0; i < cy->nunits; i++)
+		if (&c->units[cy->units[i]] == u)
+			return true;
+	return false;
+}
+
 /* The occurrences to show, see the comment at the top. */
 static int
 pick_occs(const struct conf *c, tstamp now, const struct filter *f,
@@ -964,6 +974,23 @@ struct page {
 	struct buf *b;
 };
 
+/* percent-encodes all but RFC 3986 unreserved characters: the result is
+ * safe in a query and in an HTML attribute */
+static void
+url_esc(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+		    ch == '_' || ch == '~')
+			buf_putc(b, (char)ch);
+		else
+			buf_printf(b, "%%%02X", ch);
+	}
+}
+
 static void
 put_opt(struct buf *b, const char *value, const char *label, bool sel)
 {
@@ -1299,12 +1326,18 @@ page_render(struct page *pg, const char *token, const char *notice)
 		}
 		buf_puts(b, "</tbody></table></section>\n");
 	}
-	buf_puts(b, "<p class=\"muted\">Dữ liệu dạng JSON: <a href=\"/status.json"
-		 "\">/status.json</a></p>\n</body></html>\n");
+	/* a reader let in by ?token= needs it on the JSON too */
+	buf_puts(b, "<p class=\"muted\">Dữ liệu dạng JSON: <a href=\""
+		 "/status.json");
+	if (token != NULL) {
+		buf_puts(b, "?token=");
+		url_esc(b, token);
+	}
+	buf_puts(b, "\">/status.json</a></p>\n</body></html>\n");
 }
 
 static void
-page_locked(struct app *a, struct http_resp *r)
+page_locked(struct app *a, struct http_resp *r, bool login_failed)
 {
 	struct buf *b = &r->body;
 
@@ -1312,7 +1345,11 @@ page_locked(struct app *a, struct http_resp *r)
 	r->content_type = HTML_TYPE;
 	buf_reset(b);
 	page_head(b, false);
-	buf_puts(b, "<h1>Tình hình nộp báo cáo</h1><p>Trang này cần mã truy "
+	buf_puts(b, "<h1>Tình hình nộp báo cáo</h1>");
+	/* a failed login lands here when the page needs a token */
+	if (login_failed)
+		buf_puts(b, "<p class=\"err\">Mã quản trị không đúng.</p>");
+	buf_puts(b, "<p>Trang này cần mã truy "
 		 "cập.</p><form method=\"get\" action=\"/\"><label>Mã truy cập "
 		 "<input type=\"password\" name=\"token\" required></label> "
 		 "<button type=\"submit\">Xem</button></form>\n");
@@ -1366,7 +1403,7 @@ route_page(struct app *a, const struct http_req *q, struct http_resp *r,
 		if (json) {
 			resp_error(r, 401, "token required");
 		} else {
-			page_locked(a, r);
+			page_locked(a, r, req_arg(q, &args, "login") != NULL);
 		}
 		goto out;
 	}
@@ -1524,6 +1561,11 @@ route_mark(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_html_msg(r, 400, "Không có kỳ báo cáo hoặc đơn vị này.");
 		goto out;
 	}
+	/* as the API: a unit that does not owe this report has none to mark */
+	if (!unit_in_cycle(c, o.cycle, u)) {
+		resp_html_msg(r, 400, "Đơn vị này không nộp báo cáo kỳ này.");
+		goto out;
+	}
 	rc = db_sub_record(a->db, o.id, u->id, now, "page", NULL, now);
 	if (rc < 0) {
 		resp_html_msg(r, 500, "Không ghi được dữ liệu.");
@@ -1664,7 +1706,6 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 	struct occ o;
 	struct submission sub;
 	tstamp now = clock_now(&a->clk), at = now;
-	bool in_cycle = false;
 	int rc;
 
 	if (!type_is(REQ_CTYPE(q), "application/json")) {
@@ -1724,10 +1765,7 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_error(r, 400, "unknown unit");
 		goto out;
 	}
-	for (size_t i = 0; i < o.cycle->nunits; i++)
-		if (&c->units[o.cycle->units[i]] == u)
-			in_cycle = true;
-	if (!in_cycle) {
+	if (!unit_in_cycle(c, o.cycle, u)) {
 		resp_error(r, 400, "the unit does not report in this cycle");
 		goto out;
 	}

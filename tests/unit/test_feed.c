@@ -430,6 +430,72 @@ static void test_unit_done(void **state)
 	icalcomponent_free(b);
 }
 
+static int alarms_seq(struct fix *f, tstamp now, int *nalarms,
+		      tstamp *lastmod)
+{
+	icalcomponent *cal = unit_feed(f, "a", now);
+	icalcomponent *ev = event(cal, "q1-2024-03-13.a@127.0.0.1");
+	icalproperty *p = icalcomponent_get_first_property(ev,
+		ICAL_LASTMODIFIED_PROPERTY);
+	int s = seq(ev);
+
+	*nalarms = count(ev, ICAL_VALARM_COMPONENT);
+	*lastmod = icaltime_as_timet_with_zone(icalproperty_get_lastmodified(p),
+					      icaltimezone_get_utc_timezone());
+	icalcomponent_free(cal);
+	return s;
+}
+
+/* A passing reminder drops its alarm: the event changed, so SEQUENCE and
+ * LAST-MODIFIED move; a policy that drops past reminders must not bring
+ * SEQUENCE back either. */
+static void test_sequence_alarm_passes(void **state)
+{
+	struct fix *f = *state;
+	tstamp t7 = tz_mktime(f->c->tz, (struct ymd){ 2024, 3, 7 }, 9 * 60);
+	tstamp t11 = tz_mktime(f->c->tz, (struct ymd){ 2024, 3, 11 }, 9 * 60);
+	tstamp m1, m2, m3;
+	int n1, n2, n3, s1, s2, s3;
+	struct conf *old = f->c;
+	char *text, *at;
+
+	s1 = alarms_seq(f, f->now, &n1, &m1);
+	s2 = alarms_seq(f, t7, &n2, &m2);
+	assert_int_equal(n1, 4);
+	assert_int_equal(n2, 3);
+	assert_true(s2 > s1);
+	assert_true(m2 > m1);
+	/* the same instant again: nothing moved */
+	assert_int_equal(alarms_seq(f, t7, &n2, &m3), s2);
+	assert_int_equal(m3, m2);
+
+	/* -7d and -3d have passed; a new policy without them, and with
+	 * another time for the ones left */
+	s2 = alarms_seq(f, t11, &n2, &m2);
+	assert_int_equal(n2, 2);
+	text = xasprintf(CONF_TEXT, "Báo cáo quý I", TIMED_CYCLE);
+	at = strstr(text, "remind = -7d -3d -1d 0d\n");
+	assert_non_null(at);
+	memcpy(at, "remind = -1d 0d        ", 23);
+	strstr(text, "at = 08:00")[6] = '9';
+	{
+		struct diag d;
+
+		diag_init(&d);
+		f->c = conf_parse("test.conf", text, strlen(text),
+				  CONF_NO_FILES, &d);
+		if (!f->c)
+			diag_print(&d, stderr);
+		diag_free(&d);
+	}
+	free(text);
+	assert_non_null(f->c);
+	s3 = alarms_seq(f, t11 + 60, &n3, &m3);
+	assert_int_equal(n3, 2);
+	assert_true(s3 > s2);
+	conf_free(old);
+}
+
 static void test_allday_and_timed(void **state)
 {
 	struct fix *f = *state;
@@ -533,6 +599,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_unit_done, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_sequence_alarm_passes,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allday_and_timed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),

@@ -771,6 +771,48 @@ test_calendar_token(void **state)
 	free(cookie);
 }
 
+/* review fixes: /mark keeps to the cycle's units; a token reader keeps the
+ * token on the JSON link and sees why a login failed */
+static void
+test_page_review(void **state)
+{
+	struct fix *f = *state;
+	struct call c = { 0 };
+	char *cookie, *body;
+	char sess[160], csrf[65];
+	struct submission s;
+
+	cookie = login(f);
+	c.q.cookie = cookie;
+	assert_true(session_get(&f->a, &c.q, f->now, sess, sizeof(sess)));
+	csrf_token(TOKEN, sess, csrf);
+	/* a owes nothing for m (units = @g2) */
+	c.q.content_type = "application/x-www-form-urlencoded";
+	body = xasprintf("occurrence=m%%2F2024-04-10&unit=a&csrf=%s", csrf);
+	assert_int_equal(run(f, &c, "POST", "/mark", NULL, body), 0);
+	assert_int_equal(c.r.status, 400);
+	call_free(&c);
+	assert_int_equal(db_sub_get(f->a.db, "m/2024-04-10", "a", &s), 1);
+	assert_int_equal(changed, 0);
+	free(body);
+	free(cookie);
+
+	f->a.conf->daemon.calendar_token = xstrdup("cal tok&x");
+	assert_int_equal(run(f, &c, "GET", "/", "token=cal+tok%26x", NULL), 0);
+	assert_int_equal(c.r.status, 200);
+	assert_non_null(strstr(buf_str(&c.r.body),
+			       "href=\"/status.json?token=cal%20tok%26x\""));
+	call_free(&c);
+	assert_int_equal(run(f, &c, "GET", "/status.json",
+			     "token=cal%20tok%26x", NULL), 0);
+	assert_int_equal(c.r.status, 200);
+	call_free(&c);
+	assert_int_equal(run(f, &c, "GET", "/", "login=failed", NULL), 0);
+	assert_int_equal(c.r.status, 401);
+	assert_non_null(strstr(buf_str(&c.r.body), "Mã quản trị không đúng."));
+	call_free(&c);
+}
+
 static void
 test_helpers(void **state)
 {
@@ -821,6 +863,8 @@ main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_page_mark, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_page_review, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_calendar_token, setup,
 						teardown),
 	};
