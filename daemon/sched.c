@@ -85,17 +85,22 @@ static icalrecur_iterator *
 rrule_iter(const struct cycle *cy)
 {
 	struct icalrecurrencetype r;
-	struct icaltimetype st = icaltime_null_date();
+	struct icaltimetype st;
+	char date[16];
 
 	if (cy->rrule == NULL || !ymd_valid(cy->start))
 		return NULL;
 	r = icalrecurrencetype_from_string(cy->rrule);
 	if (r.freq == ICAL_NO_RECURRENCE)
 		return NULL;
-	st.year = cy->start.y;
-	st.month = cy->start.m;
-	st.day = cy->start.d;
-	st.is_date = 1;
+	/* A DATE parsed from text: icaltime_null_date() leaves the time
+	 * fields at -1, and libical 3.0 then steps WEEKLY by 6 days and
+	 * never moves DAILY. */
+	snprintf(date, sizeof date, "%04d%02d%02d", cy->start.y % 10000,
+		 cy->start.m % 100, cy->start.d % 100);
+	st = icaltime_from_string(date);
+	if (icaltime_is_null_time(st))
+		return NULL;
 	return icalrecur_iterator_new(r, st);
 }
 

@@ -342,6 +342,28 @@ test_rrule(void **state)
 	assert_ymd(one.period_from, 2024, 1, 6);
 	assert_int_equal(sched_occurrence(&f->c, "m/2024-02-06", &one), -1);
 	assert_int_equal(sched_occurrence(&f->c, "m/2023-12-05", &one), -1);
+
+	/* weekly: every 7 days from the start (libical once stepped 6 here) */
+	cy[0].rrule = "FREQ=WEEKLY";
+	cy[0].start = (struct ymd){ 2023, 2, 17 };      /* a Friday */
+	assert_int_equal(sched_occurrences(&f->c, hcm(2023, 2, 1, 0, 0),
+					   hcm(2023, 3, 10, 0, 0), &o, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(o[0].id, "m/2023-02-17");
+	assert_string_equal(o[1].id, "m/2023-02-24");
+	assert_string_equal(o[2].id, "m/2023-03-03");
+	free(o);
+	assert_int_equal(sched_occurrence(&f->c, "m/2023-02-23", &one), -1);
+
+	/* daily with a count: a date each day, then none */
+	cy[0].rrule = "FREQ=DAILY;COUNT=3";
+	cy[0].start = (struct ymd){ 2024, 6, 3 };       /* Monday */
+	assert_int_equal(sched_occurrences(&f->c, hcm(2024, 6, 1, 0, 0),
+					   hcm(2024, 7, 1, 0, 0), &o, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(o[0].id, "m/2024-06-03");
+	assert_string_equal(o[2].id, "m/2024-06-05");
+	free(o);
 }
 
 static void
