@@ -505,6 +505,7 @@ __attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
+	struct buf b;
 	size_t n;
 
 	(void)cls;
@@ -512,7 +513,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	log_warn("http: %s", msg);
+	/* the library may quote what a client sent */
+	buf_init(&b);
+	buf_put_escaped(&b, msg, sizeof(msg));
+	log_warn("http: %s", buf_str(&b));
+	buf_free(&b);
 }
 
 /* ------------------------------------------------------------ event loop */
