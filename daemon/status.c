@@ -42,6 +42,7 @@
 #define FUTURE_SLACK 3600           /* `at` may be this far ahead (clocks) */
 #define SESSION_TTL (30 * DAY)
 #define PAGE_COMPACT 40             /* above: on-time rows fold away */
+#define PAGE_ROWS_MAX 300           /* unit rows of one kind per section */
 #define FORM_MAX_FIELDS 64
 #define JSON_TYPE "application/json; charset=utf-8"
 #define HTML_TYPE "text/html; charset=utf-8"
@@ -1104,9 +1105,24 @@ page_table_head(struct page *pg)
 static void
 page_rows(struct page *pg, const struct st_occ *so, enum rowkind k)
 {
-	for (size_t j = 0; j < so->nu; j++)
-		if (row_is(&so->u[j], k))
+	size_t shown = 0, more = 0;
+
+	for (size_t j = 0; j < so->nu; j++) {
+		if (!row_is(&so->u[j], k))
+			continue;
+		if (shown < PAGE_ROWS_MAX) {
 			page_unit_row(pg, so, &so->u[j]);
+			shown++;
+		} else {
+			more++;
+		}
+	}
+	/* 10,000 communes would make a page of megabytes nobody reads:
+	 * the counts above stay exact, the filter shows the rest */
+	if (more > 0)
+		buf_printf(pg->b, "<tr><td colspan=\"%d\" class=\"muted\">"
+			   "&#8230; và %zu đơn vị khác — chọn nhóm đơn vị "
+			   "để xem hết</td></tr>\n", pg->logged ? 4 : 3, more);
 }
 
 static void

@@ -193,3 +193,31 @@ def test_mark_without_csrf_is_refused(d):
     occ = next(o for o in json.loads(d.get("/status.json")[2])["occurrences"]
                if o["id"] == "q1/2024-03-13")
     assert occ["submitted"] == 0
+
+
+def test_page_stays_bounded_with_many_units(daemon_factory, tmp_path, port):
+    """Hundreds of units: exact counts, a bounded list, the filter shows
+    all of a group."""
+    from conftest import make_config
+    units = "".join(f"\n[unit x{i:03d}]\nname = Ban Chỉ đạo xã {i}\n"
+                    f"email = x{i:03d}@example.vn\ngroups = g{i % 2}\n"
+                    for i in range(700))
+    conf = make_config(tmp_path, port, units=units)
+    dm = daemon_factory(conf, port, now=NOW).start()
+    try:
+        st, _, body = dm.get("/")
+        page = body.decode()
+        assert st == 200
+        q1 = page.split('id="o-q1-2024-03-13"')[1].split("</section>")[0]
+        assert "Chưa nộp: 700" in q1
+        assert q1.count("Chưa nộp</td>") == 300
+        assert "và 400 đơn vị khác" in q1
+        st, _, body = dm.get("/?group=g1")
+        q1 = body.decode().split('id="o-q1-2024-03-13"')[1].split("</section>")[0]
+        assert q1.count("Chưa nộp</td>") == 300 and "và 50 đơn vị khác" in q1
+        # the JSON stays complete
+        occ = next(o for o in json.loads(dm.get("/status.json")[2])["occurrences"]
+                   if o["id"] == "q1/2024-03-13")
+        assert len(occ["units"]) == 700
+    finally:
+        dm.stop()
