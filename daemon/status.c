@@ -472,67 +472,94 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 }
 
 /* ---------------------------------------------------------------- JSON */
-
+/* One occurrence and its units as a JSON object. */
 static json_t *
-status_json(const struct conf *c, const struct status *s)
+json_occ(const struct conf *c, const struct st_occ *so)
 {
-	json_t *root = json_object(), *occs = json_array(), *fails;
+	char t[20];
+	json_t *jo = json_object(), *units = json_array();
+	char d[20];
+
+	json_object_set_new(jo, "id", json_string(so->o.id));
+	json_object_set_new(jo, "cycle", json_string(so->o.cycle->id));
+	json_object_set_new(jo, "title",
+			    json_string(so->o.cycle->title ?
+					so->o.cycle->title : ""));
+	tz_format_iso(c->tz, so->o.due_at, t);
+	json_object_set_new(jo, "due", json_string(t));
+	ymd_format_vn(so->o.due, d);
+	json_object_set_new(jo, "due_date", json_string(d));
+	if (so->o.has_period) {
+		fmt_ymd_iso(so->o.period_from, d);
+		json_object_set_new(jo, "period_from", json_string(d));
+		fmt_ymd_iso(so->o.period_to, d);
+		json_object_set_new(jo, "period_to", json_string(d));
+	} else {
+		json_object_set_new(jo, "period_from", json_null());
+		json_object_set_new(jo, "period_to", json_null());
+	}
+	json_object_set_new(jo, "submitted", json_integer((json_int_t)so->nsub));
+	json_object_set_new(jo, "total", json_integer((json_int_t)so->nu));
+	json_object_set_new(jo, "late", json_integer((json_int_t)so->nlate));
+	json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
+	json_object_set_new(jo, "not_due",
+			    json_integer((json_int_t)so->nnotdue));
+	for (size_t j = 0; j < so->nu; j++) {
+		const struct st_unit *su = &so->u[j];
+		json_t *ju = json_object();
+
+		json_object_set_new(ju, "unit", json_string(su->u->id));
+		json_object_set_new(ju, "name",
+				    json_string(su->u->name ?
+						su->u->name : su->u->id));
+		json_object_set_new(ju, "state",
+				    json_string(ustate_name[su->state]));
+		if (su->state == US_SUBMITTED) {
+			tz_format_iso(c->tz, su->at, t);
+			json_object_set_new(ju, "at", json_string(t));
+			if (su->late)
+				json_object_set_new(ju, "late", json_true());
+		}
+		json_array_append_new(units, ju);
+	}
+	json_object_set_new(jo, "units", units);
+	return jo;
+}
+
+/* Appends j, compact, and releases it. */
+static void
+json_put(struct buf *b, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	json_decref(j);
+	if (text == NULL)
+		return;
+	buf_puts(b, text);
+	free(text);
+}
+
+/* The status as JSON, written one occurrence at a time: with 10,000 units
+ * a whole document tree would cost tens of megabytes. */
+static void
+status_json_write(const struct conf *c, const struct status *s,
+		  struct buf *b)
+{
+	json_t *fails;
 	char t[20];
 
 	tz_format_iso(c->tz, s->now, t);
-	json_object_set_new(root, "now", json_string(t));
-	json_object_set_new(root, "timezone", json_string(tz_name(c->tz)));
+	buf_puts(b, "{\"now\":");
+	json_put(b, json_string(t));
+	buf_puts(b, ",\"timezone\":");
+	json_put(b, json_string(tz_name(c->tz)));
+	buf_puts(b, ",\"occurrences\":[");
 	for (size_t i = 0; i < s->nocc; i++) {
-		const struct st_occ *so = &s->occ[i];
-		json_t *jo = json_object(), *units = json_array();
-		char d[20];
-
-		json_object_set_new(jo, "id", json_string(so->o.id));
-		json_object_set_new(jo, "cycle", json_string(so->o.cycle->id));
-		json_object_set_new(jo, "title",
-				    json_string(so->o.cycle->title ?
-						so->o.cycle->title : ""));
-		tz_format_iso(c->tz, so->o.due_at, t);
-		json_object_set_new(jo, "due", json_string(t));
-		ymd_format_vn(so->o.due, d);
-		json_object_set_new(jo, "due_date", json_string(d));
-		if (so->o.has_period) {
-			fmt_ymd_iso(so->o.period_from, d);
-			json_object_set_new(jo, "period_from", json_string(d));
-			fmt_ymd_iso(so->o.period_to, d);
-			json_object_set_new(jo, "period_to", json_string(d));
-		} else {
-			json_object_set_new(jo, "period_from", json_null());
-			json_object_set_new(jo, "period_to", json_null());
-		}
-		json_object_set_new(jo, "submitted", json_integer((json_int_t)so->nsub));
-		json_object_set_new(jo, "total", json_integer((json_int_t)so->nu));
-		json_object_set_new(jo, "late", json_integer((json_int_t)so->nlate));
-		json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
-		json_object_set_new(jo, "not_due",
-				    json_integer((json_int_t)so->nnotdue));
-		for (size_t j = 0; j < so->nu; j++) {
-			const struct st_unit *su = &so->u[j];
-			json_t *ju = json_object();
-
-			json_object_set_new(ju, "unit", json_string(su->u->id));
-			json_object_set_new(ju, "name",
-					    json_string(su->u->name ?
-							su->u->name : su->u->id));
-			json_object_set_new(ju, "state",
-					    json_string(ustate_name[su->state]));
-			if (su->state == US_SUBMITTED) {
-				tz_format_iso(c->tz, su->at, t);
-				json_object_set_new(ju, "at", json_string(t));
-				if (su->late)
-					json_object_set_new(ju, "late", json_true());
-			}
-			json_array_append_new(units, ju);
-		}
-		json_object_set_new(jo, "units", units);
-		json_array_append_new(occs, jo);
+		if (i > 0)
+			buf_putc(b, ',');
+		json_put(b, json_occ(c, &s->occ[i]));
 	}
-	json_object_set_new(root, "occurrences", occs);
+	buf_puts(b, "],\"failed\":");
 	fails = json_array();
 	for (size_t i = 0; i < s->nfail; i++) {
 		const struct st_fail *x = &s->fail[i];
@@ -555,8 +582,8 @@ status_json(const struct conf *c, const struct status *s)
 		json_object_set_new(jf, "at", json_string(t));
 		json_array_append_new(fails, jf);
 	}
-	json_object_set_new(root, "failed", fails);
-	return root;
+	json_put(b, fails);
+	buf_puts(b, "}\n");
 }
 
 /* ------------------------------------------------------ HTTP helpers */
@@ -1441,7 +1468,10 @@ route_page(struct app *a, const struct http_req *q, struct http_resp *r,
 		goto out;
 	}
 	if (json) {
-		resp_json(r, 200, status_json(a->conf, s));
+		r->status = 200;
+		r->content_type = JSON_TYPE;
+		buf_reset(&r->body);
+		status_json_write(a->conf, s, &r->body);
 	} else {
 		struct page pg = { .a = a, .s = s, .f = &f, .b = &r->body };
 		char sess[160];
