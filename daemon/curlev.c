@@ -5,8 +5,15 @@
  * to call it back (CURLMOPT_TIMERFUNCTION); we keep one ev_io per socket and
  * one ev_timer, call curl_multi_socket_action from their callbacks, then
  * hand every finished transfer to the owner.  Nothing here blocks.
+ *
+ * Every socket libcurl opens goes through open_cb, so that an abort (and
+ * the final cleanup) can shut it down first: libcurl ends an SMTP
+ * transfer or connection politely (end of data, QUIT) and waits for the
+ * reply, which against a stalled server would block the loop for minutes.
  */
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -16,6 +23,7 @@
 struct sock {
 	ev_io io;
 	curl_socket_t fd;
+	void *easy;               /* the transfer that last asked for it */
 	struct curlev *cv;
 	struct sock *prev, *next;
 };
@@ -27,6 +35,8 @@ struct curlev {
 	curlev_done_fn done;
 	void *ctx;
 	struct sock *socks;       /* every watched socket, to free at the end */
+	curl_socket_t *fds;       /* every open socket, watched or idle */
+	size_t nfds, capfds;
 	int running;
 };
 
@@ -119,7 +129,6 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	struct sock *s = socketp;
 	int events = 0;
 
-	(void)easy;
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
 			curl_multi_assign(cv->multi, fd, NULL);
@@ -147,9 +156,42 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	if (what & CURL_POLL_OUT)
 		events |= EV_WRITE;
 	s->fd = fd;
+	s->easy = easy;
 	ev_io_set(&s->io, fd, events);
 	ev_io_start(cv->loop, &s->io);
 	return 0;
+}
+
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose,
+			     struct curl_sockaddr *addr)
+{
+	struct curlev *cv = clientp;
+	int fd;
+
+	(void)purpose;
+	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+		    addr->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if (cv->nfds == cv->capfds) {
+		cv->capfds = cv->capfds ? 2 * cv->capfds : 16;
+		cv->fds = xrealloc(cv->fds, cv->capfds * sizeof(*cv->fds));
+	}
+	cv->fds[cv->nfds++] = fd;
+	return fd;
+}
+
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+	struct curlev *cv = clientp;
+
+	for (size_t i = 0; i < cv->nfds; i++) {
+		if (cv->fds[i] == fd) {
+			cv->fds[i] = cv->fds[--cv->nfds];
+			break;
+		}
+	}
+	return close(fd);
 }
 
 struct curlev *curlev_new(struct ev_loop *loop, curlev_done_fn done,
@@ -176,8 +218,14 @@ struct curlev *curlev_new(struct ev_loop *loop, curlev_done_fn done,
 
 int curlev_add(struct curlev *cv, void *easy)
 {
-	CURLMcode rc = curl_multi_add_handle(cv->multi, easy);
+	CURLMcode rc;
 
+	/* set on every add: the owner may curl_easy_reset a reused handle */
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, cv);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, cv);
+	rc = curl_multi_add_handle(cv->multi, easy);
 	if (rc != CURLM_OK) {
 		log_err("curl: %s", curl_multi_strerror(rc));
 		return -1;
@@ -188,8 +236,14 @@ int curlev_add(struct curlev *cv, void *easy)
 
 void curlev_remove(struct curlev *cv, void *easy)
 {
-	if (cv && easy)
-		curl_multi_remove_handle(cv->multi, easy);
+	if (!cv || !easy)
+		return;
+	/* an abort: nothing more is said to the server (see the top) */
+	for (struct sock *s = cv->socks; s; s = s->next) {
+		if (s->easy == easy)
+			shutdown(s->fd, SHUT_RDWR);
+	}
+	curl_multi_remove_handle(cv->multi, easy);
 }
 
 void curlev_free(struct curlev *cv)
@@ -200,9 +254,13 @@ void curlev_free(struct curlev *cv)
 	 * half-torn-down curlev; the watchers are freed below */
 	curl_multi_setopt(cv->multi, CURLMOPT_SOCKETFUNCTION, NULL);
 	curl_multi_setopt(cv->multi, CURLMOPT_TIMERFUNCTION, NULL);
+	/* cached connections would get a QUIT and a wait for its reply */
+	for (size_t i = 0; i < cv->nfds; i++)
+		shutdown(cv->fds[i], SHUT_RDWR);
 	curl_multi_cleanup(cv->multi);
 	while (cv->socks)
 		sock_free(cv, cv->socks);
 	ev_timer_stop(cv->loop, &cv->timer);
+	free(cv->fds);
 	free(cv);
 }

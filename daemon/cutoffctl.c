@@ -102,6 +102,34 @@ parse_when(const struct conf *c, const char *s, tstamp *out)
 	return tz_parse_local(c->tz, s, out);
 }
 
+/* A reported time may run this far ahead of ours (clocks differ); the
+ * API allows the same. */
+#define FUTURE_SLACK 3600
+
+/* A note people typed: no control characters but newline (they would
+ * reach terminals through `status` and logs).  NULL when fine. */
+static const char *
+note_problem(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > DB_NOTE_MAX)
+		return "at most 1000 bytes";
+	if (!utf8_valid(s, n))
+		return "not valid UTF-8";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
+			return "contains control characters";
+		/* C1 controls, U+0080..U+009F */
+		if (ch == 0xc2 && (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f)
+			return "contains control characters";
+	}
+	return NULL;
+}
+
 static tstamp
 now_of(const struct conf *c)
 {
@@ -302,9 +330,13 @@ cmd_received(struct conf *c, int argc, char **argv)
 		usage(stderr);
 		return EXIT_USER;
 	}
-	if (note != NULL && (!utf8_valid(note, strlen(note)) ||
-			     strlen(note) > 1000)) {
-		user_error("--note: at most 1000 bytes of UTF-8 text");
+	if (note != NULL && note_problem(note) != NULL) {
+		user_error("--note: %s", note_problem(note));
+		return EXIT_USER;
+	}
+	if (at > now + FUTURE_SLACK) {
+		tz_format_iso(c->tz, at, when);
+		user_error("--at %s is in the future", when);
 		return EXIT_USER;
 	}
 	if (check_pair(c, argv[optind], argv[optind + 1], &occ) < 0)
@@ -440,8 +472,11 @@ main(int argc, char **argv)
 			return EXIT_USER;
 		}
 	}
-	if (strcmp(cmd, "check") == 0)
-		rc = argc == 1 ? cmd_check(c) : EXIT_USER;
+	if (strcmp(cmd, "check") == 0 && argc != 1) {
+		user_error("check: unexpected argument %s", argv[1]);
+		rc = EXIT_USER;
+	} else if (strcmp(cmd, "check") == 0)
+		rc = cmd_check(c);
 	else if (strcmp(cmd, "plan") == 0)
 		rc = cmd_plan(c, argc, argv);
 	else if (strcmp(cmd, "status") == 0)

@@ -154,9 +154,17 @@ reload(struct app *a)
 static void
 on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct app *a = w->data;
+
 	(void)loop;
 	(void)revents;
-	reload(w->data);
+	/* a reload now would announce READY again and could restart the
+	 * HTTP server that the stop just closed */
+	if (a->stopping) {
+		log_info("stopping: reload ignored");
+		return;
+	}
+	reload(a);
 }
 
 static void

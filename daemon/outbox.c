@@ -535,9 +535,12 @@ int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter)
 {
+	/* A row queued late (catch-up after downtime) counts from when it
+	 * was queued: else its first temporary failure would be final. */
+	tstamp since = n->created > n->send_at ? n->created : n->send_at;
 	int64_t wait;
 
-	if (c->mail.give_up > 0 && now - n->send_at > c->mail.give_up) {
+	if (c->mail.give_up > 0 && now - since > c->mail.give_up) {
 		if (outbox_mark_failed(db, n->id, now, error) < 0)
 			return -1;
 		return 1;

@@ -226,6 +226,41 @@ static void test_retry_and_give_up(void **state)
 	assert_int_equal(outbox_next_try(f->db, 0, &t), 1);
 }
 
+/* A catch-up row: planned two days before it was queued.  give_up counts
+ * from the queueing, so its first temporary failure is retried. */
+static void test_give_up_counts_from_queueing(void **state)
+{
+	struct fx *f = *state;
+	struct conf c;
+	struct notice n = mk("q1/2024-03-13", "a", "escalate+1d", AUD_HEAD,
+			     CH_EMAIL, "head@x.vn", 1000);
+	struct notice out[2];
+	enum outbox_state st;
+	tstamp queued = 1000 + 2 * 86400;
+	size_t k;
+
+	memset(&c, 0, sizeof(c));
+	c.mail.retry_min = 60;
+	c.mail.retry_max = 3600;
+	c.mail.give_up = 86400;
+	assert_int_equal(outbox_add(f->db, &n, queued), 1);
+	assert_int_equal(outbox_due(f->db, queued, -1, 2, out, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(out[0].created, queued);
+	assert_int_equal(outbox_defer(f->db, &c, &out[0], queued + 5,
+				      "421 busy", 0.0), 0);
+	clear_all(out, k);
+	assert_int_equal(outbox_get(f->db, n.occurrence, n.unit, n.step,
+				    n.aud, n.ch, NULL, &st), 0);
+	assert_int_equal(st, OUTBOX_PENDING);
+	/* a day after it was queued, the failure is final */
+	assert_int_equal(outbox_due(f->db, queued + 86401, -1, 2, out, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(outbox_defer(f->db, &c, &out[0], queued + 86401,
+				      "421 busy", 0.0), 1);
+	clear_all(out, k);
+}
+
 static void test_mark_final(void **state)
 {
 	struct fx *f = *state;
@@ -430,6 +465,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_due_order, setup, teardown),
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test_setup_teardown(test_retry_and_give_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_give_up_counts_from_queueing,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_final, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_digest_rows, setup, teardown),
