@@ -89,14 +89,15 @@ open_state(const struct conf *c, bool create)
 	return db;
 }
 
-/* "YYYY-MM-DD" (local midnight) or a local ISO time */
+/* "YYYY-MM-DD" or a local ISO time.  A bare date is the start of that day,
+ * or its end when `end` (so `--to 2024-03-31` includes the 31st). */
 static int
-parse_when(const struct conf *c, const char *s, tstamp *out)
+parse_when(const struct conf *c, const char *s, bool end, tstamp *out)
 {
 	struct ymd d;
 
 	if (parse_ymd(s, &d) == 0) {
-		*out = tz_mktime(c->tz, d, 0);
+		*out = tz_mktime(c->tz, d, end ? 1440 : 0);
 		return 0;
 	}
 	return tz_parse_local(c->tz, s, out);
@@ -198,13 +199,13 @@ cmd_plan(struct conf *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'f':
-			if (parse_when(c, optarg, &from) < 0) {
+			if (parse_when(c, optarg, false, &from) < 0) {
 				user_error("--from %s: expected YYYY-MM-DD", optarg);
 				return EXIT_USER;
 			}
 			break;
 		case 't':
-			if (parse_when(c, optarg, &to) < 0) {
+			if (parse_when(c, optarg, true, &to) < 0) {
 				user_error("--to %s: expected YYYY-MM-DD", optarg);
 				return EXIT_USER;
 			}
@@ -314,7 +315,7 @@ cmd_received(struct conf *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'a':
-			if (parse_when(c, optarg, &at) < 0) {
+			if (parse_when(c, optarg, false, &at) < 0) {
 				user_error("--at %s: expected YYYY-MM-DDTHH:MM", optarg);
 				return EXIT_USER;
 			}

@@ -596,7 +596,8 @@ int outbox_mark_cancelled(struct db *db, int64_t id, tstamp now,
 int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
 		       double jitter);
 /* A temporary failure of n (attempts as read): retry with backoff (0), or
- * failed for good (1) once now - send_at > mail.give_up; -1 on error. */
+ * failed for good (1) once now - max(send_at, created) > mail.give_up;
+ * -1 on error. */
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */

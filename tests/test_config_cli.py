@@ -96,7 +96,7 @@ def test_plan_format_and_order(conf):
     assert rows, "plan is empty"
     for row in rows:
         assert len(row) == 6, row
-        assert row[0] >= "2024-03-01T00:00" and row[0] < "2024-03-31T00:00"
+        assert "2024-03-01T00:00" <= row[0] <= "2024-03-31T23:59"
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
     # q1 due Wed 13/03/2024: reminders -7d (06/03) ... 0d at 08:00
     first = [r for r in rows if r[2] == "tu-phap" and r[3] == "remind-7d"]
@@ -108,6 +108,10 @@ def test_plan_format_and_order(conf):
     sec = [r for r in rows if r[3] == "escalate+3d" and
            r[5] == "thuongtruc@example.vn"]
     assert len(sec) == 4  # one row per unit; the sender digests them
+    # --to DATE includes that day: a step on it is listed, one after not
+    r = ctl(conf, "plan", "--from", "2024-03-01", "--to", "2024-03-06")
+    days = {l.split("\t")[0][:10] for l in r.stdout.splitlines()}
+    assert "2024-03-06" in days and "2024-03-07" not in days
 
 
 def test_plan_unit_filter_and_submission(conf):
