@@ -465,3 +465,59 @@ def test_starttls_auth_and_verification(daemon_factory, tmp_path, port,
         assert logins and all(l[1] == "vanthu" for l in logins)
     finally:
         sink.controller.stop()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 256 kB tmpfs (needs root; skipped elsewhere)."""
+    import subprocess
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                        str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + r.stderr.decode())
+    yield mnt
+    subprocess.run(["umount", str(mnt)])
+
+
+def test_full_disk_defers_then_delivers(daemon_factory, tmp_path, port,
+                                        small_fs):
+    """Maildir on a full file system: every notice is deferred with a clear
+    error, nothing is lost, and all arrive once there is room again."""
+    maildir = small_fs / "mail"
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True)
+    filler = small_fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096) > 0:
+            pass
+    except OSError:
+        pass                    # ENOSPC: full
+    finally:
+        os.close(fd)
+    mail = (f"transport = maildir\nmaildir = {maildir}\n"
+            "from = Thường trực <thuongtruc@example.vn>\n"
+            "retry_min = 1m\nretry_max = 2m\n")
+    conf = make_config(tmp_path, port, mail=mail)
+    d = daemon_factory(conf, port, now="2024-03-06T07:59:58", speed=10).start()
+
+    def deferred():
+        db = sqlite3.connect(tmp_path / "state.db")
+        try:
+            return db.execute("select count(*) from outbox where state = "
+                              "'pending' and attempts >= 1 and last_error "
+                              "like '%space%'").fetchone()[0] >= 4
+        finally:
+            db.close()
+    wait_for(deferred, what="deferred deliveries on a full disk")
+    assert d.get("/healthz")[0] == 200
+    assert "No space left on device" in d.logtext()
+    filler.unlink()
+    new = maildir / "new"
+    wait_for(lambda: len(list(new.iterdir())) >= 4, timeout=60,
+             what="deliveries once there is room")
+    d.stop()
+    assert len(list(new.iterdir())) == 4
+    assert not list((maildir / "tmp").iterdir())  # no half-written file left
