@@ -385,6 +385,10 @@ void db_close(struct db *db);
 int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 void db_rollback(struct db *db);
+/* Whether the next commits survive power loss (FULL, the default) or only
+ * a crash of the process (NORMAL: no fsync) until the next FULL commit.
+ * Only the sender's outcome writes use NORMAL; see sender.c. */
+int db_sync_full(struct db *db, bool full);
 bool db_ok(struct db *db);          /* a trivial query works (healthz) */
 /* PRAGMA data_version: changes when another connection committed. */
 int64_t db_data_version(struct db *db);

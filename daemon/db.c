@@ -580,6 +580,22 @@ db_handle(struct db *db)
 	return db->h;
 }
 
+int
+db_sync_full(struct db *db, bool full)
+{
+	/* per connection, between transactions; a FULL commit also makes
+	 * the NORMAL ones before it durable (one fsync of the WAL) */
+	if (db->depth > 0)
+		return -1;
+	if (sqlite3_exec(db->h, full ? "PRAGMA synchronous=FULL" :
+			 "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		db_fail(db, "synchronous");
+		return -1;
+	}
+	return 0;
+}
+
 struct sqlite3_stmt *
 db_stmt(struct db *db, const char *sql)
 {

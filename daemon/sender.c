@@ -30,6 +30,7 @@
 #define MAILDIR_ROUNDS 5      /* rounds per kick before yielding the loop */
 #define DIGEST_MAX 2000       /* late units in one digest (more: another) */
 #define WAKE_MAX 60.0         /* real seconds: re-check at least this often */
+#define SYNC_EVERY 1.0        /* real seconds between power-safe rounds */
 
 enum outcome { OUT_SENT, OUT_RETRY, OUT_FAILED };
 
@@ -62,6 +63,7 @@ struct sender {
 	CURL *pool[POOL_MAX];
 	size_t npool;
 	bool draining, kicking, again;
+	double last_full;         /* ev_now of the last power-safe round */
 	uint64_t rng;
 };
 
@@ -707,7 +709,7 @@ static void sender_run(struct sender *s)
 {
 	struct db *db = s->a->db;
 	tstamp now;
-	bool more = false, txn;
+	bool more = false, txn, full;
 
 	if (s->kicking) {
 		/* called back from inside a round (a local delivery finished):
@@ -721,7 +723,21 @@ static void sender_run(struct sender *s)
 	}
 	/* One transaction per round: the outcomes of the transfers that
 	 * finished since the last one, cancellations and the reads that pick
-	 * the next rows share one commit (one fsync) and one lock. */
+	 * the next rows share one commit and one lock.
+	 *
+	 * Those writes need not reach the platter before the next send: an
+	 * outcome lost in a power cut only makes that notice go out once more
+	 * after the restart, never lost (its outbox row, the promise, was
+	 * committed with a full sync by the engine), and a crash of the
+	 * process loses no commit at all in WAL mode.  So rounds commit
+	 * without an fsync, and one round at least every SYNC_EVERY seconds
+	 * syncs everything before it.  Measured: the fsync per round was the
+	 * largest cost of a mass send (bench-send: about 2,100 -> 3,400 notices/s). */
+	full = ev_now(s->a->loop) - s->last_full >= SYNC_EVERY;
+	if (full)
+		s->last_full = ev_now(s->a->loop);
+	else
+		db_sync_full(db, false);
 	txn = db_begin(db) == 0;
 	flush_done(s, !txn);
 	s->kicking = true;
@@ -745,6 +761,8 @@ static void sender_run(struct sender *s)
 		log_err("outbox: outcomes could not be written; the rows stay "
 			"pending and will be sent again");
 	}
+	if (!full)
+		db_sync_full(db, true);   /* everyone else commits in full */
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)

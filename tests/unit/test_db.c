@@ -120,6 +120,23 @@ test_open_create(void **state)
 	assert_int_equal(query_int(h, "PRAGMA busy_timeout"), 5000);
 }
 
+/* The sender's rounds commit without fsync, then give FULL back; never
+ * switched inside a transaction (SQLite would ignore it there). */
+static void
+test_sync_switch(void **state)
+{
+	struct fix *f = *state;
+	sqlite3 *h = db_handle(f->db);
+
+	assert_int_equal(db_sync_full(f->db, false), 0);
+	assert_int_equal(query_int(h, "PRAGMA synchronous"), 1);   /* NORMAL */
+	assert_int_equal(db_begin(f->db), 0);
+	assert_int_equal(db_sync_full(f->db, true), -1);
+	assert_int_equal(db_commit(f->db), 0);
+	assert_int_equal(db_sync_full(f->db, true), 0);
+	assert_int_equal(query_int(h, "PRAGMA synchronous"), 2);   /* FULL */
+}
+
 static void
 test_wal(void **state)
 {
@@ -590,6 +607,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_switch, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
