@@ -386,9 +386,13 @@ int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 void db_rollback(struct db *db);
 /* Whether the next commits survive power loss (FULL, the default) or only
- * a crash of the process (NORMAL: no fsync) until the next FULL commit.
- * Only the sender's outcome writes use NORMAL; see sender.c. */
+ * a crash of the process (NORMAL: no fsync) until the next FULL commit or
+ * db_sync.  Only the sender's outcome writes use NORMAL; see sender.c. */
 int db_sync_full(struct db *db, bool full);
+/* Makes every commit so far power-safe (a WAL checkpoint, which syncs). */
+int db_sync(struct db *db);
+/* Rows changed through this connection since it opened. */
+int64_t db_total_changes(struct db *db);
 bool db_ok(struct db *db);          /* a trivial query works (healthz) */
 /* PRAGMA data_version: changes when another connection committed. */
 int64_t db_data_version(struct db *db);

@@ -596,6 +596,29 @@ db_sync_full(struct db *db, bool full)
 	return 0;
 }
 
+int64_t
+db_total_changes(struct db *db)
+{
+	return (int64_t)sqlite3_total_changes(db->h);
+}
+
+int
+db_sync(struct db *db)
+{
+	int rc;
+
+	if (db->depth > 0)
+		return -1;
+	/* a checkpoint syncs the WAL before copying it into the database */
+	rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
+				       NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+		db_fail(db, "checkpoint");
+		return -1;
+	}
+	return 0;
+}
+
 struct sqlite3_stmt *
 db_stmt(struct db *db, const char *sql)
 {

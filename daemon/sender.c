@@ -30,7 +30,7 @@
 #define MAILDIR_ROUNDS 5      /* rounds per kick before yielding the loop */
 #define DIGEST_MAX 2000       /* late units in one digest (more: another) */
 #define WAKE_MAX 60.0         /* real seconds: re-check at least this often */
-#define SYNC_EVERY 1.0        /* real seconds between power-safe rounds */
+#define SYNC_AFTER 1.0        /* real seconds: outcomes become power-safe */
 
 enum outcome { OUT_SENT, OUT_RETRY, OUT_FAILED };
 
@@ -63,7 +63,7 @@ struct sender {
 	CURL *pool[POOL_MAX];
 	size_t npool;
 	bool draining, kicking, again;
-	double last_full;         /* ev_now of the last power-safe round */
+	ev_timer sync;            /* makes unsynced outcome commits durable */
 	uint64_t rng;
 };
 
@@ -709,7 +709,8 @@ static void sender_run(struct sender *s)
 {
 	struct db *db = s->a->db;
 	tstamp now;
-	bool more = false, txn, full;
+	bool more = false, txn, unsynced;
+	int64_t changes;
 
 	if (s->kicking) {
 		/* called back from inside a round (a local delivery finished):
@@ -730,14 +731,12 @@ static void sender_run(struct sender *s)
 	 * after the restart, never lost (its outbox row, the promise, was
 	 * committed with a full sync by the engine), and a crash of the
 	 * process loses no commit at all in WAL mode.  So rounds commit
-	 * without an fsync, and one round at least every SYNC_EVERY seconds
-	 * syncs everything before it.  Measured: the fsync per round was the
-	 * largest cost of a mass send (bench-send: about 2,100 -> 3,400 notices/s). */
-	full = ev_now(s->a->loop) - s->last_full >= SYNC_EVERY;
-	if (full)
-		s->last_full = ev_now(s->a->loop);
-	else
-		db_sync_full(db, false);
+	 * without an fsync, and SYNC_AFTER seconds after the first unsynced
+	 * one a checkpoint makes them all durable.  Measured: the fsync per
+	 * round was the largest cost of a mass send (bench-send: about 2,100
+	 * -> 3,400 notices/s). */
+	changes = db_total_changes(db);
+	unsynced = db_sync_full(db, false) == 0;
 	txn = db_begin(db) == 0;
 	flush_done(s, !txn);
 	s->kicking = true;
@@ -761,8 +760,23 @@ static void sender_run(struct sender *s)
 		log_err("outbox: outcomes could not be written; the rows stay "
 			"pending and will be sent again");
 	}
-	if (!full)
+	if (unsynced) {
 		db_sync_full(db, true);   /* everyone else commits in full */
+		if (db_total_changes(db) != changes &&
+		    !ev_is_active(&s->sync)) {
+			ev_timer_set(&s->sync, SYNC_AFTER, 0.);
+			ev_timer_start(s->a->loop, &s->sync);
+		}
+	}
+}
+
+static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sender *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	db_sync(s->a->db);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -795,6 +809,8 @@ struct sender *sender_start(struct app *a)
 	s->soon.data = s;
 	ev_prepare_init(&s->flush, on_flush);
 	s->flush.data = s;
+	ev_init(&s->sync, on_sync);
+	s->sync.data = s;
 	sender_run(s);
 	return s;
 }
@@ -822,7 +838,9 @@ void sender_stop(struct sender *s)
 		return;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
+	ev_timer_stop(s->a->loop, &s->sync);
 	flush_done(s, true);
+	db_sync(s->a->db);        /* the last outcomes, power-safe */
 	/* aborted rows stay pending: the next start sends them */
 	while (s->jobs) {
 		struct job *j = s->jobs;

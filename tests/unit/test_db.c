@@ -132,7 +132,12 @@ test_sync_switch(void **state)
 	assert_int_equal(query_int(h, "PRAGMA synchronous"), 1);   /* NORMAL */
 	assert_int_equal(db_begin(f->db), 0);
 	assert_int_equal(db_sync_full(f->db, true), -1);
+	assert_int_equal(db_sync(f->db), -1);
+	assert_int_equal(db_meta_set(f->db, "k", "v"), 0);
 	assert_int_equal(db_commit(f->db), 0);
+	/* the checkpoint that makes NORMAL commits durable */
+	assert_true(db_total_changes(f->db) >= 1);
+	assert_int_equal(db_sync(f->db), 0);
 	assert_int_equal(db_sync_full(f->db, true), 0);
 	assert_int_equal(query_int(h, "PRAGMA synchronous"), 2);   /* FULL */
 }
