@@ -2473,6 +2473,25 @@ conf_workday(const struct conf *c, int64_t day)
 	return !holidays_has(&c->hol, day);
 }
 
+bool
+conf_cycle_has(const struct cycle *cy, size_t unit_index)
+{
+	size_t lo = 0, hi = cy->nunits;
+
+	/* cy->units is sorted: 10,000 units make a linear walk costly */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cy->units[mid] < unit_index)
+			lo = mid + 1;
+		else if (cy->units[mid] > unit_index)
+			hi = mid;
+		else
+			return true;
+	}
+	return false;
+}
+
 char *
 conf_summary(const struct conf *c)
 {

@@ -107,29 +107,6 @@ parse_when(const struct conf *c, const char *s, bool end, tstamp *out)
  * API allows the same. */
 #define FUTURE_SLACK 3600
 
-/* A note people typed: no control characters but newline (they would
- * reach terminals through `status` and logs).  NULL when fine. */
-static const char *
-note_problem(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n > DB_NOTE_MAX)
-		return "at most 1000 bytes";
-	if (!utf8_valid(s, n))
-		return "not valid UTF-8";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
-			return "contains control characters";
-		/* C1 controls, U+0080..U+009F */
-		if (ch == 0xc2 && (unsigned char)s[i + 1] >= 0x80 &&
-		    (unsigned char)s[i + 1] <= 0x9f)
-			return "contains control characters";
-	}
-	return NULL;
-}
 
 static tstamp
 now_of(const struct conf *c)
@@ -276,7 +253,6 @@ check_pair(const struct conf *c, const char *unit, const char *occ_id,
 	   struct occ *occ)
 {
 	const struct unit *u = conf_unit(c, unit);
-	size_t i;
 
 	if (u == NULL) {
 		user_error("no unit %s in %s", unit, c->path);
@@ -287,9 +263,8 @@ check_pair(const struct conf *c, const char *unit, const char *occ_id,
 			   "due date of that cycle)", occ_id);
 		return -1;
 	}
-	for (i = 0; i < occ->cycle->nunits; i++)
-		if (&c->units[occ->cycle->units[i]] == u)
-			return 0;
+	if (conf_cycle_has(occ->cycle, (size_t)(u - c->units)))
+		return 0;
 	user_error("unit %s does not report in cycle %s", unit,
 		   occ->cycle->id);
 	return -1;
@@ -331,8 +306,8 @@ cmd_received(struct conf *c, int argc, char **argv)
 		usage(stderr);
 		return EXIT_USER;
 	}
-	if (note != NULL && note_problem(note) != NULL) {
-		user_error("--note: %s", note_problem(note));
+	if (note != NULL && note_problem(note, strlen(note)) != NULL) {
+		user_error("--note: %s", note_problem(note, strlen(note)));
 		return EXIT_USER;
 	}
 	if (at > now + FUTURE_SLACK) {

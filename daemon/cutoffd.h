@@ -125,6 +125,10 @@ void tz_free(struct tz *tz);
 const char *tz_name(const struct tz *tz);
 /* local date + minute of day (0..1440; 1440 = the next midnight) -> UTC */
 tstamp tz_mktime(const struct tz *tz, struct ymd date, int minute);
+/* The UTC offset in effect at t, seconds east.  In this function and
+ * tz_local, tz_format_*, tz NULL means UTC (a configuration loaded for a
+ * test or a fuzzer may have no zone). */
+int tz_offset(const struct tz *tz, tstamp t);
 /* UTC -> local date, minute of day (0..1439) and second (0..59) */
 void tz_local(const struct tz *tz, tstamp t, struct ymd *date, int *minute,
 	      int *second);
@@ -302,6 +306,8 @@ void conf_free(struct conf *c);
 const struct unit *conf_unit(const struct conf *c, const char *id);
 const struct cycle *conf_cycle(const struct conf *c, const char *id);
 bool conf_workday(const struct conf *c, int64_t day);
+/* Whether the unit at conf->units[unit_index] reports in cycle cy. */
+bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
 /* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
 char *conf_summary(const struct conf *c);
 
@@ -417,6 +423,10 @@ struct submission {
 	char *note;              /* xmalloc'ed or NULL */
 };
 void submission_clear(struct submission *s);  /* frees note */
+/* What is wrong with a note people typed (too long, not UTF-8, control
+ * characters but newline, which would reach terminals and logs), or NULL
+ * when it is fine.  The text reads after "note " or "--note: ". */
+const char *note_problem(const char *s, size_t n);
 
 /* Records a report.  Returns 0, or 1 when one was already recorded (the
  * first record stands).  Writes a history event. */

@@ -849,6 +849,27 @@ out:
 
 /* ------------------------------------------------------------ submissions */
 
+const char *
+note_problem(const char *s, size_t n)
+{
+	if (n > DB_NOTE_MAX)
+		return "too long (at most 1000 bytes)";
+	if (!utf8_valid(s, n))
+		return "is not valid UTF-8";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
+			return "contains control characters";
+		/* C1 controls, U+0080..U+009F */
+		if (ch == 0xc2 && i + 1 < n &&
+		    (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f)
+			return "contains control characters";
+	}
+	return NULL;
+}
+
 void
 submission_clear(struct submission *s)
 {

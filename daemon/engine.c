@@ -379,22 +379,6 @@ struct keepctx {
 	int nsteps;
 };
 
-static bool cycle_has(const struct cycle *cy, size_t ui)
-{
-	size_t lo = 0, hi = cy->nunits;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (cy->units[mid] == ui)
-			return true;
-		if (cy->units[mid] < ui)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
 
 /* Whether a pending row still stands under the current configuration and
  * the recorded submissions. */
@@ -420,7 +404,7 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "occurrence removed";
 		return false;
 	}
-	if (!cycle_has(k->occ.cycle, (size_t)(u - k->c->units))) {
+	if (!conf_cycle_has(k->occ.cycle, (size_t)(u - k->c->units))) {
 		*why = "unit no longer in the cycle";
 		return false;
 	}

@@ -424,22 +424,6 @@ static void add_vtimezone(const struct conf *c, icalcomponent *cal)
 		icalcomponent_add_component(cal, vtz);
 }
 
-static bool cycle_has_unit(const struct cycle *cy, size_t idx)
-{
-	size_t lo = 0, hi = cy->nunits;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (cy->units[mid] == idx)
-			return true;
-		if (cy->units[mid] < idx)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
 
 static int window(const struct conf *c, tstamp now, struct occ **occs,
 		  size_t *n)
@@ -455,7 +439,7 @@ static bool any_timed(const struct occ *v, size_t n, const struct conf *c,
 
 	for (size_t i = 0; i < n; i++)
 		if (v[i].cycle->due_minute < 1440 &&
-		    (!u || cycle_has_unit(v[i].cycle, idx)))
+		    (!u || conf_cycle_has(v[i].cycle, idx)))
 			return true;
 	return false;
 }
@@ -715,7 +699,7 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 	if (any_timed(occs, nocc, c, u))
 		add_vtimezone(c, cal);
 	for (size_t i = 0; i < nocc; i++) {
-		if (!cycle_has_unit(occs[i].cycle, idx))
+		if (!conf_cycle_has(occs[i].cycle, idx))
 			continue;
 		if (unit_event(c, db, u, &occs[i], &urev, now, cal,
 			       &maxmod) < 0)

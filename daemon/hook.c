@@ -22,19 +22,9 @@ iso_offset(const struct conf *c, tstamp t, char *out, size_t size)
 {
 	struct ymd d;
 	int minute, second;
-	int64_t off;
+	int64_t off = tz_offset(c->tz, t) / 60;
 
-	if (c->tz != NULL) {
-		tz_local(c->tz, t, &d, &minute, &second);
-	} else {
-		int64_t days = t / 86400 - (t % 86400 < 0);
-
-		d = civil_from_days(days);
-		minute = (int)((t - days * 86400) / 60);
-		second = (int)((t - days * 86400) % 60);
-	}
-	off = (days_from_civil(d.y, d.m, d.d) * 86400 + minute * 60 + second -
-	       t) / 60;
+	tz_local(c->tz, t, &d, &minute, &second);
 	snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
 		 d.y, d.m, d.d, minute / 60, minute % 60, second,
 		 off < 0 ? '-' : '+', (int)((off < 0 ? -off : off) / 60),

@@ -444,19 +444,9 @@ put_date(struct buf *out, const struct conf *c, tstamp now)
 		"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 	struct ymd d;
 	int minute, second;
-	int64_t off;
+	int64_t off = tz_offset(c->tz, now) / 60;
 
-	if (c->tz != NULL) {
-		tz_local(c->tz, now, &d, &minute, &second);
-	} else {
-		int64_t days = now / 86400 - (now % 86400 < 0);
-
-		d = civil_from_days(days);
-		minute = (int)((now - days * 86400) / 60);
-		second = (int)((now - days * 86400) % 60);
-	}
-	off = days_from_civil(d.y, d.m, d.d) * 86400 + minute * 60 + second - now;
-	off /= 60;
+	tz_local(c->tz, now, &d, &minute, &second);
 	buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d %c%02d%02d\r\n",
 		   wd[ymd_wday(d)], d.d, mo[(d.m - 1) % 12], d.y, minute / 60,
 		   minute % 60, second, off < 0 ? '-' : '+',

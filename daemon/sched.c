@@ -783,23 +783,6 @@ emit(struct plan *pl, const struct pevent *e, size_t ui, plan_fn fn,
 	return 0;
 }
 
-static bool
-cycle_has_unit(const struct cycle *cy, size_t ui)
-{
-	size_t lo = 0, hi = cy->nunits;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (cy->units[mid] < ui)
-			lo = mid + 1;
-		else if (cy->units[mid] > ui)
-			hi = mid;
-		else
-			return true;
-	}
-	return false;
-}
 
 static void
 plan_collect(struct plan *pl, tstamp from, tstamp to)
@@ -894,7 +877,7 @@ sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 		const struct cycle *cy = &c->cycles[i];
 
 		if (unit_id != NULL) {
-			if (cycle_has_unit(cy, only)) {
+			if (conf_cycle_has(cy, only)) {
 				members[i] = xmalloc(sizeof(size_t));
 				members[i][0] = only;
 				nmembers[i] = 1;

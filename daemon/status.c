@@ -149,15 +149,6 @@ unit_in_group(const struct unit *u, const char *group)
 	return false;
 }
 
-static bool
-unit_in_cycle(const struct conf *c, const struct cycle *cy,
-	      const struct unit *u)
-{
-	for (size_t i = 0; i < cy->nunits; i++)
-		if (&c->units[cy->units[i]] == u)
-			return true;
-	return false;
-}
 
 /* The occurrences to show, see the comment at the top. */
 static int
@@ -1608,7 +1599,7 @@ route_mark(struct app *a, const struct http_req *q, struct http_resp *r)
 		goto out;
 	}
 	/* as the API: a unit that does not owe this report has none to mark */
-	if (!unit_in_cycle(c, o.cycle, u)) {
+	if (!conf_cycle_has(o.cycle, (size_t)(u - c->units))) {
 		resp_html_msg(r, 400, "Đơn vị này không nộp báo cáo kỳ này.");
 		goto out;
 	}
@@ -1718,27 +1709,6 @@ parse_iso_offset(const char *s, tstamp *out)
 	return 0;
 }
 
-/* a note people typed: UTF-8, no control characters but newline */
-static const char *
-note_problem(const char *s, size_t n)
-{
-	if (n > DB_NOTE_MAX)
-		return "note too long (at most 1000 bytes)";
-	if (!utf8_valid(s, n))
-		return "note is not valid UTF-8";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
-			return "note contains control characters";
-		/* C1 controls, U+0080..U+009F */
-		if (ch == 0xc2 && i + 1 < n &&
-		    (unsigned char)s[i + 1] >= 0x80 &&
-		    (unsigned char)s[i + 1] <= 0x9f)
-			return "note contains control characters";
-	}
-	return NULL;
-}
 
 static void
 api_post(struct app *a, const struct http_req *q, struct http_resp *r)
@@ -1811,7 +1781,7 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_error(r, 400, "unknown unit");
 		goto out;
 	}
-	if (!unit_in_cycle(c, o.cycle, u)) {
+	if (!conf_cycle_has(o.cycle, (size_t)(u - c->units))) {
 		resp_error(r, 400, "the unit does not report in this cycle");
 		goto out;
 	}
@@ -1833,7 +1803,10 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 		const char *p = note_problem(note, note_len);
 
 		if (p != NULL) {
-			resp_error(r, 400, p);
+			char *msg = xasprintf("note %s", p);
+
+			resp_error(r, 400, msg);
+			free(msg);
 			goto out;
 		}
 		if (note_len == 0)

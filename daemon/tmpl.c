@@ -418,34 +418,14 @@ lang_en(const struct conf *c)
 	return lang != NULL && strcmp(lang, "en") == 0;
 }
 
-/* local date of t (UTC when the zone is missing) */
+/* local date of t */
 static struct ymd
 local_date(const struct conf *c, tstamp t)
 {
 	struct ymd d;
 
-	if (c->tz == NULL) {
-		int64_t days = t / 86400 - (t % 86400 < 0);
-
-		return civil_from_days(days);
-	}
 	tz_local(c->tz, t, &d, NULL, NULL);
 	return d;
-}
-
-/* "dd/mm/yyyy HH:MM" of an instant */
-static void
-format_vn(const struct conf *c, tstamp t, char *out, size_t size)
-{
-	if (c->tz != NULL) {
-		tz_format_vn(c->tz, t, out);
-	} else {
-		struct ymd d = local_date(c, t);
-		int64_t sod = t - days_from_civil(d.y, d.m, d.d) * 86400;
-
-		snprintf(out, size, "%02d/%02d/%04d %02d:%02d", d.d, d.m, d.y,
-			 (int)(sod / 3600), (int)(sod / 60 % 60));
-	}
 }
 
 static void
@@ -528,7 +508,7 @@ format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 		snprintf(out, size, "%s 24:00", d);
 		return;
 	}
-	format_vn(c, o->due_at, out, size);
+	tz_format_vn(c->tz, o->due_at, out);   /* 17 bytes */
 }
 
 #define NVARS 24
@@ -673,7 +653,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_set(&vs, "occurrence", nt.occ.id);
 	format_due(c, &nt.occ, when, sizeof when);
 	var_own(&vs, "due", xstrdup(when));
-	format_vn(c, nt.occ.due_at, when, sizeof when);
+	tz_format_vn(c->tz, nt.occ.due_at, when);
 	var_own(&vs, "late_since", xstrdup(when));
 	ymd_format_vn(nt.occ.due, when);
 	var_own(&vs, "due_date", xstrdup(when));

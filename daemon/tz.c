@@ -86,7 +86,7 @@ floordiv(int64_t a, int64_t b)
 	return q;
 }
 
-/* UTC offset (seconds east) in effect at instant t. */
+/* UTC offset (seconds east) in effect at instant t; tz NULL is UTC. */
 static int
 offset_at(const struct tz *tz, tstamp t)
 {
@@ -95,6 +95,9 @@ offset_at(const struct tz *tz, tstamp t)
 	int64_t sod = t - days * 86400;
 	struct ymd d = civil_from_days(days);
 	int dst = 0;
+
+	if (tz == NULL)
+		return 0;
 
 	it.year = d.y;
 	it.month = d.m;
@@ -125,6 +128,12 @@ local_to_utc(const struct tz *tz, int64_t local)
 	if (ok2)
 		return t2;
 	return t1 > t2 ? t1 : t2;
+}
+
+int
+tz_offset(const struct tz *tz, tstamp t)
+{
+	return offset_at(tz, t);
 }
 
 tstamp
