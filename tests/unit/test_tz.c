@@ -48,6 +48,31 @@ test_load(void **state)
 	tz_free(NULL);
 }
 
+/* tz_offset, and NULL standing for UTC everywhere (a configuration
+ * loaded without a zone) */
+static void
+test_offset_and_utc(void **state)
+{
+	struct tz *hcm = tz_load("Asia/Ho_Chi_Minh");
+	struct tz *ber = tz_load("Europe/Berlin");
+	struct ymd d;
+	int minute;
+	char out[32];
+
+	(void)state;
+	assert_int_equal(tz_offset(hcm, 1710300000), 7 * 3600);
+	assert_int_equal(tz_offset(ber, 1704067200), 3600);     /* January */
+	assert_int_equal(tz_offset(ber, 1719792000), 7200);     /* July */
+	assert_int_equal(tz_offset(NULL, 1710300000), 0);
+	tz_local(NULL, 1710300000, &d, &minute, NULL);     /* 2024-03-13 03:20 */
+	assert_int_equal(d.d, 13);
+	assert_int_equal(minute, 3 * 60 + 20);
+	tz_format_vn(NULL, 1710300000, out);
+	assert_string_equal(out, "13/03/2024 03:20");
+	tz_free(hcm);
+	tz_free(ber);
+}
+
 static void
 test_hcm(void **state)
 {
@@ -206,6 +231,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_offset_and_utc),
 		cmocka_unit_test(test_hcm),
 		cmocka_unit_test(test_berlin_dst),
 		cmocka_unit_test(test_round_trip),
