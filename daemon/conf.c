@@ -2468,6 +2468,8 @@ conf_workday(const struct conf *c, int64_t day)
 {
 	int wd = (int)(((day + 4) % 7 + 7) % 7);   /* 1970-01-01: Thursday */
 
+	if (holidays_workday(&c->hol, day))  /* a Saturday worked in exchange */
+		return true;
 	if (!(c->daemon.workdays & (1u << wd)))
 		return false;
 	return !holidays_has(&c->hol, day);

@@ -125,6 +125,7 @@ cmd_check(struct conf *c)
 
 	printf("%s\n", s);
 	free(s);
+	holidays_warn(c, (tstamp)time(NULL), stderr);
 	return 0;
 }
 

@@ -144,16 +144,32 @@ void *tz_vtimezone(const struct tz *tz);
 /* --------------------------------------------------------------- holiday.c */
 
 /* Non-working days, from an .ics of all-day VEVENTs (DTSTART;VALUE=DATE,
- * DTEND exclusive or DURATION; RRULE expanded up to the year 2100). */
+ * DTEND exclusive or DURATION; RRULE expanded up to the year 2100).  An
+ * event with CATEGORIES:WORKDAY marks days worked although they would be
+ * off (a Saturday worked in exchange); a day both off and worked is an
+ * error. */
 struct holidays {
 	int64_t *days;       /* days_from_civil, sorted, unique */
 	size_t n;
+	int64_t *work;       /* the WORKDAY days, sorted, unique */
+	size_t nwork;
+	int last_year;       /* last year of a dated (non-RRULE) event; 0 none */
 };
 int holidays_load(const char *path, struct holidays *out, struct diag *d);
 int holidays_parse(const char *name, const char *text, size_t len,
 		   struct holidays *out, struct diag *d);
 void holidays_free(struct holidays *h);
 bool holidays_has(const struct holidays *h, int64_t day);
+bool holidays_workday(const struct holidays *h, int64_t day);
+/* "PATH: holidays file covers up to 2026; horizon reaches 2028: dates after
+ * 31/12/2026 assume no public holiday" (xmalloc'ed), or NULL when the
+ * horizon stays inside the covered years or the file dates nothing. */
+char *holidays_coverage(const struct holidays *h, const char *path,
+			int horizon_year);
+struct conf;
+/* That warning for c's holidays and horizon seen from now: "warning: ..."
+ * on f, or logged (log_warn) when f is NULL. */
+void holidays_warn(const struct conf *c, tstamp now, FILE *f);
 
 /* ------------------------------------------------------------------ conf.c */
 

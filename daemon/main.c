@@ -147,6 +147,7 @@ reload(struct app *a)
 	app_changed(a);
 	conf_free(old);
 	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
+	holidays_warn(nc, clock_now(&a->clk), NULL);
 	sd_notify_msg("READY=1");
 	notify_status(a, "running");
 }
@@ -310,6 +311,7 @@ main(int argc, char **argv)
 		summary = conf_summary(app.conf);
 		printf("%s\n", summary);
 		free(summary);
+		holidays_warn(app.conf, (tstamp)time(NULL), stderr);
 		conf_free(app.conf);
 		return 0;
 	}
@@ -377,6 +379,7 @@ main(int argc, char **argv)
 	state_poll.data = &app;
 	ev_timer_start(loop, &state_poll);
 
+	holidays_warn(app.conf, clock_now(&app.clk), NULL);
 	log_info("cutoffd %s started: %zu units, %zu cycles, listening on %s",
 		 CUTOFFD_VERSION, app.conf->nunits, app.conf->ncycles,
 		 app.conf->daemon.listen);
