@@ -56,7 +56,9 @@ enum sec {
 enum {
 	KD_TIMEZONE, KD_STATE, KD_LISTEN, KD_PUBLIC_URL, KD_HOLIDAYS,
 	KD_WORKDAYS, KD_ADMIN_TOKEN_FILE, KD_CALENDAR_TOKEN, KD_HORIZON,
-	KD_HISTORY, KD_TEMPLATES, KD_LANG, KD_N
+	KD_HISTORY, KD_TEMPLATES, KD_LANG,
+	KD_METRICS_ALLOW,
+	KD_N
 };
 static const char *const daemon_keys[KD_N] = {
 	[KD_TIMEZONE] = "timezone", [KD_STATE] = "state",
@@ -66,6 +68,7 @@ static const char *const daemon_keys[KD_N] = {
 	[KD_CALENDAR_TOKEN] = "calendar_token", [KD_HORIZON] = "horizon",
 	[KD_HISTORY] = "history", [KD_TEMPLATES] = "templates",
 	[KD_LANG] = "lang",
+	[KD_METRICS_ALLOW] = "metrics_allow",
 };
 
 enum {
@@ -654,6 +657,36 @@ valid_token(const char *s)
 
 /* ----------------------------------------------------------- per section */
 
+/* metrics_allow = CIDR, CIDR ...: the whole list or nothing, so that a
+ * typo never leaves a half-open door; empty = loopback only. */
+static void
+set_metrics_allow(struct pctx *p, char *v, int line)
+{
+	struct conf *c = p->c;
+	struct cidr *list = NULL;
+	char **items = NULL;
+	size_t n = split_list(v, ", \t", &items);
+	bool ok = true;
+
+	list = n > 0 ? xcalloc(n, sizeof(*list)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *why;
+
+		if (cidr_parse(items[i], &list[i], &why) < 0) {
+			bad(p, line, "metrics_allow", items[i], why);
+			ok = false;
+		}
+	}
+	free_list(items, n);
+	if (!ok) {
+		free(list);
+		return;
+	}
+	free(c->daemon.metrics_allow);
+	c->daemon.metrics_allow = list;
+	c->daemon.nmetrics_allow = n;
+}
+
 static void
 set_daemon(struct pctx *p, int k, char *v, int line)
 {
@@ -738,6 +771,9 @@ set_daemon(struct pctx *p, int k, char *v, int line)
 			bad(p, line, key, v, "expected vi or en");
 		else
 			replace(&c->daemon.lang, xstrdup(v));
+		break;
+	case KD_METRICS_ALLOW:
+		set_metrics_allow(p, v, line);
 		break;
 	}
 }
@@ -2387,6 +2423,7 @@ conf_free(struct conf *c)
 	free(c->daemon.admin_token_file);
 	free(c->daemon.admin_token);
 	free(c->daemon.calendar_token);
+	free(c->daemon.metrics_allow);
 	free(c->daemon.templates);
 	free(c->daemon.lang);
 	free(c->mail.url);

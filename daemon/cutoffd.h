@@ -104,6 +104,25 @@ void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
 void diag_print(const struct diag *d, FILE *f);
 
+/* ------------------------------------------------------------------ cidr.c */
+
+/* An address range, IPv4 or IPv6, bits past the prefix zero. */
+struct cidr {
+	int family;              /* AF_INET or AF_INET6 */
+	unsigned char addr[16];  /* network order; 4 bytes used for IPv4 */
+	int bits;
+};
+struct sockaddr;
+/* "192.0.2.0/24", "2001:db8::/32", or a bare address (all bits).  Strict:
+ * what inet_pton accepts, a decimal prefix within the family, no bits set
+ * past it.  On error *why says what is wrong (a static string). */
+int cidr_parse(const char *s, struct cidr *out, const char **why);
+void cidr_format(const struct cidr *c, char *out, size_t size);  /* >= 64 */
+/* Whether sa (AF_INET, AF_INET6; v4-mapped v6 counts as v4) is in one of
+ * v[0..n). */
+bool cidr_match(const struct cidr *v, size_t n, const struct sockaddr *sa);
+bool cidr_loopback(const struct sockaddr *sa);  /* 127.0.0.0/8, ::1 */
+
 /* ------------------------------------------------------------------- log.c */
 
 enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
@@ -261,6 +280,9 @@ struct conf {
 		int64_t history;      /* seconds back feeds/status look */
 		char *templates;      /* resolved dir */
 		char *lang;           /* "vi" | "en" */
+		/* who may GET /metrics; NULL = loopback clients only */
+		struct cidr *metrics_allow;
+		size_t nmetrics_allow;
 	} daemon;
 	struct {
 		enum transport transport;
@@ -458,6 +480,12 @@ int db_sub_get(struct db *db, const char *occ, const char *unit,
  * to stop. */
 int db_sub_foreach(struct db *db, const char *occ,
 		   int (*fn)(void *ctx, const struct submission *s), void *ctx);
+/* How many reports were recorded, per source (received, nil and confirmed
+ * events of the history, undos not subtracted: a counter).  fn is called
+ * once per source seen. */
+int db_sub_count_sources(struct db *db,
+			 void (*fn)(void *ctx, const char *source, int64_t n),
+			 void *ctx);
 /* History events for (occ, unit); unit NULL = the whole occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
 
@@ -634,6 +662,10 @@ int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
  * -1 on error. */
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter);
+/* Rows per state and channel, for /metrics: counts[state][channel], and
+ * of the pending ones those tried before (retrying[channel]).  One grouped
+ * query over the table: callers cache it. */
+int outbox_counts(struct db *db, int64_t counts[4][2], int64_t retrying[2]);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns
@@ -782,6 +814,25 @@ int status_print(const struct conf *c, struct db *db, tstamp now,
  * keeps per document.  Returns false when a header could not be added. */
 struct MHD_Response;
 bool http_feed_headers(struct MHD_Response *r, const struct feed_doc *doc);
+
+/* The client's address of a request (NULL when unknown). */
+const struct sockaddr *http_client_addr(const struct http_req *r);
+
+/* metrics.c: GET /metrics, the Prometheus text format 0.0.4.  Counters
+ * live in memory since start; gauges of the state store are read by one
+ * grouped query each, cached until the store, the configuration or (for
+ * the missing units) the next due time changes. */
+enum metrics_outcome { METRICS_SENT, METRICS_DEFERRED, METRICS_FAILED };
+void metrics_notice(enum channel ch, enum metrics_outcome o);
+void metrics_scanned(tstamp scan_time);          /* engine: a scan done */
+void metrics_reloaded(bool ok, tstamp when);     /* start-up and SIGHUP */
+/* Whether the client may read /metrics (metrics_allow, else loopback). */
+bool metrics_allowed(const struct conf *c, const struct sockaddr *client);
+/* The exposition text for a's current state into out.  0 or -1. */
+int metrics_render(struct app *a, struct buf *out);
+/* The /metrics route: 1 when q is another path, else 0 with r filled. */
+int metrics_route(struct app *a, const struct http_req *q,
+		  struct http_resp *r);
 
 /* Starts listening on conf->daemon.listen on a->loop. */
 struct http *http_start(struct app *a, char **err);

@@ -1120,6 +1120,30 @@ out:
 	return ret;
 }
 
+int
+db_sub_count_sources(struct db *db,
+		     void (*fn)(void *ctx, const char *source, int64_t n),
+		     void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, "SELECT source, count(*) FROM "
+				  "submission_event WHERE action IN "
+				  "('received', 'nil', 'confirmed') "
+				  "GROUP BY source");
+	int rc;
+
+	if (!s)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *src = (const char *)sqlite3_column_text(s, 0);
+
+		fn(ctx, src ? src : "", sqlite3_column_int64(s, 1));
+	}
+	if (rc != SQLITE_DONE)
+		db_fail(db, "submission counts");
+	db_stmt_done(db, s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int64_t
 db_sub_events(struct db *db, const char *occ, const char *unit)
 {

@@ -346,6 +346,7 @@ static void run(struct engine *e)
 	 * of start-up (which at --speed may be hours of virtual time). */
 	n = scan(a->conf, a->db, a->clk.fake ? a->clk.virt0 : now, now,
 		 grace_for(&a->clk), &scanned);
+	if (n >= 0) metrics_scanned(scanned);
 	if (n > 0)
 		sender_kick(a->sender);
 	if (n >= 0 && next_step(a->conf, scanned, &next) == 0) {

@@ -63,6 +63,17 @@ const char *http_header(const struct http_req *r, const char *name)
 	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+const struct sockaddr *http_client_addr(const struct http_req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	if (!r || !r->conn)
+		return NULL;
+	ci = MHD_get_connection_info(r->conn,
+				     MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	return ci ? ci->client_addr : NULL;
+}
+
 /* headers every response carries */
 static bool common_headers(struct MHD_Response *r)
 {
@@ -328,7 +339,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	memset(&r, 0, sizeof(r));
 	r.status = 200;
 	buf_init(&r.body);
-	rc = status_route(h->a, &q, &r);
+	rc = metrics_route(h->a, &q, &r) == 0 ? 0 : status_route(h->a, &q, &r);
 	if (rc != 0) {
 		*status = rc == 1 ? 404 : 500;
 		ret = reply(mc, *status, rc == 1 ? "not found\n"

@@ -113,6 +113,7 @@ reload(struct app *a)
 	nc = conf_load(a->conf_path, 0, &d);
 	if (nc == NULL) {
 		log_diag(&d);
+		metrics_reloaded(false, clock_now(&a->clk));
 		log_err("configuration has errors, not reloading; still "
 			"running on the previous one");
 		diag_free(&d);
@@ -146,6 +147,7 @@ reload(struct app *a)
 	ensure_tokens(a);
 	app_changed(a);
 	conf_free(old);
+	metrics_reloaded(true, clock_now(&a->clk));
 	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
 	holidays_warn(nc, clock_now(&a->clk), NULL);
 	sd_notify_msg("READY=1");
@@ -380,6 +382,7 @@ main(int argc, char **argv)
 	ev_timer_start(loop, &state_poll);
 
 	holidays_warn(app.conf, clock_now(&app.clk), NULL);
+	metrics_reloaded(true, clock_now(&app.clk));
 	log_info("cutoffd %s started: %zu units, %zu cycles, listening on %s",
 		 CUTOFFD_VERSION, app.conf->nunits, app.conf->ncycles,
 		 app.conf->daemon.listen);

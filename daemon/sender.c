@@ -136,6 +136,7 @@ static void log_outcome(const struct notice *n, enum outcome o, int deferred,
 {
 	struct buf rb, eb;
 
+	metrics_notice(n->ch, o == OUT_SENT ? METRICS_SENT : deferred == 0 ? METRICS_DEFERRED : METRICS_FAILED);
 	buf_init(&rb);
 	buf_init(&eb);
 	put_recipients(&rb, n);
