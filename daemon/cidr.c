@@ -131,33 +131,37 @@ cidr_match(const struct cidr *v, size_t n, const struct sockaddr *sa)
 	static const unsigned char mapped[12] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
 	};
-	unsigned char addr[16];
-	int family;
+	unsigned char a4[4], a6[16];
+	bool has4 = false, has6 = false;
 
 	if (sa == NULL)
 		return false;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const void *)sa;
 
-		memcpy(addr, &s4->sin_addr, 4);
-		family = AF_INET;
+		memcpy(a4, &s4->sin_addr, 4);
+		has4 = true;
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)sa;
 
-		memcpy(addr, &s6->sin6_addr, 16);
-		family = AF_INET6;
-		/* a v4 client on a dual-stack socket is a v4 client */
-		if (memcmp(addr, mapped, sizeof(mapped)) == 0) {
-			memmove(addr, addr + 12, 4);
-			family = AF_INET;
+		memcpy(a6, &s6->sin6_addr, 16);
+		has6 = true;
+		/* a v4 client on a dual-stack socket is also a v4 client */
+		if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+			memcpy(a4, a6 + 12, 4);
+			has4 = true;
 		}
 	} else {
 		return false;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (v[i].family == family &&
-		    prefix_equal(v[i].addr, addr, v[i].bits))
+	for (size_t i = 0; i < n; i++) {
+		if (has4 && v[i].family == AF_INET &&
+		    prefix_equal(v[i].addr, a4, v[i].bits))
 			return true;
+		if (has6 && v[i].family == AF_INET6 &&
+		    prefix_equal(v[i].addr, a6, v[i].bits))
+			return true;
+	}
 	return false;
 }
 

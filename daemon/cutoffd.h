@@ -118,8 +118,8 @@ struct sockaddr;
  * past it.  On error *why says what is wrong (a static string). */
 int cidr_parse(const char *s, struct cidr *out, const char **why);
 void cidr_format(const struct cidr *c, char *out, size_t size);  /* >= 64 */
-/* Whether sa (AF_INET, AF_INET6; v4-mapped v6 counts as v4) is in one of
- * v[0..n). */
+/* Whether sa (AF_INET, AF_INET6; a v4-mapped v6 address matches v4 ranges
+ * too) is in one of v[0..n). */
 bool cidr_match(const struct cidr *v, size_t n, const struct sockaddr *sa);
 bool cidr_loopback(const struct sockaddr *sa);  /* 127.0.0.0/8, ::1 */
 
