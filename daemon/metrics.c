@@ -17,8 +17,11 @@
  */
 #include "cutoffd.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define DAY 86400
 #define DEFAULT_HISTORY (180 * DAY)  /* as status.c: the page's window */
@@ -82,12 +85,30 @@ metrics_reloaded(bool ok, tstamp when)
 }
 
 bool
-metrics_allowed(const struct conf *c, const struct sockaddr *client)
+metrics_allowed(const struct conf *c, const char *client)
 {
+	struct sockaddr_in6 s6;
+	struct sockaddr_in s4;
+	const struct sockaddr *sa;
+
+	/* the server hands the address over as text: back to binary, and
+	 * anything unparsable (unknown, a zone id) is refused */
+	memset(&s4, 0, sizeof(s4));
+	memset(&s6, 0, sizeof(s6));
+	if (client != NULL && inet_pton(AF_INET, client, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		sa = (const struct sockaddr *)&s4;
+	} else if (client != NULL &&
+		   inet_pton(AF_INET6, client, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		sa = (const struct sockaddr *)&s6;
+	} else {
+		return false;
+	}
 	if (c == NULL || c->daemon.metrics_allow == NULL)
-		return cidr_loopback(client);
+		return cidr_loopback(sa);
 	return cidr_match(c->daemon.metrics_allow, c->daemon.nmetrics_allow,
-			  client);
+			  sa);
 }
 
 /* --------------------------------------------------------------- cache */
@@ -349,29 +370,18 @@ metrics_render(struct app *a, struct buf *b)
 
 /* --------------------------------------------------------------- route */
 
-int
-metrics_route(struct app *a, const struct http_req *q, struct http_resp *r)
+void
+metrics_get(struct app *a, const struct http_req *q, struct http_resp *r)
 {
-	if (strcmp(q->path, "/metrics") != 0)
-		return 1;
 	r->content_type = "text/plain; charset=utf-8";
-	if (!metrics_allowed(a->conf, http_client_addr(q))) {
+	if (!metrics_allowed(a->conf, q->client)) {
 		r->status = 403;
 		buf_puts(&r->body, "forbidden\n");
-		return 0;
+		return;
 	}
-	if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) {
-		r->status = 405;
-		r->hdr[0].name = "Allow";
-		r->hdr[0].value = "GET, HEAD";
-		buf_puts(&r->body, "method not allowed\n");
-		return 0;
-	}
-	if (metrics_render(a, &r->body) < 0) {
-		/* what could be read is still worth a scrape */
+	/* what could be read is still worth a scrape */
+	if (metrics_render(a, &r->body) < 0)
 		log_warn("metrics: the state store could not be read");
-	}
 	r->status = 200;
 	r->content_type = TYPE_TEXT;
-	return 0;
 }
