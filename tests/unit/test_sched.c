@@ -401,6 +401,7 @@ test_shift(void **state)
 	assert_ymd(o.due, 2026, 2, 13);
 	/* no working day at all: the nominal date stands */
 	f->c.daemon.workdays = 0;
+	f->c.hol.nwork = 0;   /* nor a Saturday worked (10/01/2026 is one) */
 	assert_int_equal(sched_occurrence(&f->c, "t/2026-02-20", &o), 0);
 	assert_ymd(o.due, 2026, 2, 20);
 }
