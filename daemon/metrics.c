@@ -46,7 +46,7 @@ static struct {
 	struct db *db;
 	int64_t changes, data_version;
 	unsigned gen;
-	tstamp until;                /* missing counts hold until then */
+	tstamp built, until;         /* missing counts hold in [built, until) */
 	int64_t outbox[NSTATES][2], retrying[2];
 	struct srccount *src;
 	size_t nsrc;
@@ -204,7 +204,8 @@ refresh(struct app *a, tstamp now)
 	int64_t dv = db_data_version(a->db);
 
 	if (m.valid && m.db == a->db && m.changes == changes &&
-	    m.data_version == dv && m.gen == m.conf_gen && now < m.until &&
+	    m.data_version == dv && m.gen == m.conf_gen &&
+	    now >= m.built && now < m.until &&
 	    m.ncycles == a->conf->ncycles)
 		return 0;
 	cache_clear();
@@ -219,6 +220,7 @@ refresh(struct app *a, tstamp now)
 	m.changes = db_total_changes(a->db);
 	m.data_version = db_data_version(a->db);
 	m.gen = m.conf_gen;
+	m.built = now;     /* a clock set back (--now) rebuilds */
 	m.valid = true;
 	return 0;
 }
