@@ -118,6 +118,36 @@ now_of(const struct conf *c)
 	return (tstamp)time(NULL);
 }
 
+/* The configuration's state-dependent parts, as the daemon sets them: the
+ * default since (the store's first start) and the ids reloads moved.
+ * Without a store nothing has started: no since. */
+static void
+apply_state(struct conf *c)
+{
+	struct occ_alias *al = NULL;
+	struct ymd today;
+	int64_t since = INT64_MIN, day;
+	size_t nal = 0;
+	struct db *db = NULL;
+	char *err = NULL;
+
+	tz_local(c->tz, now_of(c), &today, NULL, NULL);
+	day = days_from_civil(today.y, today.m, today.d);
+	if (access(c->daemon.state, F_OK) == 0) {
+		db = db_open(c->daemon.state, false, &err);
+		free(err);
+	}
+	if (db != NULL) {
+		if (db_first_day(db, day, false, &since) != 0)
+			since = INT64_MIN;
+		if (db_aliases(db, &al, &nal) < 0)
+			nal = 0;
+		db_close(db);
+	}
+	conf_apply_state(c, since, day, al, nal);
+	db_aliases_free(al, nal);
+}
+
 static int
 cmd_check(struct conf *c)
 {
@@ -448,6 +478,7 @@ main(int argc, char **argv)
 			return EXIT_USER;
 		}
 	}
+	apply_state(c);
 	if (strcmp(cmd, "check") == 0 && argc != 1) {
 		user_error("check: unexpected argument %s", argv[1]);
 		rc = EXIT_USER;
