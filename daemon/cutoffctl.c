@@ -151,10 +151,39 @@ apply_state(struct conf *c)
 static int
 cmd_check(struct conf *c)
 {
-	char *s = conf_summary(c);
+	char *s = conf_summary(c), *err = NULL, **ids = NULL;
+	struct occ_move *mv = NULL;
+	size_t nids = 0, nmv = 0;
+	struct db *db = NULL;
 
 	printf("%s\n", s);
 	free(s);
+	/* as cutoffd --check: what a reload of this file would move */
+	if (access(c->daemon.state, F_OK) == 0)
+		db = db_open(c->daemon.state, false, &err);
+	free(err);
+	if (db == NULL || db_state_ids(db, &ids, &nids) < 0) {
+		db_close(db);
+		return 0;
+	}
+	sched_moves(c, ids, nids, &mv, &nmv);
+	for (size_t i = 0; i < nmv; i++) {
+		int64_t subs = 0, sent = 0;
+
+		db_state_count(db, mv[i].from, &subs, &sent);
+		if (mv[i].to[0] != '\0')
+			printf("%s moves to %s: %lld submissions and %lld sent "
+			       "notices go with it\n", mv[i].from, mv[i].to,
+			       (long long)subs, (long long)sent);
+		else
+			printf("%s vanishes with recorded state (%lld "
+			       "submissions, %lld sent notices, kept): %s\n",
+			       mv[i].from, (long long)subs, (long long)sent,
+			       mv[i].why);
+	}
+	free(mv);
+	free_list(ids, nids);
+	db_close(db);
 	return 0;
 }
 

@@ -21,6 +21,8 @@
 /* Fallback poll of the state store for changes made by cutoffctl, in case
  * the inotify watch on the WAL misses one (network file systems). */
 #define STATE_POLL 2.0
+/* Vanishing occurrences named one by one in the log and by --check. */
+#define VANISH_SHOWN 20
 
 static struct app app;
 static ev_signal sig_hup, sig_term, sig_int;
@@ -132,7 +134,7 @@ regime_moves(struct db *db, struct conf *c, const struct conf *old,
 {
 	struct occ_move *mv = NULL;
 	char **ids = NULL;
-	size_t nids = 0, nmv = 0;
+	size_t nids = 0, nmv = 0, nvan = 0, quiet = 0;
 	struct occ probe;
 
 	if (db_state_ids(db, &ids, &nids) < 0)
@@ -160,6 +162,8 @@ regime_moves(struct db *db, struct conf *c, const struct conf *old,
 						 now) < 0)
 				log_err("%s: could not move its state to %s",
 					mv[i].from, mv[i].to);
+		} else if (++nvan > VANISH_SHOWN) {
+			quiet++;        /* old news of a removed cycle, say */
 		} else if (out != NULL) {
 			fprintf(out, "%s vanishes with recorded state (%lld "
 				"submissions, %lld sent notices, kept): %s\n",
@@ -172,6 +176,12 @@ regime_moves(struct db *db, struct conf *c, const struct conf *old,
 				 mv[i].why);
 		}
 	}
+	if (quiet > 0 && out != NULL)
+		fprintf(out, "%zu more occurrences vanish with recorded state "
+			"(kept)\n", quiet);
+	else if (quiet > 0)
+		log_warn("%zu more occurrences vanish with recorded state (kept)",
+			 quiet);
 	free(mv);
 	free_list(ids, nids);
 }
