@@ -97,6 +97,11 @@ def test_moved_due_date_keeps_state(daemon_factory, tmp_path, port):
     occ = next(o for o in json.loads(d.get("/status.json")[2])["occurrences"]
                if o["id"] == "q1/2024-03-15")
     assert occ["submitted"] == 2
+    st, _, body = http("GET", d.base + "/api/submissions?occurrence="
+                       "q1/2024-03-13", None, AUTH)
+    assert st == 200, body
+    assert sorted(x["unit"] for x in json.loads(body)["submissions"]) == \
+        ["mttq", "tu-phap"], body
     d.stop()
 
 
