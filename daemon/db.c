@@ -1185,6 +1185,27 @@ db_first_day(struct db *db, int64_t today, bool record, int64_t *day)
 	}
 	if (!record)
 		return 1;
+	/* A store from before 0.2 has no first day: its oldest record says
+	 * when it began (the UTC day, never later than the local one east
+	 * of Greenwich), so an upgrade does not hide what it has chased. */
+	{
+		sqlite3_stmt *s = NULL;
+
+		if (sqlite3_prepare_v2(db->h, "SELECT min(t) FROM ("
+				       "SELECT min(created) AS t FROM outbox"
+				       " UNION ALL SELECT min(recorded)"
+				       " FROM submission_event)", -1, &s,
+				       NULL) == SQLITE_OK &&
+		    sqlite3_step(s) == SQLITE_ROW &&
+		    sqlite3_column_type(s, 0) != SQLITE_NULL) {
+			int64_t t = sqlite3_column_int64(s, 0);
+			int64_t old = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+
+			if (old < today)
+				today = old;
+		}
+		sqlite3_finalize(s);
+	}
 	d = civil_from_days(today);
 	snprintf(buf, sizeof buf, "%04d-%02d-%02d", d.y % 10000, d.m, d.d);
 	if (db_meta_set(db, META_FIRST_DAY, buf) < 0)

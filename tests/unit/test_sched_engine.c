@@ -290,6 +290,22 @@ test_first_day(void **state)
 	assert_int_equal(day, 19724);
 }
 
+/* A store of 0.1 (records, no first day): since is its oldest record's
+ * day, not the day of the upgrade. */
+static void
+test_first_day_of_an_old_store(void **state)
+{
+	struct fx *f = *state;
+	int64_t day = 0;
+	tstamp t = at(f, "2024-03-08T09:00");
+
+	assert_int_equal(db_sub_record(f->a.db, "q1/2024-03-13", "a", t, "cli",
+				       NULL, t), 0);
+	assert_int_equal(db_first_day(f->a.db, days_from_civil(2025, 6, 1),
+				      true, &day), 0);
+	assert_int_equal(day, days_from_civil(2024, 3, 8));
+}
+
 int
 main(void)
 {
@@ -304,6 +320,8 @@ main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_occ_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_first_day, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_day_of_an_old_store,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
