@@ -289,7 +289,7 @@ preset_period(enum period_kind k, struct ymd nominal, struct ymd *from,
 			 yr[] = { 12 };
 	const int *months = NULL;
 	int nm = 0, span = 0;
-	int64_t day = day_of(nominal), best = 0, bestd = INT64_MAX;
+	int64_t day = day_of(nominal), bestd = INT64_MAX;
 	struct ymd e, bm = { 0, 0, 0 };
 
 	switch (k) {
@@ -314,12 +314,10 @@ preset_period(enum period_kind k, struct ymd nominal, struct ymd *from,
 			dist = ed > day ? ed - day : day - ed;
 			if (dist < bestd) {     /* ascending: ties keep earlier */
 				bestd = dist;
-				best = ed;
 				bm = e;
 			}
 		}
 	}
-	(void)best;
 	*to = bm;
 	e.y = bm.y;
 	e.m = bm.m - span;
