@@ -153,7 +153,7 @@ cmd_check(struct conf *c)
 {
 	char *s = conf_summary(c), *err = NULL, **ids = NULL;
 	struct occ_move *mv = NULL;
-	size_t nids = 0, nmv = 0;
+	size_t nids = 0, nmv = 0, nvan = 0;
 	struct db *db = NULL;
 
 	printf("%s\n", s);
@@ -175,12 +175,15 @@ cmd_check(struct conf *c)
 			printf("%s moves to %s: %lld submissions and %lld sent "
 			       "notices go with it\n", mv[i].from, mv[i].to,
 			       (long long)subs, (long long)sent);
-		else
+		else if (++nvan <= 20)    /* as cutoffd --check */
 			printf("%s vanishes with recorded state (%lld "
 			       "submissions, %lld sent notices, kept): %s\n",
 			       mv[i].from, (long long)subs, (long long)sent,
 			       mv[i].why);
 	}
+	if (nvan > 20)
+		printf("%zu more occurrences vanish with recorded state "
+		       "(kept)\n", nvan - 20);
 	free(mv);
 	free_list(ids, nids);
 	db_close(db);
