@@ -286,11 +286,15 @@ api_list(struct app *a, const struct http_req *q, struct http_resp *r)
 	struct form args;
 	struct list_ctx l = { .c = a->conf };
 	const char *occ;
+	struct occ o;
 
 	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
 	occ = form_get(&args, "occurrence");
 	l.unit = form_get(&args, "unit");
 	l.arr = json_array();
+	/* a moved occurrence's old id lists the new one's records */
+	if (occ != NULL && sched_occurrence(a->conf, occ, &o) == 0)
+		occ = o.id;
 	if (db_sub_foreach(a->db, occ, list_one, &l) < 0) {
 		json_decref(l.arr);
 		resp_error(r, 500, "state store unavailable");

@@ -57,7 +57,7 @@ enum {
 	KD_TIMEZONE, KD_STATE, KD_LISTEN, KD_PUBLIC_URL, KD_HOLIDAYS,
 	KD_WORKDAYS, KD_ADMIN_TOKEN_FILE, KD_CALENDAR_TOKEN, KD_HORIZON,
 	KD_HISTORY, KD_TEMPLATES, KD_LANG,
-	KD_METRICS_ALLOW,
+	KD_METRICS_ALLOW, KD_SINCE,
 	KD_N
 };
 static const char *const daemon_keys[KD_N] = {
@@ -68,7 +68,7 @@ static const char *const daemon_keys[KD_N] = {
 	[KD_CALENDAR_TOKEN] = "calendar_token", [KD_HORIZON] = "horizon",
 	[KD_HISTORY] = "history", [KD_TEMPLATES] = "templates",
 	[KD_LANG] = "lang",
-	[KD_METRICS_ALLOW] = "metrics_allow",
+	[KD_METRICS_ALLOW] = "metrics_allow", [KD_SINCE] = "since",
 };
 
 enum {
@@ -98,11 +98,11 @@ static const char *const secretariat_keys[KS_N] = {
 };
 
 enum { KP_AT, KP_REMIND, KP_ESCALATE, KP_REPEAT, KP_UNTIL, KP_QUIET,
-	KP_SHIFT, KP_N };
+	KP_SHIFT, KP_SEND_DAYS, KP_N };
 static const char *const policy_keys[KP_N] = {
 	[KP_AT] = "at", [KP_REMIND] = "remind", [KP_ESCALATE] = "escalate",
 	[KP_REPEAT] = "repeat", [KP_UNTIL] = "until", [KP_QUIET] = "quiet",
-	[KP_SHIFT] = "shift",
+	[KP_SHIFT] = "shift", [KP_SEND_DAYS] = "send_days",
 };
 
 enum { KC_TITLE, KC_DUE, KC_RRULE, KC_START, KC_PERIOD, KC_TIME,
@@ -775,6 +775,17 @@ set_daemon(struct pctx *p, int k, char *v, int line)
 	case KD_METRICS_ALLOW:
 		set_metrics_allow(p, v, line);
 		break;
+	case KD_SINCE: {
+		struct ymd d;
+
+		if (parse_date(v, &d) < 0) {
+			bad(p, line, key, v, "expected YYYY-MM-DD");
+		} else {
+			c->daemon.since_day = days_from_civil(d.y, d.m, d.d);
+			c->daemon.since_given = true;
+		}
+		break;
+	}
 	}
 }
 
@@ -1061,6 +1072,14 @@ set_policy(struct pctx *p, int k, char *v, int line)
 			bad(p, line, key, v, "expected next-workday, "
 			    "previous-workday or none");
 		break;
+	case KP_SEND_DAYS:
+		if (!strcmp(v, "workdays"))
+			po->send_all_days = false;
+		else if (!strcmp(v, "all"))
+			po->send_all_days = true;
+		else
+			bad(p, line, key, v, "expected workdays or all");
+		break;
 	}
 }
 
@@ -1245,16 +1264,35 @@ set_cycle(struct pctx *p, int k, char *v, int line)
 			replace(&cy->rrule, xstrdup(v));
 		break;
 	case KC_START:
-		if (parse_date(v, &d) < 0)
+		if (parse_date(v, &d) < 0) {
 			bad(p, line, key, v, "expected YYYY-MM-DD");
-		else
+		} else {
 			cy->start = d;
+			cy->start_given = true;
+		}
 		break;
-	case KC_PERIOD:
-		if (strcmp(v, "previous") == 0) {
+	case KC_PERIOD: {
+		static const struct {
+			const char *name;
+			enum period_kind k;
+		} presets[] = {
+			{ "none", PERIOD_NONE }, { "previous", PERIOD_PREVIOUS },
+			{ "month", PERIOD_MONTH }, { "quarter", PERIOD_QUARTER },
+			{ "half", PERIOD_HALF },
+			{ "nine-months", PERIOD_NINE_MONTHS },
+			{ "year", PERIOD_YEAR },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof presets / sizeof presets[0]; i++)
+			if (strcmp(v, presets[i].name) == 0)
+				break;
+		if (i < sizeof presets / sizeof presets[0]) {
+			cy->period = presets[i].k;
 			cy->period_fixed = false;
 			break;
 		}
+	}
 		copy = xstrdup(v);
 		dots = strstr(copy, "..");
 		if (dots != NULL)
@@ -1263,10 +1301,12 @@ set_cycle(struct pctx *p, int k, char *v, int line)
 			parse_md(strtrim(dots + 2), &to) < 0;
 		free(copy);
 		if (m) {
-			bad(p, line, key, v, "expected MM-DD .. MM-DD or "
-			    "previous");
+			bad(p, line, key, v, "expected MM-DD .. MM-DD, month, "
+			    "quarter, half, nine-months, year, previous or "
+			    "none");
 			break;
 		}
+		cy->period = PERIOD_FIXED;
 		cy->period_fixed = true;
 		cy->period_from = from;
 		cy->period_to = to;
@@ -1959,6 +1999,42 @@ resolve_units(struct pctx *p, struct cycle *cy, const struct secinfo *a)
 	free(spec);
 }
 
+/* Why a rule's dates depend on where it starts (then `start` is required),
+ * or NULL when they don't: it then counts from `since` (contract, "Added
+ * for 0.2").  Beyond INTERVAL > 1 and COUNT, a rule that takes its day,
+ * weekday or month from DTSTART (RFC 5545 3.3.10) depends on it too. */
+static const char *
+rrule_needs_start(const char *rule)
+{
+	struct icalrecurrencetype r = icalrecurrencetype_from_string(rule);
+	bool bymday = r.by_month_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool byday = r.by_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool bymonth = r.by_month[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool byyday = r.by_year_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool bywno = r.by_week_no[0] != ICAL_RECURRENCE_ARRAY_MAX;
+
+	if (r.interval > 1)
+		return "INTERVAL > 1 counts from it";
+	if (r.count > 0)
+		return "COUNT counts from it";
+	switch (r.freq) {
+	case ICAL_WEEKLY_RECURRENCE:
+		return byday ? NULL : "FREQ=WEEKLY without BYDAY takes its "
+				      "weekday from it";
+	case ICAL_MONTHLY_RECURRENCE:
+		return bymday || byday ? NULL : "FREQ=MONTHLY without "
+			"BYMONTHDAY or BYDAY takes its day from it";
+	case ICAL_YEARLY_RECURRENCE:
+		if (byyday || bywno || (bymonth && (bymday || byday)) ||
+		    (byday && !bymonth))
+			return NULL;
+		return "FREQ=YEARLY without BYMONTH and BYMONTHDAY (or BYDAY, "
+		       "BYYEARDAY) takes its date from it";
+	default:
+		return NULL;
+	}
+}
+
 /* The rule must expand from its start, to at least one date. */
 static void
 check_rrule(struct pctx *p, struct cycle *cy, int line)
@@ -1989,6 +2065,7 @@ check_cycle(struct pctx *p, struct cycle *cy, const struct secinfo *a,
 	    const size_t *pidx)
 {
 	struct conf *c = p->c;
+	const char *why;
 	ssize_t pos;
 	char *q;
 
@@ -2001,11 +2078,18 @@ check_cycle(struct pctx *p, struct cycle *cy, const struct secinfo *a,
 		if (!a->bad)
 			err(p, cy->line, "cycle '%s' needs due = or rrule =",
 			    cy->id);
-	} else if (a->kl[KC_RRULE] > 0 && a->kl[KC_START] == 0) {
+	} else if (a->kl[KC_RRULE] > 0 && a->kl[KC_START] == 0 &&
+		   cy->rrule != NULL &&
+		   (why = rrule_needs_start(cy->rrule)) != NULL) {
 		err(p, a->kl[KC_RRULE], "rrule: needs start = YYYY-MM-DD "
-		    "(the first date the rule counts from)");
+		    "(%s)", why);
 	} else if (cy->rrule != NULL && cy->start.y != 0) {
 		check_rrule(p, cy, a->kl[KC_RRULE]);
+	} else if (cy->rrule != NULL && a->kl[KC_START] == 0) {
+		/* counts from since; any anchor shows the rule expands */
+		cy->start = (struct ymd){ 2000, 1, 1 };
+		check_rrule(p, cy, a->kl[KC_RRULE]);
+		cy->start = (struct ymd){ 0, 0, 0 };
 	}
 	if (a->kl[KC_START] > 0 && a->kl[KC_RRULE] == 0)
 		err(p, a->kl[KC_START], "start: only used with rrule");
@@ -2287,6 +2371,7 @@ set_defaults(struct conf *c, const char *name)
 	c->daemon.history = 400 * 86400LL;
 	c->daemon.templates = resolve(c, "templates");
 	c->daemon.lang = xstrdup("vi");
+	c->daemon.since_day = INT64_MIN;
 
 	c->mail.transport = TRANSPORT_SMTP;
 	c->mail.url = xstrdup("smtp://127.0.0.1:25");
@@ -2386,6 +2471,11 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 		conf_free(c);
 		return NULL;
 	}
+	/* usable as loaded when since is in the file; else the state
+	 * store's default comes with conf_apply_state */
+	if (c->daemon.since_given)
+		conf_apply_state(c, c->daemon.since_day, c->daemon.since_day,
+				 NULL, 0);
 	return c;
 }
 
@@ -2464,6 +2554,11 @@ conf_free(struct conf *c)
 	free_list(c->groups, c->ngroups);
 	free(c->unit_index);
 	free(c->cycle_index);
+	for (i = 0; i < c->naliases; i++) {
+		free(c->aliases[i].from);
+		free(c->aliases[i].to);
+	}
+	free(c->aliases);
 	tz_free(c->tz);
 	holidays_free(&c->hol);
 	tmpl_free(c->tmpl);
@@ -2564,4 +2659,51 @@ channel_name(enum channel c)
 	case CH_WEBHOOK: return "webhook";
 	}
 	return "?";
+}
+
+static int
+alias_qcmp(const void *a, const void *b)
+{
+	return strcmp(((const struct occ_alias *)a)->from,
+		      ((const struct occ_alias *)b)->from);
+}
+
+void
+conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
+		 const struct occ_alias *aliases, size_t naliases)
+{
+	int64_t anchor;
+	size_t i;
+
+	if (!c->daemon.since_given)
+		c->daemon.since_day = since_day;
+	/* A rule whose dates don't depend on its start counts from since.
+	 * The anchor is 1 January of the year before, so that `previous`
+	 * finds the date before the first one chased; the dates are the
+	 * same from any anchor. */
+	anchor = c->daemon.since_day != INT64_MIN ? c->daemon.since_day
+						  : today_day;
+	for (i = 0; i < c->ncycles; i++) {
+		struct cycle *cy = &c->cycles[i];
+
+		if (cy->rrule != NULL && !cy->start_given)
+			cy->start = (struct ymd){ civil_from_days(anchor).y - 1,
+						  1, 1 };
+	}
+	for (i = 0; i < c->naliases; i++) {
+		free(c->aliases[i].from);
+		free(c->aliases[i].to);
+	}
+	free(c->aliases);
+	c->aliases = NULL;
+	c->naliases = 0;
+	if (naliases == 0)
+		return;
+	c->aliases = xcalloc(naliases, sizeof(*c->aliases));
+	for (i = 0; i < naliases; i++) {
+		c->aliases[i].from = xstrdup(aliases[i].from);
+		c->aliases[i].to = xstrdup(aliases[i].to);
+	}
+	c->naliases = naliases;
+	qsort(c->aliases, naliases, sizeof(*c->aliases), alias_qcmp);
 }

@@ -227,10 +227,18 @@ struct policy {
 	int quiet_from;      /* minutes; -1 when no quiet window */
 	int quiet_to;
 	enum shift shift;
+	bool send_all_days;  /* send_days = all; default workdays only */
 };
 
 struct md {
 	int m, d;
+};
+
+/* [cycle] period: none (default), MM-DD .. MM-DD, `previous`, or a preset
+ * of Decree 09/2019/ND-CP Art. 12 (sched.c computes them). */
+enum period_kind {
+	PERIOD_NONE, PERIOD_FIXED, PERIOD_PREVIOUS, PERIOD_MONTH,
+	PERIOD_QUARTER, PERIOD_HALF, PERIOD_NINE_MONTHS, PERIOD_YEAR
 };
 
 struct cycle {
@@ -242,8 +250,11 @@ struct cycle {
 	struct ymd *once;    /* due = YYYY-MM-DD entries */
 	size_t nonce;
 	char *rrule;         /* rrule = FREQ=...; NULL when unused */
-	struct ymd start;    /* DTSTART of the rrule (key `start`) */
-	bool period_fixed;   /* false: `previous` */
+	struct ymd start;    /* DTSTART of the rrule (key `start`); without
+				the key, conf_apply_state sets it from since */
+	bool start_given;    /* `start` was in the file */
+	bool period_fixed;   /* PERIOD_FIXED (kept for old callers) */
+	enum period_kind period;
 	struct md period_from, period_to;
 	int due_minute;      /* `time`; 1440 = end of day */
 	const struct policy *policy;
@@ -283,6 +294,10 @@ struct conf {
 		/* who may GET /metrics; NULL = loopback clients only */
 		struct cidr *metrics_allow;
 		size_t nmetrics_allow;
+		/* the first day chased: from `since`, else the state store's
+		 * first start (conf_apply_state); since_day INT64_MIN = none */
+		int64_t since_day;
+		bool since_given;
 	} daemon;
 	struct {
 		enum transport transport;
@@ -329,6 +344,13 @@ struct conf {
 	 * then conf_unit/conf_cycle scan linearly. */
 	size_t *unit_index;
 	size_t *cycle_index;
+
+	/* Occurrence ids moved by a reload (old -> new, sorted by old), from
+	 * the state store (conf_apply_state): sched_occurrence resolves them */
+	struct occ_alias {
+		char *from, *to;
+	} *aliases;
+	size_t naliases;
 };
 
 enum conf_flags {
@@ -346,6 +368,12 @@ const struct cycle *conf_cycle(const struct conf *c, const char *id);
 bool conf_workday(const struct conf *c, int64_t day);
 /* Whether the unit at conf->units[unit_index] reports in cycle cy. */
 bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
+/* Sets what the configuration takes from the state store: the default
+ * `since` (day number; INT64_MIN = none, then rrule cycles without `start`
+ * count from today_day) and the moved-occurrence aliases (copied; may be
+ * NULL/0).  Idempotent; call after loading, before using c. */
+void conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
+		      const struct occ_alias *aliases, size_t naliases);
 /* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
 char *conf_summary(const struct conf *c);
 
@@ -413,6 +441,25 @@ int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id
 /* Days a policy's steps reach before (*lo <= 0) and after (*hi >= 0) the
  * due date, repeats included; p may be NULL (0, 0). */
 void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
+/* The earliest instant >= t at which policy p may send: outside its quiet
+ * window and, unless send_days = all, on a working day (a late step caught
+ * up by the engine goes out then, not at once).  p NULL: t. */
+tstamp sched_hold(const struct conf *c, const struct policy *p, tstamp t);
+/* Whether the occurrence is due before `since` (never chased or listed). */
+bool sched_before_since(const struct conf *c, const struct occ *o);
+
+/* The reload's matching rule for moved due dates (README "Moved due
+ * dates").  ids: occurrence ids with recorded state (submissions or sent
+ * notices), sorted, unique.  For each id that c no longer has, one move:
+ * to = the occurrence of the same cycle that inherits its state, or ""
+ * when it vanishes (why says which).  *out xmalloc'ed, sorted by from. */
+struct occ_move {
+	char from[OCC_ID_MAX];
+	char to[OCC_ID_MAX];     /* "" = vanishes */
+	const char *why;         /* static text for a vanishing id */
+};
+int sched_moves(const struct conf *c, char *const *ids, size_t nids,
+		struct occ_move **out, size_t *n);
 
 /* -------------------------------------------------------------------- db.c */
 
@@ -488,6 +535,26 @@ int db_sub_count_sources(struct db *db,
 			 void *ctx);
 /* History events for (occ, unit); unit NULL = the whole occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
+
+/* The regime's life cycle (0.2).  The first day this store was started
+ * (the default `since`): 0 with *day set, 1 when none is recorded and
+ * record is false, -1.  With record, today is recorded when none is. */
+int db_first_day(struct db *db, int64_t today, bool record, int64_t *day);
+/* Occurrence ids a reload moved (sorted by from; free with
+ * db_aliases_free).  0 (maybe none), -1. */
+struct occ_alias;
+int db_aliases(struct db *db, struct occ_alias **out, size_t *n);
+void db_aliases_free(struct occ_alias *v, size_t n);
+/* Occurrence ids with recorded state (a submission or a sent notice),
+ * sorted and unique (free_list). */
+int db_state_ids(struct db *db, char ***out, size_t *n);
+int db_state_count(struct db *db, const char *occ, int64_t *subs,
+		   int64_t *sent);
+/* One transaction: from's submissions, their history and its sent notices
+ * become to's; its pending notices are cancelled; from resolves to to. */
+int db_occ_move(struct db *db, const char *from, const char *to, tstamp now);
+/* A pending outbox row is not tried before t (quiet hours held). */
+int db_outbox_hold(struct db *db, int64_t id, tstamp t);
 
 /* The raw handle, for modules that keep their own prepared statements
  * (outbox.c).  Tables of every module are created by db.c's migrations. */

@@ -1163,3 +1163,289 @@ out:
 	done(s);
 	return n;
 }
+
+/* ----------------------------------------- the regime's life cycle (0.2) */
+
+/*
+ * The first day chased by default (`since`), and the ids a reload moved.
+ * Rare operations (start-up, reload), so their statements are prepared
+ * per call.  The alias table is created on first use rather than by a
+ * migration step: several 0.2 branches add tables; fold it into the next
+ * schema version when they meet.
+ */
+#define META_FIRST_DAY "first_day"
+
+static int
+exec_sql(struct db *db, const char *sql, const char *what)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_err("state database %s: %s: %s", db->path, what,
+			msg != NULL ? msg : "error");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_first_day(struct db *db, int64_t today, bool record, int64_t *day)
+{
+	char *v = NULL, buf[16];
+	struct ymd d;
+	int rc = db_meta_get(db, META_FIRST_DAY, &v);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		rc = parse_ymd(v, &d);
+		free(v);
+		if (rc == 0) {
+			*day = days_from_civil(d.y, d.m, d.d);
+			return 0;
+		}
+		log_warn("state: bad %s, recording today", META_FIRST_DAY);
+	}
+	if (!record)
+		return 1;
+	/* A store from before 0.2 has no first day: its oldest record says
+	 * when it began (the UTC day, never later than the local one east
+	 * of Greenwich), so an upgrade does not hide what it has chased. */
+	{
+		sqlite3_stmt *s = NULL;
+
+		if (sqlite3_prepare_v2(db->h, "SELECT min(t) FROM ("
+				       "SELECT min(created) AS t FROM outbox"
+				       " UNION ALL SELECT min(recorded)"
+				       " FROM submission_event)", -1, &s,
+				       NULL) == SQLITE_OK &&
+		    sqlite3_step(s) == SQLITE_ROW &&
+		    sqlite3_column_type(s, 0) != SQLITE_NULL) {
+			int64_t t = sqlite3_column_int64(s, 0);
+			int64_t old = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+
+			if (old < today)
+				today = old;
+		}
+		sqlite3_finalize(s);
+	}
+	d = civil_from_days(today);
+	snprintf(buf, sizeof buf, "%04d-%02d-%02d", d.y % 10000, d.m, d.d);
+	if (db_meta_set(db, META_FIRST_DAY, buf) < 0)
+		return -1;
+	*day = today;
+	return 0;
+}
+
+static int
+alias_table(struct db *db, bool create)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (create)
+		return exec_sql(db, "CREATE TABLE IF NOT EXISTS occurrence_alias("
+				"  old TEXT NOT NULL PRIMARY KEY,"
+				"  new TEXT NOT NULL,"
+				"  moved INTEGER NOT NULL)", "alias table");
+	if (sqlite3_prepare_v2(db->h, "SELECT 1 FROM sqlite_master WHERE"
+			       " type = 'table' AND name = 'occurrence_alias'",
+			       -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int
+db_aliases(struct db *db, struct occ_alias **out, size_t *n)
+{
+	struct occ_alias *v = NULL;
+	size_t cnt = 0, cap = 0;
+	sqlite3_stmt *s = NULL;
+	int rc = alias_table(db, false);
+
+	*out = NULL;
+	*n = 0;
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	if (sqlite3_prepare_v2(db->h, "SELECT old, new FROM occurrence_alias"
+			       " ORDER BY old", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[cnt].from = col_dup(s, 0);
+		v[cnt].to = col_dup(s, 1);
+		if (v[cnt].from == NULL || v[cnt].to == NULL) {
+			free(v[cnt].from);
+			free(v[cnt].to);
+			continue;
+		}
+		cnt++;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "aliases");
+		db_aliases_free(v, cnt);
+		return -1;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+void
+db_aliases_free(struct occ_alias *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].from);
+		free(v[i].to);
+	}
+	free(v);
+}
+
+int
+db_state_ids(struct db *db, char ***out, size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	char **v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "SELECT occurrence FROM submission"
+			       " UNION SELECT occurrence FROM outbox"
+			       " WHERE state = 'sent' ORDER BY 1", -1, &s,
+			       NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char *id = col_dup(s, 0);
+
+		if (id == NULL)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 32;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[cnt++] = id;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "state ids");
+		free_list(v, cnt);
+		return -1;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int
+db_state_count(struct db *db, const char *occ, int64_t *subs, int64_t *sent)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "SELECT"
+			       " (SELECT count(*) FROM submission"
+			       "  WHERE occurrence = ?1),"
+			       " (SELECT count(*) FROM outbox"
+			       "  WHERE occurrence = ?1 AND state = 'sent')",
+			       -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, occ, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*subs = sqlite3_column_int64(s, 0);
+		*sent = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int
+db_occ_move(struct db *db, const char *from, const char *to, tstamp now)
+{
+	static const char *const sql[] = {
+		/* the new occurrence has no state (the matching rule) */
+		"UPDATE OR IGNORE submission SET occurrence = ?2"
+		" WHERE occurrence = ?1",
+		"UPDATE submission_event SET occurrence = ?2"
+		" WHERE occurrence = ?1",
+		/* a sent step stays sent: the new plan finds its key taken */
+		"UPDATE OR IGNORE outbox SET occurrence = ?2"
+		" WHERE occurrence = ?1 AND state = 'sent'",
+		/* pending ones were planned from the old date; the new plan
+		 * makes them again from the new one */
+		"UPDATE outbox SET state = 'cancelled', done_at = ?3,"
+		" last_error = 'occurrence moved to ' || ?2"
+		" WHERE occurrence = ?1 AND state = 'pending'",
+		"UPDATE occurrence_alias SET new = ?2 WHERE new = ?1",
+		"INSERT INTO occurrence_alias(old, new, moved) VALUES(?1, ?2, ?3)"
+		" ON CONFLICT(old) DO UPDATE SET new = excluded.new,"
+		" moved = excluded.moved",
+		/* moved back: the old id is real again */
+		"DELETE FROM occurrence_alias WHERE old = ?2",
+	};
+	enum wrap w;
+	bool ok = true;
+
+	if (alias_table(db, true) < 0 || wrap_begin(db, &w) < 0)
+		return -1;
+	for (size_t i = 0; ok && i < sizeof sql / sizeof sql[0]; i++) {
+		sqlite3_stmt *s = NULL;
+		int np;
+
+		if (sqlite3_prepare_v2(db->h, sql[i], -1, &s, NULL) !=
+		    SQLITE_OK) {
+			db_fail(db, "prepare");
+			ok = false;
+			break;
+		}
+		np = sqlite3_bind_parameter_count(s);
+		sqlite3_bind_text(s, 1, from, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
+		if (np >= 3)
+			sqlite3_bind_int64(s, 3, now);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			db_fail(db, "move occurrence");
+			ok = false;
+		}
+		sqlite3_finalize(s);
+	}
+	return wrap_end(db, w, ok);
+}
+
+int
+db_outbox_hold(struct db *db, int64_t id, tstamp t)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "UPDATE outbox SET next_try = ?2"
+			       " WHERE id = ?1 AND state = 'pending'"
+			       " AND next_try < ?2", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, t);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "outbox hold");
+		return -1;
+	}
+	return 0;
+}

@@ -114,6 +114,7 @@ static void subcache_free(struct subcache *sc)
 struct due {
 	struct notice n;
 	tstamp cutoff;            /* due_at + until; 0 = no limit */
+	const struct policy *p;
 };
 
 struct collect {
@@ -145,6 +146,7 @@ static int collect_row(void *ctx, const struct plan_row *r)
 			  d->n.step, d->n.aud, d->n.ch, d->n.message_id,
 			  sizeof(d->n.message_id));
 	d->cutoff = p && p->until > 0 ? r->occ->due_at + p->until : 0;
+	d->p = p;
 	return 0;
 }
 
@@ -248,6 +250,15 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 			continue;
 		if (late && d->cutoff > 0 && now > d->cutoff)
 			continue;
+		/* a step caught up (downtime, a reload, a clock jump) waits
+		 * for the end of quiet hours and for a send day like the
+		 * planned ones do */
+		if (d->n.send_at < now) {
+			tstamp h = sched_hold(c, d->p, now);
+
+			if (h > now)
+				d->n.send_at = h;
+		}
 		pick[npick++] = &d->n;
 	}
 	if (db_begin(db) < 0) {
@@ -378,6 +389,11 @@ struct keepctx {
 	struct occ occ;
 	struct notice_step *steps;
 	int nsteps;
+	/* kept rows that would go out inside quiet hours or on a day
+	 * without sends: held to the next allowed instant */
+	tstamp now;
+	struct hold { int64_t id; tstamp until; } *hold;
+	size_t nhold, caphold;
 };
 
 
@@ -405,6 +421,10 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "occurrence removed";
 		return false;
 	}
+	if (sched_before_since(k->c, &k->occ)) {
+		*why = "due before since";
+		return false;
+	}
 	if (!conf_cycle_has(k->occ.cycle, (size_t)(u - k->c->units))) {
 		*why = "unit no longer in the cycle";
 		return false;
@@ -428,6 +448,20 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		submission_clear(&sub);
 		*why = "report recorded";
 		return false;
+	}
+	{
+		tstamp t0 = n->send_at > k->now ? n->send_at : k->now;
+		tstamp h = sched_hold(k->c, k->occ.cycle->policy, t0);
+
+		if (h > t0) {
+			if (k->nhold == k->caphold) {
+				k->caphold = k->caphold ? 2 * k->caphold : 16;
+				k->hold = xrealloc(k->hold, k->caphold *
+						   sizeof(*k->hold));
+			}
+			k->hold[k->nhold].id = n->id;
+			k->hold[k->nhold++].until = h;
+		}
 	}
 	return true;
 }
@@ -455,7 +489,11 @@ void engine_replan(struct engine *e)
 	k.c = e->a->conf;
 	k.db = e->a->db;
 	k.steps = xcalloc(SCHED_MAX_STEPS, sizeof(*k.steps));
-	outbox_cancel(e->a->db, keep_row, &k, clock_now(&e->a->clk));
+	k.now = clock_now(&e->a->clk);
+	outbox_cancel(e->a->db, keep_row, &k, k.now);
+	for (size_t i = 0; i < k.nhold; i++)
+		db_outbox_hold(e->a->db, k.hold[i].id, k.hold[i].until);
+	free(k.hold);
 	free(k.steps);
 	run(e);
 }

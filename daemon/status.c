@@ -289,7 +289,9 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	rc = pick_occs(c, now, f, &occs, &nocc);
 	if (rc != 0)
 		return rc;
-	if (db_sub_foreach(db, f->occ, collect_sub, &set) < 0) {
+	/* by the resolved id: a moved occurrence's old id names the new */
+	if (db_sub_foreach(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
+			   collect_sub, &set) < 0) {
 		free(occs);
 		free(set.v);
 		return -1;

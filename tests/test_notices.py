@@ -312,7 +312,8 @@ def test_digest_to_secretariat(daemon_factory, tmp_path, port, smtp):
     sink = smtp()
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
     ctl(conf, "received", "mttq", "q1/2024-03-13", now="2024-03-12T10:00")
-    d = daemon_factory(conf, port, now="2024-03-16T07:59:50", speed=10).start()
+    # +3d is Saturday 16/03: sent (send_days = workdays) on Monday 18/03
+    d = daemon_factory(conf, port, now="2024-03-18T07:59:50", speed=10).start()
     wait_for(lambda: len(sink.messages) >= 4, what="heads and digest")
     time.sleep(1)
     d.stop()

@@ -43,6 +43,7 @@ static const char conf_text[] =
 	"escalate = +1d head, +3d head secretariat\n"
 	"until = 30d\n"
 	"shift = none\n"
+	"send_days = all\n"   /* weekend steps; test_sched covers workdays */
 	"\n"
 	"[cycle q1]\n"
 	"title = Báo cáo quý I\n"
