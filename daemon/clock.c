@@ -50,3 +50,14 @@ clock_delay(const struct clock *c, tstamp t)
 		    c->speed;
 	return d > 0 ? d : 0;
 }
+
+double
+clock_real_at(const struct clock *c, tstamp t)
+{
+	/* half a virtual second in, so that clock_now() then reads t and not
+	 * t - 1 through rounding; 1 us more against the float error of
+	 * large speeds (the caller re-arms if clock_now() is still short) */
+	if (!c->fake && c->speed == 1.0)
+		return (double)t + 0.5;
+	return c->real0 + ((double)(t - c->virt0) + 0.5) / c->speed + 1e-6;
+}

@@ -526,6 +526,10 @@ void clock_init(struct clock *c, bool fake, tstamp start, double speed);
 tstamp clock_now(const struct clock *c);
 /* real seconds until virtual time t (>= 0) */
 double clock_delay(const struct clock *c, tstamp t);
+/* The wall-clock instant (CLOCK_REALTIME seconds, as ev_periodic takes it)
+ * at which clock_now() reaches virtual time t: timers that must follow
+ * clock steps (NTP, suspend) are absolute, not relative. */
+double clock_real_at(const struct clock *c, tstamp t);
 
 /* ------------------------------------------------------------- sdnotify.c */
 
