@@ -236,12 +236,23 @@ on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * The state store's directory, watched with inotify instead of a poll:
- * every commit of another connection writes the WAL (SQLite's WAL needs
- * all connections on one host, so the kernel sees each write), and the
- * store deleted or replaced shows as an event on its own name.  Events
- * come in batches; the directory's other files are ignored.
+ * Changes by other processes, seen with inotify instead of a poll: every
+ * commit of another connection writes the WAL (SQLite's WAL needs all
+ * connections on one host, so the kernel sees each write), watched for
+ * writes; the directory is watched only for names coming and going (the
+ * store deleted or replaced, the WAL re-created), so that a busy neighbour
+ * file (a log) costs nothing.
  */
+static void
+watch_wal(void)
+{
+	char *wal = xasprintf("%s-wal", app.conf->daemon.state);
+
+	/* a missing WAL is fine: its IN_CREATE in the directory re-adds it */
+	inotify_add_watch(state_ifd, wal, IN_MODIFY | IN_CLOSE_WRITE);
+	free(wal);
+}
+
 static void
 on_state_event(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -257,23 +268,26 @@ on_state_event(struct ev_loop *loop, ev_io *w, int revents)
 			const char *rest;
 
 			p += sizeof(*ev) + ev->len;
-			if (ev->mask & IN_Q_OVERFLOW) {
-				changed = true;
+			if (ev->mask & (IN_Q_OVERFLOW | IN_MODIFY |
+					IN_CLOSE_WRITE)) {
+				changed = true;     /* the WAL: a commit */
 				continue;
 			}
 			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-				gone = true;
+				gone = true;        /* the directory */
 				continue;
 			}
 			if (ev->len == 0 ||
 			    strncmp(ev->name, state_base, blen) != 0)
 				continue;
 			rest = ev->name + blen;
-			if (*rest == '\0' && (ev->mask & (IN_DELETE |
-			    IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE)))
+			if (*rest == '\0') {
 				gone = true;
-			else if (*rest == '\0' || strcmp(rest, "-wal") == 0)
-				changed = true;   /* a checkpoint, a commit */
+			} else if (strcmp(rest, "-wal") == 0 &&
+				   (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+				watch_wal();
+				changed = true;
+			}
 		}
 	}
 	if (gone) {
@@ -306,10 +320,10 @@ watch_start(struct ev_loop *loop, const char *path)
 	state_base = xstrdup(base);
 	state_ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (state_ifd >= 0 &&
-	    inotify_add_watch(state_ifd, dir, IN_MODIFY | IN_CLOSE_WRITE |
-			      IN_CREATE | IN_DELETE | IN_MOVED_FROM |
-			      IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
-			      IN_ONLYDIR) >= 0) {
+	    inotify_add_watch(state_ifd, dir, IN_CREATE | IN_DELETE |
+			      IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
+			      IN_MOVE_SELF | IN_ONLYDIR) >= 0) {
+		watch_wal();
 		ev_io_init(&state_io, on_state_event, state_ifd, EV_READ);
 		state_io.data = &app;
 		ev_io_start(loop, &state_io);
