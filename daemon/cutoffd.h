@@ -404,7 +404,8 @@ bool db_busy(const struct db *db);
 double db_locked_for(const struct db *db);
 /* A locked-out writer this long makes db_health fail. */
 #define DB_LOCKED_TOO_LONG 30.0
-/* /healthz: 0, or -1 with a one-line reason in why: the path no longer
+/* /healthz: 0, or -1 with a one-line reason in why (without the path,
+ * which is no business of an anonymous client): the path no longer
  * names the open file (deleted, replaced), a bad or truncated header, a
  * page of meta and outbox unreadable, writes locked out for more than
  * DB_LOCKED_TOO_LONG, or the last background integrity check (quick_check

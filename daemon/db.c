@@ -1051,49 +1051,49 @@ db_health(struct db *db, char *why, size_t n)
 	if (!db)
 		BAD("no state store open");
 	if (fstat(db->fd, &st) < 0 || st.st_nlink == 0)
-		BAD("state store %s was deleted", db->path);
+		BAD("state store was deleted");
 	if (stat(db->path, &pst) < 0) {
 		if (errno == ENOENT)
-			BAD("state store %s was deleted", db->path);
-		BAD("state store %s: %s", db->path, strerror(errno));
+			BAD("state store was deleted");
+		BAD("state store: %s", strerror(errno));
 	}
 	if (pst.st_dev != db->dev || pst.st_ino != db->ino)
-		BAD("state store %s was replaced by another file (restart"
-		    " cutoffd)", db->path);
+		BAD("state store was replaced by another file (restart"
+		    " cutoffd)");
 	/* the header, read from the file (SQLite's cache would hide it) */
 	got = pread(db->fd, hdr, sizeof(hdr), 0);
 	if (got != (ssize_t)sizeof(hdr))
-		BAD("state store %s is truncated (%lld bytes)", db->path,
+		BAD("state store is truncated (%lld bytes)",
 		    (long long)st.st_size);
 	if (memcmp(hdr, "SQLite format 3", 16) != 0 ||
 	    be32(hdr + 68) != DB_APPLICATION_ID)
-		BAD("state store %s is corrupt (bad header)", db->path);
+		BAD("state store is corrupt (bad header)");
 	pgsz = (uint32_t)hdr[16] << 8 | hdr[17];
 	if (pgsz == 1)
 		pgsz = 65536;
 	if (be32(hdr + 24) == be32(hdr + 92) &&
 	    (int64_t)be32(hdr + 28) * pgsz > (int64_t)st.st_size)
-		BAD("state store %s is truncated (%lld of %lld bytes)",
-		    db->path, (long long)st.st_size,
+		BAD("state store is truncated (%lld of %lld bytes)",
+		    (long long)st.st_size,
 		    (long long)be32(hdr + 28) * pgsz);
 	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
 		sqlite3_stmt *s = stmt(db, reads[i]);
 		int rc;
 
 		if (!s)
-			BAD("state store %s is %s: %s", db->path,
+			BAD("state store is %s: %s",
 			    read_problem(sqlite3_errcode(db->h)),
 			    sqlite3_errmsg(db->h));
 		rc = sqlite3_step(s);
 		done(s);
 		if (rc != SQLITE_ROW)
-			BAD("state store %s is %s: %s", db->path,
-			    read_problem(rc), sqlite3_errstr(rc));
+			BAD("state store is %s: %s", read_problem(rc),
+			    sqlite3_errstr(rc));
 	}
 	locked = db_locked_for(db);
 	if (locked > DB_LOCKED_TOO_LONG)
-		BAD("state store %s is locked by another process: no write"
-		    " for %.0f s", db->path, locked);
+		BAD("state store is locked by another process: no write"
+		    " for %.0f s", locked);
 	integ_kick(db, &st);
 	pthread_mutex_lock(&db->integ.mu);
 	if (db->integ.have && db->integ.result[0]) {
@@ -1101,7 +1101,7 @@ db_health(struct db *db, char *why, size_t n)
 
 		memcpy(r, db->integ.result, sizeof(r));
 		pthread_mutex_unlock(&db->integ.mu);
-		BAD("state store %s is corrupt: %s", db->path, r);
+		BAD("state store is corrupt: %s", r);
 	}
 	pthread_mutex_unlock(&db->integ.mu);
 #undef BAD

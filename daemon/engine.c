@@ -418,6 +418,13 @@ static void run(struct engine *e)
 		next = scanned + (a->conf->daemon.horizon > 0 ?
 				  a->conf->daemon.horizon : 400 * DAY);
 	}
+	{
+		char s1[32], s2[32];
+
+		tz_format_iso(a->conf->tz, scanned, s1);
+		tz_format_iso(a->conf->tz, next, s2);
+		log_debug("engine: scanned up to %s, sleeping until %s", s1, s2);
+	}
 	ev_periodic_set(&e->wake, clock_real_at(&a->clk, next), 0., NULL);
 	ev_periodic_start(a->loop, &e->wake);
 }

@@ -294,7 +294,7 @@ on_state_event(struct ev_loop *loop, ev_io *w, int revents)
 		char why[512];
 
 		if (db_health(app.db, why, sizeof(why)) < 0)
-			log_err("%s", why);
+			log_err("%s: %s", app.conf->daemon.state, why);
 	}
 	if (changed) {
 		check_state(w->data);
