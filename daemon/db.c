@@ -1050,8 +1050,6 @@ db_health(struct db *db, char *why, size_t n)
 		      return -1; } while (0)
 	if (!db)
 		BAD("no state store open");
-	if (fstat(db->fd, &st) < 0 || st.st_nlink == 0)
-		BAD("state store was deleted");
 	if (stat(db->path, &pst) < 0) {
 		if (errno == ENOENT)
 			BAD("state store was deleted");
@@ -1060,6 +1058,8 @@ db_health(struct db *db, char *why, size_t n)
 	if (pst.st_dev != db->dev || pst.st_ino != db->ino)
 		BAD("state store was replaced by another file (restart"
 		    " cutoffd)");
+	if (fstat(db->fd, &st) < 0 || st.st_nlink == 0)
+		BAD("state store was deleted");
 	/* the header, read from the file (SQLite's cache would hide it) */
 	got = pread(db->fd, hdr, sizeof(hdr), 0);
 	if (got != (ssize_t)sizeof(hdr))

@@ -380,6 +380,32 @@ static void test_replan_cancels(void **state)
 	assert_int_equal(st, OUTBOX_PENDING);
 }
 
+static void test_clock_real_at(void **state)
+{
+	struct clock c;
+	double speeds[] = { 1.0, 60.0, 3600.0, 1e6 };
+
+	(void)state;
+	/* the wake-up instant of virtual t, read back by the clock's own
+	 * formula, is t (never t - 1: the scan would miss the step) */
+	for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++) {
+		tstamp v0 = 1709690340, t = v0 + 86400 * 4 + 7;   /* days on */
+		double real;
+
+		clock_init(&c, true, v0, speeds[i]);
+		real = clock_real_at(&c, t);
+		assert_true(real > c.real0);
+		tstamp back = c.virt0 + (tstamp)((real - c.real0) * c.speed);
+
+		if (speeds[i] <= 3600.0)
+			assert_int_equal(back, t);
+		else
+			assert_true(back >= t - 1 && back <= t + 1);
+	}
+	clock_init(&c, false, 0, 1.0);
+	assert_true(clock_real_at(&c, 1709690340) == 1709690340.5);
+}
+
 static void test_grace(void **state)
 {
 	struct clock c;
@@ -405,6 +431,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_next_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replan_cancels, setup, teardown),
 		cmocka_unit_test(test_grace),
+		cmocka_unit_test(test_clock_real_at),
 	};
 
 	log_init("test_engine", 0);
