@@ -162,6 +162,7 @@ struct integ {
 	bool have;                 /* a result is there */
 	double started;            /* CLOCK_MONOTONIC of the last start */
 	char result[160];          /* "" ok, else the first problem */
+	double took;               /* seconds the last check ran */
 	char *path;                /* the thread's copy */
 	struct timespec mtime;     /* the file's, when the last check began */
 	off_t size;
@@ -905,13 +906,17 @@ db_stmt_done(struct db *db, struct sqlite3_stmt *st)
 /* A full integrity check (quick_check reads every page) is too slow for
  * each /healthz, so it runs in a thread on a connection of its own (which
  * reads the file, not the loop connection's page cache): when a health
- * request finds the file changed since the last check (at most every
- * INTEG_MIN s) or INTEG_EVERY s passed.  No request, no check: idle costs
+ * request finds the file changed since the last check, or INTEG_EVERY s
+ * passed; never more often than INTEG_MIN s, nor than INTEG_SHARE times
+ * the last check's duration (a large store under constant writes costs at
+ * most 1/INTEG_SHARE of a core).  No request, no check: idle costs
  * nothing. */
 #define INTEG_MIN 5.0
 #define INTEG_EVERY 600.0
-/* a request that started a check waits this long for its result */
-#define INTEG_WAIT_MS 25
+#define INTEG_SHARE 20.0
+/* a request that started a check waits this long for its result (a small
+ * store's check takes a millisecond or two) */
+#define INTEG_WAIT_MS 10
 
 static void *
 integ_thread(void *arg)
@@ -921,6 +926,7 @@ integ_thread(void *arg)
 	sqlite3_stmt *s = NULL;
 	char res[sizeof(in->result)] = "";
 	bool have = true;
+	double t0 = mono_now();
 	int rc;
 
 	rc = sqlite3_open_v2(in->path, &h, SQLITE_OPEN_READONLY |
@@ -954,6 +960,7 @@ integ_thread(void *arg)
 		memcpy(in->result, res, sizeof(res));
 		in->have = true;
 	}
+	in->took = mono_now() - t0;
 	in->done = true;
 	pthread_mutex_unlock(&in->mu);
 	return NULL;
@@ -983,13 +990,17 @@ static void
 integ_kick(struct db *db, const struct stat *st)
 {
 	struct integ *in = &db->integ;
-	double now = mono_now(), since = now - in->started;
+	double now = mono_now(), since = now - in->started, gap;
 	bool changed = st->st_mtim.tv_sec != in->mtime.tv_sec ||
 		       st->st_mtim.tv_nsec != in->mtime.tv_nsec ||
 		       st->st_size != in->size;
 
 	integ_reap(db, false);
-	if (in->running || (in->started > 0 && since < INTEG_MIN) ||
+	if (in->running)
+		return;            /* (took is the thread's until joined) */
+	gap = in->took * INTEG_SHARE > INTEG_MIN ? in->took * INTEG_SHARE :
+	      INTEG_MIN;
+	if ((in->started > 0 && since < gap) ||
 	    (in->started > 0 && !changed && since < INTEG_EVERY))
 		return;
 	in->started = now;
