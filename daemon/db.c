@@ -335,6 +335,7 @@ db_begin(struct db *db)
 	if (run_id(db, ST_BEGIN) < 0)
 		return -1;
 	db->depth = 1;
+	db_unbusy(db);             /* we hold the write lock: not locked out */
 	return 0;
 }
 
@@ -351,7 +352,6 @@ db_commit(struct db *db)
 		return -1;
 	}
 	db->depth = 0;
-	db_unbusy(db);
 	return 0;
 }
 
