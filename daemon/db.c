@@ -132,7 +132,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " hash = excluded.hash, seq = seq + 1,"
 	    " modified = excluded.modified"
 	    " WHERE hash IS NOT excluded.hash",
-	[ST_REV_GET] = "SELECT seq, modified FROM rev WHERE kind = ?1 AND id = ?2",
+	[ST_REV_GET] = "SELECT seq, modified, hash FROM rev"
+	    " WHERE kind = ?1 AND id = ?2",
 	[ST_SUB_INSERT] = "INSERT OR IGNORE INTO submission"
 	    "(occurrence, unit, at, recorded, source, note)"
 	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1255,13 +1256,58 @@ db_unit_token(struct db *db, const char *unit, char **token)
 
 /* -------------------------------------------------------------- revisions */
 
+/* 0 found (and the stored hash equals hash, when same is given), 1 absent,
+ * -1 error */
+static int
+rev_get(struct db *db, const char *kind, const char *id, const char *hash,
+	bool *same, int64_t *seq, tstamp *modified)
+{
+	sqlite3_stmt *s = stmt(db, ST_REV_GET);
+	int rc, ret = -1;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0)
+		goto out;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *h = sqlite3_column_text(s, 2);
+
+		if (same)
+			*same = hash && h && strcmp((const char *)h, hash) == 0;
+		if (seq)
+			*seq = sqlite3_column_int64(s, 0);
+		if (modified)
+			*modified = sqlite3_column_int64(s, 1);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		db_fail(db, "rev get");
+	}
+out:
+	done(s);
+	return ret;
+}
+
 int
 db_rev(struct db *db, const char *kind, const char *id, const char *hash,
        tstamp now, int64_t *seq, tstamp *modified)
 {
-	sqlite3_stmt *s = stmt(db, ST_REV_UPSERT);
-	int rc, ret = -1;
+	sqlite3_stmt *s;
+	bool same = false;
+	int64_t sq;
+	tstamp mod;
+	int rc;
 
+	/* read first: an unchanged hash (every rebuild of a feed that did
+	 * not change) writes nothing, so needs no lock */
+	rc = rev_get(db, kind, id, hash, &same, &sq, &mod);
+	if (rc < 0)
+		return -1;
+	if (rc == 0 && same)
+		goto found;
+	s = stmt(db, ST_REV_UPSERT);
 	if (!s)
 		return -1;
 	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0 ||
@@ -1272,25 +1318,16 @@ db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	/* One statement: insert, bump only when the hash changed. */
 	if (run(db, s, "rev update") < 0)
 		return -1;
-
-	s = stmt(db, ST_REV_GET);
-	if (!s)
-		return -1;
-	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0)
-		goto out;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		if (seq)
-			*seq = sqlite3_column_int64(s, 0);
-		if (modified)
-			*modified = sqlite3_column_int64(s, 1);
-		ret = 0;
-	} else {
+	if (rev_get(db, kind, id, NULL, NULL, &sq, &mod) != 0) {
 		db_fail(db, "rev get");
+		return -1;
 	}
-out:
-	done(s);
-	return ret;
+found:
+	if (seq)
+		*seq = sq;
+	if (modified)
+		*modified = mod;
+	return 0;
 }
 
 /* ------------------------------------------------------------ submissions */

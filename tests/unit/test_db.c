@@ -296,6 +296,24 @@ test_rev(void **state)
 	assert_int_equal(db_rev(f->db, "feed", "u2", "h2", 6000, &seq, &mod), 0);
 	assert_int_equal(seq, 0);
 	assert_int_equal(mod, 6000);
+	/* an unchanged hash needs no write, so no lock: it works while
+	 * another connection holds the write lock */
+	{
+		char *err = NULL;
+		struct db *other = db_open(f->path, false, &err);
+
+		assert_non_null(other);
+		assert_int_equal(db_begin(other), 0);
+		assert_int_equal(db_set_busy_timeout(f->db, 10), 0);
+		assert_int_equal(db_rev(f->db, "feed", "u2", "h2", 7000, &seq,
+					&mod), 0);
+		assert_int_equal(mod, 6000);
+		assert_int_equal(db_rev(f->db, "feed", "u2", "h3", 7000, &seq,
+					&mod), -1);
+		assert_true(db_busy(f->db));
+		db_rollback(other);
+		db_close(other);
+	}
 }
 
 static void
