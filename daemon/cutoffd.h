@@ -511,6 +511,9 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
+ *
+ * Every store db.c creates carries PRAGMA application_id 0x63757464
+ * ("cutd"); an 0.1.0 store gets it on its first open.
  */
 
 /* ---------------------------------------------------------------- clock.c */
