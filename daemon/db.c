@@ -1047,6 +1047,20 @@ read_problem(int rc)
 	}
 }
 
+/* During a lock episode, whether it is over: nobody may write again for a
+ * while, and db_locked_for must not grow past the lock.  BEGIN IMMEDIATE
+ * without waiting, then ROLLBACK: no write, no sync. */
+static void
+lock_probe(struct db *db)
+{
+	if (!db->busy_since || db->depth > 0 || !sqlite3_get_autocommit(db->h))
+		return;
+	sqlite3_busy_timeout(db->h, 0);
+	if (db_begin(db) == 0)
+		db_rollback(db);
+	sqlite3_busy_timeout(db->h, db->busy_ms);
+}
+
 int
 db_health(struct db *db, char *why, size_t n)
 {
@@ -1102,6 +1116,7 @@ db_health(struct db *db, char *why, size_t n)
 			BAD("state store is %s: %s", read_problem(rc),
 			    sqlite3_errstr(rc));
 	}
+	lock_probe(db);
 	locked = db_locked_for(db);
 	if (locked > DB_LOCKED_TOO_LONG)
 		BAD("state store is locked by another process: no write"

@@ -746,6 +746,14 @@ test_busy(void **state)
 	/* reads go on under another's write lock, and health is fine */
 	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
 	assert_int_equal(db_sub_events(f->db, "q1/2024-03-13", NULL), 0);
+	assert_true(db_locked_for(f->db) > 0);     /* health probed: held */
+	db_rollback(other);
+	/* the lock went and nobody wrote: health's probe ends the episode */
+	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
+	assert_true(db_locked_for(f->db) == 0);
+	assert_int_equal(db_begin(other), 0);
+	assert_int_equal(db_meta_set(f->db, "k", "v"), -1);
+	assert_true(db_locked_for(f->db) > 0);
 	db_rollback(other);
 	assert_int_equal(db_sub_record(f->db, "q1/2024-03-13", "u1", 1, "api",
 				       NULL, 2), 0);
