@@ -15,6 +15,20 @@
 #define DAY 86400
 #define FUTURE_SLACK 3600           /* `at` may be this far ahead (clocks) */
 
+/* A store the lock of another process holds up longer than the loop's
+ * short busy timeout (DB_LOOP_BUSY_MS) is not waited for: 503 and the
+ * client tries again (README "State store"); any other failure is 500. */
+static void
+store_failed(struct app *a, struct http_resp *r)
+{
+	if (db_busy(a->db)) {
+		resp_error(r, 503, "state store busy, try again");
+		resp_hdr(r, "Retry-After", "1");
+	} else {
+		resp_error(r, 500, "state store unavailable");
+	}
+}
+
 void
 api_status(struct app *a, const struct http_req *q, struct http_resp *r)
 {
@@ -36,7 +50,7 @@ api_status(struct app *a, const struct http_req *q, struct http_resp *r)
 		goto out;
 	}
 	if (status_build(a->conf, a->db, now, &f, &s) != 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	r->status = 200;
@@ -241,11 +255,11 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 
 	rc = db_sub_record(a->db, o.id, u->id, at, "api", note, now);
 	if (rc < 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	if (db_sub_get(a->db, o.id, u->id, &sub) != 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	if (rc == 1) {
@@ -297,7 +311,7 @@ api_list(struct app *a, const struct http_req *q, struct http_resp *r)
 		occ = o.id;
 	if (db_sub_foreach(a->db, occ, list_one, &l) < 0) {
 		json_decref(l.arr);
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 	} else {
 		resp_json(r, 200, json_pack("{s:o}", "submissions", l.arr));
 	}
@@ -332,7 +346,7 @@ api_one(struct app *a, const struct http_req *q, struct http_resp *r,
 		rc = db_sub_undo(a->db, o.id, u->id, "api",
 				 clock_now(&a->clk));
 		if (rc < 0) {
-			resp_error(r, 500, "state store unavailable");
+			store_failed(a, r);
 		} else if (rc == 1) {
 			resp_error(r, 404, "nothing recorded");
 		} else {
@@ -346,7 +360,7 @@ api_one(struct app *a, const struct http_req *q, struct http_resp *r,
 	}
 	rc = db_sub_get(a->db, o.id, u->id, &sub);
 	if (rc < 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 	} else if (rc == 1) {
 		resp_error(r, 404, "nothing recorded");
 	} else {

@@ -75,13 +75,16 @@ load_conf(void)
 	return c;
 }
 
+/* Never creates the store: only the daemon does (a store made here would
+ * be one the daemon does not use when the paths differ, and the two would
+ * disagree silently).  Missing, empty or foreign: exit 2 with the path. */
 static struct db *
-open_state(const struct conf *c, bool create)
+open_state(const struct conf *c)
 {
 	struct db *db;
 	char *err = NULL;
 
-	db = db_open(c->daemon.state, create, &err);
+	db = db_open(c->daemon.state, false, &err);
 	if (db == NULL) {
 		fprintf(stderr, "cutoffctl: %s\n", err);
 		free(err);
@@ -275,7 +278,7 @@ cmd_plan(struct conf *c, int argc, char **argv)
 	/* A plan needs no daemon; without a state store nothing is recorded
 	 * yet, so every notice is still to come. */
 	if (access(c->daemon.state, F_OK) == 0) {
-		p.db = open_state(c, false);
+		p.db = open_state(c);
 		if (p.db == NULL)
 			return EXIT_STATE;
 	}
@@ -298,7 +301,7 @@ cmd_status(struct conf *c, int argc, char **argv)
 		usage(stderr);
 		return EXIT_USER;
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = status_print(c, db, now_of(c), argc == 2 ? argv[1] : NULL, stdout);
@@ -380,7 +383,7 @@ cmd_received(struct conf *c, int argc, char **argv)
 	}
 	if (check_pair(c, argv[optind], argv[optind + 1], &occ) < 0)
 		return EXIT_USER;
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = db_sub_record(db, occ.id, argv[optind], at, "cli", note, now);
@@ -414,7 +417,7 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	}
 	if (check_pair(c, argv[1], argv[2], &occ) < 0)
 		return EXIT_USER;
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = db_sub_undo(db, occ.id, argv[1], "cli", now_of(c));
@@ -444,7 +447,7 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 		user_error("no unit %s in %s", argv[1], c->path);
 		return EXIT_USER;
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = db_unit_token(db, argv[1], &token);

@@ -469,9 +469,34 @@ struct db;
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
-/* Opens (creating when create is true) and migrates.  On error returns NULL
- * and *err (xmalloc'ed) says why. */
+/* Opens and migrates.  When create is true and nothing is at path, a new
+ * store is built under a temporary name and moved into place (never over
+ * an existing file); without create a missing store is an error that
+ * names the path.  An empty file, a file that is not SQLite, and an SQLite
+ * database without cutoffd's application_id (0x63757464) or 0.1.0 schema
+ * are refused.  On error returns NULL and *err (xmalloc'ed) says why. */
 struct db *db_open(const char *path, bool create, char **err);
+/* How long a statement waits for another process's lock: DB_BUSY_MS after
+ * db_open (the CLI, start-up); the daemon's loop sets DB_LOOP_BUSY_MS and
+ * retries later (db_busy) rather than freezing every request. */
+#define DB_BUSY_MS 5000
+#define DB_LOOP_BUSY_MS 50
+int db_set_busy_timeout(struct db *db, int ms);
+/* Whether the last failed statement failed because another process held
+ * the lock (SQLITE_BUSY): retry later, it is not an error. */
+bool db_busy(const struct db *db);
+/* Seconds since writes started failing on the lock (0 = they don't). */
+double db_locked_for(const struct db *db);
+/* A locked-out writer this long makes db_health fail. */
+#define DB_LOCKED_TOO_LONG 30.0
+/* /healthz: 0, or -1 with a one-line reason in why (without the path,
+ * which is no business of an anonymous client): the path no longer
+ * names the open file (deleted, replaced), a bad or truncated header, a
+ * page of meta and outbox unreadable, writes locked out for more than
+ * DB_LOCKED_TOO_LONG, or the last background integrity check (quick_check
+ * on a connection of its own, started by this call when the file changed,
+ * at most every few seconds) found damage. */
+int db_health(struct db *db, char *why, size_t n);
 void db_close(struct db *db);
 int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
@@ -484,7 +509,7 @@ int db_sync_full(struct db *db, bool full);
 int db_sync(struct db *db);
 /* Rows changed through this connection since it opened. */
 int64_t db_total_changes(struct db *db);
-bool db_ok(struct db *db);          /* a trivial query works (healthz) */
+bool db_ok(struct db *db);          /* db_health(db, NULL, 0) == 0 */
 /* PRAGMA data_version: changes when another connection committed. */
 int64_t db_data_version(struct db *db);
 
@@ -597,6 +622,9 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
+ *
+ * Every store db.c creates carries PRAGMA application_id 0x63757464
+ * ("cutd"); an 0.1.0 store gets it on its first open.
  */
 
 /* ---------------------------------------------------------------- clock.c */
@@ -613,6 +641,10 @@ void clock_init(struct clock *c, bool fake, tstamp start, double speed);
 tstamp clock_now(const struct clock *c);
 /* real seconds until virtual time t (>= 0) */
 double clock_delay(const struct clock *c, tstamp t);
+/* The wall-clock instant (CLOCK_REALTIME seconds, as ev_periodic takes it)
+ * at which clock_now() reaches virtual time t: timers that must follow
+ * clock steps (NTP, suspend) are absolute, not relative. */
+double clock_real_at(const struct clock *c, tstamp t);
 
 /* ------------------------------------------------------------- sdnotify.c */
 

@@ -473,6 +473,22 @@ out:
 	return ret;
 }
 
+/* 200 ok, or 503 and the one line db_health gives as the reason: a real
+ * read of the store, not SELECT 1 (see db.c). */
+static enum MHD_Result route_health(struct http *h, struct MHD_Connection *mc,
+				    int *status)
+{
+	char why[256], line[264];
+
+	if (db_health(h->a->db, why, sizeof(why)) == 0) {
+		*status = 200;
+		return reply(mc, 200, "ok\n", NULL);
+	}
+	snprintf(line, sizeof(line), "%s\n", why);
+	*status = 503;
+	return reply(mc, 503, line, NULL);
+}
+
 static enum MHD_Result route(struct http *h, struct MHD_Connection *mc,
 			     const char *url, const char *method,
 			     struct conn *cs, int *status)
@@ -488,12 +504,7 @@ static enum MHD_Result route(struct http *h, struct MHD_Connection *mc,
 			return route_calendar(h, mc, status);
 		if (url[1] == 'u')
 			return route_unit(h, mc, url + 7, status);
-		if (db_ok(h->a->db)) {
-			*status = 200;
-			return reply(mc, 200, "ok\n", NULL);
-		}
-		*status = 503;
-		return reply(mc, 503, "state store unavailable\n", NULL);
+		return route_health(h, mc, status);
 	}
 	if (!is_read(method) && strcmp(method, "POST") != 0 &&
 	    strcmp(method, "DELETE") != 0) {

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,16 +19,21 @@
 #define DEFAULT_CONF "/etc/cutoffd/cutoffd.conf"
 /* How long a stop waits for in-flight sends before leaving them queued. */
 #define STOP_GRACE 10.0
-/* Fallback poll of the state store for changes made by cutoffctl, in case
- * the inotify watch on the WAL misses one (network file systems). */
+/* Poll of the state store for changes made by cutoffctl, only when no
+ * inotify watch can be had (see watch_start). */
 #define STATE_POLL 2.0
 /* Vanishing occurrences named one by one in the log and by --check. */
 #define VANISH_SHOWN 20
+/* A second look after the last change seen: a writer updates the WAL index
+ * (shared memory, no inotify event) only after its WAL write and fsync. */
+#define STATE_RECHECK 0.25
 
 static struct app app;
 static ev_signal sig_hup, sig_term, sig_int;
-static ev_stat wal_watch;
-static ev_timer state_poll, stop_timer;
+static ev_timer state_poll, state_recheck, stop_timer;
+static ev_io state_io;
+static int state_ifd = -1;
+static char *state_base;      /* the store's file name in its directory */
 static double stop_began;
 
 static void
@@ -292,8 +298,9 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	a->http = NULL;
 	engine_stop(a->engine);
 	a->engine = NULL;
-	ev_stat_stop(loop, &wal_watch);
+	ev_io_stop(loop, &state_io);
 	ev_timer_stop(loop, &state_poll);
+	ev_timer_stop(loop, &state_recheck);
 	/* Give in-flight sends a bounded time; what does not finish stays
 	 * pending in the outbox for the next start. */
 	stop_began = ev_now(loop);
@@ -316,19 +323,116 @@ check_state(struct app *a)
 }
 
 static void
-on_wal(struct ev_loop *loop, ev_stat *w, int revents)
+on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
 	check_state(w->data);
 }
 
+/*
+ * Changes by other processes, seen with inotify instead of a poll: every
+ * commit of another connection writes the WAL (SQLite's WAL needs all
+ * connections on one host, so the kernel sees each write), watched for
+ * writes; the directory is watched only for names coming and going (the
+ * store deleted or replaced, the WAL re-created), so that a busy neighbour
+ * file (a log) costs nothing.
+ */
 static void
-on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
+watch_wal(void)
 {
-	(void)loop;
+	char *wal = xasprintf("%s-wal", app.conf->daemon.state);
+
+	/* a missing WAL is fine: its IN_CREATE in the directory re-adds it */
+	inotify_add_watch(state_ifd, wal, IN_MODIFY | IN_CLOSE_WRITE);
+	free(wal);
+}
+
+static void
+on_state_event(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	size_t blen = strlen(state_base);
+	bool changed = false, gone = false;
+	ssize_t n;
+
 	(void)revents;
-	check_state(w->data);
+	while ((n = read(state_ifd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const void *)p;
+			const char *rest;
+
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & (IN_Q_OVERFLOW | IN_MODIFY |
+					IN_CLOSE_WRITE)) {
+				changed = true;     /* the WAL: a commit */
+				continue;
+			}
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+				gone = true;        /* the directory */
+				continue;
+			}
+			if (ev->len == 0 ||
+			    strncmp(ev->name, state_base, blen) != 0)
+				continue;
+			rest = ev->name + blen;
+			if (*rest == '\0') {
+				gone = true;
+			} else if (strcmp(rest, "-wal") == 0 &&
+				   (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+				watch_wal();
+				changed = true;
+			}
+		}
+	}
+	if (gone) {
+		char why[512];
+
+		if (db_health(app.db, why, sizeof(why)) < 0)
+			log_err("%s: %s", app.conf->daemon.state, why);
+	}
+	if (changed) {
+		check_state(w->data);
+		ev_timer_stop(loop, &state_recheck);
+		ev_timer_set(&state_recheck, STATE_RECHECK, 0.);
+		ev_timer_start(loop, &state_recheck);
+	}
+}
+
+static void
+watch_start(struct ev_loop *loop, const char *path)
+{
+	char *copy = xstrdup(path), *dir, *base;
+
+	base = strrchr(copy, '/');
+	if (base) {
+		*base++ = '\0';
+		dir = *copy ? copy : "/";
+	} else {
+		base = copy;
+		dir = ".";
+	}
+	state_base = xstrdup(base);
+	state_ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (state_ifd >= 0 &&
+	    inotify_add_watch(state_ifd, dir, IN_CREATE | IN_DELETE |
+			      IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
+			      IN_MOVE_SELF | IN_ONLYDIR) >= 0) {
+		watch_wal();
+		ev_io_init(&state_io, on_state_event, state_ifd, EV_READ);
+		state_io.data = &app;
+		ev_io_start(loop, &state_io);
+	} else {
+		log_warn("cannot watch %s with inotify (%s): looking for "
+			 "changes by cutoffctl every %g s", dir, strerror(errno),
+			 STATE_POLL);
+		if (state_ifd >= 0)
+			close(state_ifd);
+		state_ifd = -1;
+		ev_timer_set(&state_poll, STATE_POLL, STATE_POLL);
+		ev_timer_start(loop, &state_poll);
+	}
+	free(copy);
 }
 
 static int
@@ -362,7 +466,7 @@ main(int argc, char **argv)
 	const char *conf_path = DEFAULT_CONF, *now_arg = NULL;
 	struct ev_loop *loop;
 	struct diag d;
-	char *err = NULL, *summary, *wal;
+	char *err = NULL, *summary;
 	tstamp start = 0;
 	double speed = 1.0;
 	bool check = false;
@@ -459,6 +563,9 @@ main(int argc, char **argv)
 	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);
 	apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	app.data_version = db_data_version(app.db);
+	/* from here on the loop never waits long for another process's
+	 * lock: writers retry later, the API answers 503 (see db.c) */
+	db_set_busy_timeout(app.db, DB_LOOP_BUSY_MS);
 
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (loop == NULL)
@@ -485,13 +592,10 @@ main(int argc, char **argv)
 	ev_signal_start(loop, &sig_term);
 	ev_signal_start(loop, &sig_int);
 
-	wal = xasprintf("%s-wal", app.conf->daemon.state);
-	ev_stat_init(&wal_watch, on_wal, wal, 0.0);
-	wal_watch.data = &app;
-	ev_stat_start(loop, &wal_watch);
-	ev_timer_init(&state_poll, on_state_poll, STATE_POLL, STATE_POLL);
-	state_poll.data = &app;
-	ev_timer_start(loop, &state_poll);
+	ev_init(&state_poll, on_state_poll);
+	ev_init(&state_recheck, on_state_poll);
+	state_poll.data = state_recheck.data = &app;
+	watch_start(loop, app.conf->daemon.state);
 
 	holidays_warn(app.conf, clock_now(&app.clk), NULL);
 	metrics_reloaded(true, clock_now(&app.clk));
@@ -508,15 +612,18 @@ main(int argc, char **argv)
 	ev_signal_stop(loop, &sig_hup);
 	ev_signal_stop(loop, &sig_term);
 	ev_signal_stop(loop, &sig_int);
-	ev_stat_stop(loop, &wal_watch);
+	ev_io_stop(loop, &state_io);
 	ev_timer_stop(loop, &state_poll);
+	ev_timer_stop(loop, &state_recheck);
+	if (state_ifd >= 0)
+		close(state_ifd);
+	free(state_base);
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);
 	feeds_free(app.feeds);
 	db_close(app.db);
 	conf_free(app.conf);
-	free(wal);
 	ev_loop_destroy(loop);
 	log_info("stopped");
 	return 0;

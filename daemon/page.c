@@ -504,6 +504,12 @@ page_mark(struct app *a, const struct http_req *q, struct http_resp *r)
 		goto out;
 	}
 	rc = db_sub_record(a->db, o.id, u->id, now, "page", NULL, now);
+	if (rc < 0 && db_busy(a->db)) {
+		/* locked by another process: not waited for (see api.c) */
+		resp_html_msg(r, 503, "Dữ liệu đang bận, xin thử lại sau.");
+		resp_hdr(r, "Retry-After", "1");
+		goto out;
+	}
 	if (rc < 0) {
 		resp_html_msg(r, 500, "Không ghi được dữ liệu.");
 		goto out;

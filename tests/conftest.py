@@ -225,6 +225,14 @@ class Daemon:
         return rc
 
 
+def init_state(conf, port, now=None):
+    """Creates the state store as an installation does, by the daemon's
+    first start (cutoffctl never creates one)."""
+    d = Daemon(conf, port, now=now)
+    d.start()
+    assert d.stop() == 0, d.logtext()
+
+
 def ctl(conf, *args, now=None):
     cmd = [str(CUTOFFCTL), "-c", str(conf)]
     if now:

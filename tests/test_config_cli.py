@@ -2,7 +2,8 @@
 import shutil
 import subprocess
 
-from conftest import CUTOFFCTL, CUTOFFD, EXAMPLE, ROOT, ctl, make_config
+from conftest import (CUTOFFCTL, CUTOFFD, EXAMPLE, ROOT, ctl, init_state,
+                      make_config)
 
 
 def run(*args):
@@ -114,7 +115,8 @@ def test_plan_format_and_order(conf):
     assert "2024-03-06" in days and "2024-03-07" not in days
 
 
-def test_plan_unit_filter_and_submission(conf):
+def test_plan_unit_filter_and_submission(conf, port):
+    init_state(conf, port)
     r = ctl(conf, "plan", "--from", "2024-03-01", "--to", "2024-03-31",
             "--unit", "mttq")
     assert r.returncode == 0, r.stderr
@@ -131,7 +133,8 @@ def test_plan_unit_filter_and_submission(conf):
     assert r.returncode == 1
 
 
-def test_received_undo_status_exit_codes(conf):
+def test_received_undo_status_exit_codes(conf, port):
+    init_state(conf, port)
     now = "2024-03-20T10:00"
     r = ctl(conf, "received", "tu-phap", "q1/2024-03-13", "--at",
             "2024-03-14T09:30", "--note", "Nhận qua thư điện tử", now=now)
@@ -174,6 +177,7 @@ def test_state_unreachable_exit_2(tmp_path, port):
 
 
 def test_feed_url_is_stable(conf, port):
+    init_state(conf, port)
     a = ctl(conf, "feed-url", "tu-phap")
     b = ctl(conf, "feed-url", "tu-phap")
     assert a.returncode == 0 and a.stdout == b.stdout
