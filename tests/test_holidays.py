@@ -151,7 +151,8 @@ units  = *
         ("bu/2026-01-10", "remind-1d", "2026-01-09T08:00"),
         # a plain Saturday: the deadline moves to Monday 19/01
         ("thuong/2026-01-17", "remind+0d", "2026-01-19T08:00"),
-        ("thuong/2026-01-17", "remind-1d", "2026-01-18T08:00"),
+        # its eve, Sunday 18/01, is no send day: the Friday before
+        ("thuong/2026-01-17", "remind-1d", "2026-01-16T08:00"),
     ], r.stdout
     # the same Saturday both off and worked is refused, at its line
     text = (HEAD + event("nghi", "20260101", "20260111") +
