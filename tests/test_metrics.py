@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ADMIN_TOKEN, CUTOFFD, ctl, http as http_req, make_config
+from conftest import ADMIN_TOKEN, CUTOFFD, ctl, http as http_req, init_state, make_config
 from test_notices import BEFORE, smtp, smtp_mail, wait_for  # noqa: F401
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
@@ -64,6 +64,7 @@ def test_scrape_counts_what_the_smtp_server_saw(daemon_factory, tmp_path,
     sink = smtp(fail)
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
     # a report recorded by cutoffctl before the start, one through the API
+    init_state(conf, port, now=BEFORE)
     r = ctl(conf, "received", "p-tan-loi", "q1/2024-03-13",
             now="2024-03-05T10:00")
     assert r.returncode == 0, r.stderr
