@@ -514,6 +514,7 @@ int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
 struct ev_loop;
 struct feeds;
+struct views;
 struct http;
 struct sender;
 struct engine;
@@ -527,6 +528,7 @@ struct app {
 	struct db *db;
 	struct clock clk;
 	struct feeds *feeds;
+	struct views *views;     /* status.c: the status views in memory */
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
@@ -714,6 +716,7 @@ struct doc {
 	char etag[48];           /* quoted strong ETag of the body */
 	tstamp modified;         /* Last-Modified (0: not sent) */
 	tstamp built;            /* clock time of the build */
+	unsigned long serial;    /* a view's build number (0: not sent) */
 	/* The server's response for this body, made on the first send, and
 	 * what releases it; both NULL until then. */
 	void *resp;
@@ -758,7 +761,9 @@ struct st_unit {
 	const struct unit *u;
 	enum ustate state;
 	bool late;
-	tstamp at;
+	tstamp at;               /* submitted: when the report arrived */
+	char source[16];         /* submitted: cli, api, page */
+	char *note;              /* submitted: or NULL */
 };
 
 struct st_occ {
@@ -776,6 +781,8 @@ struct st_fail {
 
 struct status {
 	tstamp now;
+	tstamp stale_at;         /* time alone may change the model from here */
+	size_t bytes;            /* roughly, what it holds */
 	struct st_occ *occ;
 	size_t nocc;
 	struct st_fail *fail;
@@ -802,9 +809,45 @@ int status_print(const struct conf *c, struct db *db, tstamp now,
 /* The /status.json document of s, appended to b. */
 void status_json_write(const struct conf *c, const struct status *s,
 		       struct buf *b);
+/* The /status.csv document of s (contract: BOM, CRLF, RFC 4180). */
+void status_csv_write(const struct conf *c, const struct status *s,
+		      struct buf *b);
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
+
+/* The views in memory: per filter, the model and its documents, built
+ * once per change of configuration or state (or when time alone changes
+ * them) on the first request after it, and shared by every request until
+ * then (see status.c).  A new view is one more slot and one builder. */
+enum view_slot {
+	VIEW_JSON,               /* /status.json */
+	VIEW_CSV,                /* /status.csv */
+	VIEW_PAGE,               /* the page for anonymous readers */
+	VIEW_PAGE_TOKEN,         /* the same let in by the calendar token */
+	VIEW_SLOTS
+};
+typedef void (*view_build_fn)(const struct conf *c, const struct status *s,
+			      const struct status_filter *f, void *ctx,
+			      struct buf *out);
+struct views *views_new(void);
+void views_free(struct views *vs);
+/* Marks every view stale (configuration or submissions changed). */
+void views_invalidate(struct views *vs);
+/* The model for f, fresh; NULL when it cannot be built.  Valid until the
+ * next views_* call. */
+const struct status *views_status(struct views *vs, const struct conf *c,
+				  struct db *db, tstamp now,
+				  const struct status_filter *f);
+/* The document of slot for f, built by build(ctx) into a doc of type when
+ * missing or stale; NULL when the model cannot be built.  Valid until the
+ * next views_* call (take a reference to keep it). */
+struct doc *views_doc(struct views *vs, const struct conf *c, struct db *db,
+		      tstamp now, const struct status_filter *f,
+		      enum view_slot slot, const char *type,
+		      view_build_fn build, void *ctx);
+/* Documents built so far (tests). */
+unsigned long views_builds(const struct views *vs);
 
 /* ------------------------------------------------------------------ req.c */
 
@@ -830,6 +873,9 @@ struct http_resp {
 	int status;
 	const char *content_type;
 	struct buf body;
+	/* or the answer is this shared document (a reference, dropped by
+	 * http.c), served with its ETag and 304 on a conditional GET */
+	struct doc *doc;
 	char *location;          /* xmalloc'ed, for redirects */
 	char *set_cookie;        /* xmalloc'ed */
 	/* extra headers (static strings), unused slots have name NULL:
@@ -907,8 +953,10 @@ void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* ------------------------------------------------------------------ api.c */
 
-/* GET /status.json */
+/* GET /status.json and GET /status.csv */
 void api_status(struct app *a, const struct http_req *q, struct http_resp *r);
+void api_status_csv(struct app *a, const struct http_req *q,
+		    struct http_resp *r);
 /* /api/...: rest is the path after "/api" ("", "/submissions/..."). */
 void api_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	       const char *rest);

@@ -31,6 +31,7 @@ cleanup(void)
 {
 	char *cmd = xasprintf("rm -rf '%s'", dbdir);
 
+	views_free(app.views);
 	db_close(app.db);
 	if (system(cmd) != 0)
 		fprintf(stderr, "fuzz_api: could not remove %s\n", dbdir);
@@ -66,6 +67,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	free(path);
 	if (app.db == NULL)
 		abort();
+	app.views = views_new();
 	clock_init(&app.clk, true, tz_mktime(app.conf->tz,
 					     (struct ymd){2024, 3, 20}, 600), 1.0);
 	return 0;
@@ -107,6 +109,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.body_len = (size_t)(end - p);
 	q.client = "127.0.0.1";
 	http_dispatch(&app, &q, &r);
+	doc_unref(r.doc);
 	buf_free(&r.body);
 	free(r.location);
 	free(r.set_cookie);
