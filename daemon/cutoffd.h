@@ -515,6 +515,7 @@ int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 struct ev_loop;
 struct feeds;
 struct views;
+struct auth;
 struct http;
 struct sender;
 struct engine;
@@ -529,6 +530,7 @@ struct app {
 	struct clock clk;
 	struct feeds *feeds;
 	struct views *views;     /* status.c: the status views in memory */
+	struct auth *auth;       /* auth.c: admin sessions, login throttle */
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
@@ -878,8 +880,9 @@ struct http_resp {
 	struct doc *doc;
 	char *location;          /* xmalloc'ed, for redirects */
 	char *set_cookie;        /* xmalloc'ed */
+	int retry_after;         /* > 0: a Retry-After header, seconds */
 	/* extra headers (static strings), unused slots have name NULL:
-	 * WWW-Authenticate (401), Allow (405), Retry-After (429) */
+	 * WWW-Authenticate (401), Allow (405) */
 	struct http_hdr {
 		const char *name, *value;
 	} hdr[6];
@@ -927,8 +930,11 @@ void url_esc(struct buf *b, const char *s);
 /* Who may do what: the admin token (Bearer for the API, a session cookie
  * and CSRF tokens for the page's forms) and the calendar token that
  * guards reading the status when set. */
+struct auth *auth_new(void);           /* sessions and throttle, in memory */
+void auth_free(struct auth *au);
 const char *auth_admin_token(const struct app *a);   /* NULL: none set */
-/* 0 when q carries the admin token, else -1 with r filled (401/403) */
+/* 0 when q carries the admin token, else -1 with r filled (401/403, 429
+ * while q's address is throttled for wrong tokens) */
 int auth_api(struct app *a, const struct http_req *q, struct http_resp *r);
 /* an admin session (cookie) is open: its CSRF token into csrf (may be
  * NULL) */
@@ -941,7 +947,8 @@ int auth_form(struct app *a, const struct http_req *q, const struct form *fm,
 /* May q read the status (page, JSON)?  args: its query. */
 bool auth_read_allowed(struct app *a, const struct http_req *q,
 		       const struct form *args, tstamp now);
-/* POST /login and POST /logout */
+/* POST /login (throttled per client address like the API's token) and
+ * POST /logout (ends the session on the server) */
 void auth_login(struct app *a, const struct http_req *q, struct http_resp *r);
 void auth_logout(struct app *a, const struct http_req *q, struct http_resp *r);
 

@@ -331,6 +331,14 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 	return serve_doc(mc, feeds_unit(h->a, u), status);
 }
 
+static bool retry_after(struct MHD_Response *mr, int seconds)
+{
+	char v[16];
+
+	snprintf(v, sizeof(v), "%d", seconds);
+	return MHD_add_response_header(mr, "Retry-After", v) == MHD_YES;
+}
+
 static bool extra_headers(struct MHD_Response *mr, const struct http_resp *r)
 {
 	for (size_t i = 0; i < sizeof(r->hdr) / sizeof(r->hdr[0]); i++) {
@@ -478,6 +486,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	    (r.set_cookie && (str_has_crlf(r.set_cookie) ||
 	     MHD_add_response_header(mr, "Set-Cookie",
 				     r.set_cookie) != MHD_YES)) ||
+	    (r.retry_after > 0 && !retry_after(mr, r.retry_after)) ||
 	    !extra_headers(mr, &r)) {
 		MHD_destroy_response(mr);
 		*status = 500;

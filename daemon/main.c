@@ -352,6 +352,7 @@ main(int argc, char **argv)
 	app.loop = loop;
 	app.feeds = feeds_new();
 	app.views = views_new();
+	app.auth = auth_new();
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
 		log_err("listen = %s: %s", app.conf->daemon.listen, err);
@@ -400,6 +401,7 @@ main(int argc, char **argv)
 	http_stop(app.http);
 	feeds_free(app.feeds);
 	views_free(app.views);
+	auth_free(app.auth);
 	db_close(app.db);
 	conf_free(app.conf);
 	free(wal);

@@ -32,6 +32,7 @@ cleanup(void)
 	char *cmd = xasprintf("rm -rf '%s'", dbdir);
 
 	views_free(app.views);
+	auth_free(app.auth);
 	db_close(app.db);
 	if (system(cmd) != 0)
 		fprintf(stderr, "fuzz_api: could not remove %s\n", dbdir);
@@ -58,7 +59,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	diag_free(&d);
-	app.conf->daemon.admin_token = xstrdup("fuzz-admin-token-0123456789");
+	app.conf->daemon.admin_token =
+		xstrdup("fuzz-admin-token-0123456789abcdef");
 	if (mkdtemp(dbdir) == NULL)
 		abort();
 	atexit(cleanup);
@@ -68,6 +70,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (app.db == NULL)
 		abort();
 	app.views = views_new();
+	app.auth = auth_new();
 	clock_init(&app.clk, true, tz_mktime(app.conf->tz,
 					     (struct ymd){2024, 3, 20}, 600), 1.0);
 	return 0;

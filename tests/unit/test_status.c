@@ -69,7 +69,7 @@ static const char conf_text[] =
 	"email = c@example.vn\n"
 	"groups = g2\n";
 
-#define TOKEN "s3cret-admin-token"
+#define TOKEN "s3cret-admin-token-0123456789abcdef"
 
 struct fix {
 	struct app a;
@@ -130,6 +130,7 @@ setup(void **state)
 	clock_init(&f->a.clk, true, f->now, 1.0);
 	f->a.changed = count_changed;
 	f->a.views = views_new();
+	f->a.auth = auth_new();
 	changed = 0;
 	*state = f;
 	return 0;
@@ -143,6 +144,7 @@ teardown(void **state)
 	struct dirent *e;
 
 	views_free(f->a.views);
+	auth_free(f->a.auth);
 	db_close(f->a.db);
 	conf_free(f->a.conf);
 	dir = opendir(f->dir);
@@ -744,6 +746,15 @@ test_page_mark(void **state)
 	assert_int_equal(c.r.status, 303);
 	assert_non_null(strstr(c.r.set_cookie, "Max-Age=0"));
 	call_free(&c);
+	/* ... and ends the session: the old cookie opens nothing */
+	c.q.cookie = cookie;
+	assert_false(auth_session(&f->a, &c.q, f->now, NULL));
+	c.q.content_type = "application/x-www-form-urlencoded";
+	assert_int_equal(run(f, &c, "POST", "/mark", NULL, csrf_body), 0);
+	assert_int_equal(c.r.status, 403);
+	call_free(&c);
+	free(cookie);
+	cookie = login(f);
 
 	/* a session dies with its expiry */
 	c.q.cookie = cookie;
