@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #define DAY 86400
 #define SOON (45 * DAY)             /* upcoming occurrences shown */
@@ -219,14 +218,6 @@ status_free(struct status *s)
 	free(s);
 }
 
-static char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return xstrdup(t != NULL ? (const char *)t : "");
-}
-
 static bool
 fail_matches(const struct conf *c, const struct status_filter *f,
 	     const char *occ, const char *unit)
@@ -248,59 +239,46 @@ fail_matches(const struct conf *c, const struct status_filter *f,
 	return true;
 }
 
+struct fail_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+};
+
+static int
+collect_fail(void *ctx, const struct outbox_trouble *t)
+{
+	struct fail_ctx *fc = ctx;
+	struct st_fail *x;
+
+	if (fc->s->nfail == FAILED_MAX)
+		return 1;
+	if (!fail_matches(fc->c, fc->f, t->occurrence, t->unit))
+		return 0;
+	x = &fc->s->fail[fc->s->nfail++];
+	x->occ = xstrdup(t->occurrence);
+	x->unit = xstrdup(t->unit);
+	x->step = xstrdup(t->step);
+	x->aud = xstrdup(t->audience);
+	x->ch = xstrdup(t->channel);
+	x->err = xstrdup(t->error);
+	x->at = t->at;
+	x->retrying = t->retrying;
+	return 0;
+}
+
 /* Notices that failed for good, and those waiting to be retried after a
  * temporary failure, newest first: the secretariat must see them, since
  * nobody else will. */
 static int
-load_failed(const struct conf *c, struct db *db, const struct status_filter *f,
-	    struct status *s)
+load_failed(const struct conf *c, struct db *db,
+	    const struct status_filter *f, struct status *s)
 {
-	static const char sql[] =
-		"SELECT occurrence, unit, step, audience, channel,"
-		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
-		" state = 'pending'"
-		" FROM outbox WHERE state = 'failed'"
-		" OR (state = 'pending' AND attempts > 0)"
-		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
-	sqlite3 *h = (sqlite3 *)db_handle(db);
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct fail_ctx fc = { c, f, s };
 
-	if (h == NULL)
-		return -1;
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
-		return -1;
-	}
-	sqlite3_bind_int(st, 1, FAILED_SCAN);
 	s->fail = xcalloc(FAILED_MAX, sizeof(*s->fail));
-	for (;;) {
-		const char *occ, *unit;
-		struct st_fail *x;
-
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW)
-			break;
-		if (s->nfail == FAILED_MAX)
-			continue;
-		occ = (const char *)sqlite3_column_text(st, 0);
-		unit = (const char *)sqlite3_column_text(st, 1);
-		if (occ == NULL || unit == NULL ||
-		    !fail_matches(c, f, occ, unit))
-			continue;
-		x = &s->fail[s->nfail++];
-		x->occ = col_text(st, 0);
-		x->unit = col_text(st, 1);
-		x->step = col_text(st, 2);
-		x->aud = col_text(st, 3);
-		x->ch = col_text(st, 4);
-		x->err = col_text(st, 5);
-		x->at = sqlite3_column_int64(st, 6);
-		x->retrying = sqlite3_column_int(st, 7) != 0;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
+	if (outbox_troubles(db, FAILED_SCAN, collect_fail, &fc) < 0) {
+		log_err("status: cannot read the failed notices");
 		return -1;
 	}
 	return 0;

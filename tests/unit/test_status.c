@@ -869,6 +869,16 @@ test_helpers(void **state)
 	assert_non_null(note_problem("\xff", 1));
 }
 
+/* the state of unit i of the first occurrence in a /status.json answer */
+static const char *
+first_state(const struct call *c, size_t i)
+{
+	json_t *o = json_array_get(json_object_get(c->j, "occurrences"), 0);
+
+	return json_string_value(json_object_get(json_array_get(
+		json_object_get(o, "units"), i), "state"));
+}
+
 /* The views come from memory: built once per change, not per request. */
 static void
 test_views(void **state)
@@ -876,7 +886,6 @@ test_views(void **state)
 	struct fix *f = *state;
 	struct call c = { 0 };
 	unsigned long n;
-	json_t *u;
 
 	seed(f);
 	assert_int_equal(run(f, &c, "GET", "/status.json", NULL, NULL), 0);
@@ -903,10 +912,7 @@ test_views(void **state)
 	call_free(&c);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "submitted");
+	assert_string_equal(first_state(&c, 2), "submitted");
 	call_free(&c);
 	assert_int_equal(views_builds(f->a.views), n + 2);
 
@@ -916,18 +922,12 @@ test_views(void **state)
 	clock_init(&f->a.clk, true, local(f, "2024-03-13T16:59:30"), 0.0);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "not-due");
+	assert_string_equal(first_state(&c, 2), "not-due");
 	call_free(&c);
 	clock_init(&f->a.clk, true, local(f, "2024-03-13T17:00") + 5, 0.0);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "missing");
+	assert_string_equal(first_state(&c, 2), "missing");
 	call_free(&c);
 }
 
