@@ -448,12 +448,12 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 }
 
 /* ---------------------------------------------------------------- JSON */
-/* One occurrence and its units as a JSON object. */
+/* One occurrence as a JSON object, without its units. */
 static json_t *
 json_occ(const struct conf *c, const struct st_occ *so)
 {
 	char t[20];
-	json_t *jo = json_object(), *units = json_array();
+	json_t *jo = json_object();
 	char d[20];
 
 	json_object_set_new(jo, "id", json_string(so->o.id));
@@ -480,26 +480,76 @@ json_occ(const struct conf *c, const struct st_occ *so)
 	json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
 	json_object_set_new(jo, "not_due",
 			    json_integer((json_int_t)so->nnotdue));
+	return jo;
+}
+
+/* s as a JSON string, as jansson writes it (UTF-8 kept, control
+ * characters escaped): the unit rows are the bulk of the document, and
+ * an object per row would cost a few allocations each. */
+static void
+json_str(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *run = s;
+
+	if (!utf8_valid(s, strlen(s)))
+		s = run = "(not UTF-8)";
+	buf_putc(b, '"');
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char esc[7] = "\\u00";
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		buf_add(b, run, (size_t)(s - run));
+		run = s + 1;
+		switch (ch) {
+		case '"': buf_puts(b, "\\\""); break;
+		case '\\': buf_puts(b, "\\\\"); break;
+		case '\b': buf_puts(b, "\\b"); break;
+		case '\f': buf_puts(b, "\\f"); break;
+		case '\n': buf_puts(b, "\\n"); break;
+		case '\r': buf_puts(b, "\\r"); break;
+		case '\t': buf_puts(b, "\\t"); break;
+		default:
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			esc[6] = '\0';
+			buf_puts(b, esc);
+			break;
+		}
+	}
+	buf_add(b, run, (size_t)(s - run));
+	buf_putc(b, '"');
+}
+
+static void
+json_units(const struct conf *c, const struct st_occ *so, struct buf *b)
+{
+	char t[20];
+
+	buf_puts(b, "[");
 	for (size_t j = 0; j < so->nu; j++) {
 		const struct st_unit *su = &so->u[j];
-		json_t *ju = json_object();
 
-		json_object_set_new(ju, "unit", json_string(su->u->id));
-		json_object_set_new(ju, "name",
-				    json_string(su->u->name ?
-						su->u->name : su->u->id));
-		json_object_set_new(ju, "state",
-				    json_string(ustate_name[su->state]));
+		buf_puts(b, j > 0 ? ",{\"unit\":" : "{\"unit\":");
+		json_str(b, su->u->id);
+		buf_puts(b, ",\"name\":");
+		json_str(b, su->u->name ? su->u->name : su->u->id);
+		buf_puts(b, ",\"state\":\"");
+		buf_puts(b, ustate_name[su->state]);
+		buf_putc(b, '"');
 		if (su->state == US_SUBMITTED) {
 			tz_format_iso(c->tz, su->at, t);
-			json_object_set_new(ju, "at", json_string(t));
+			buf_puts(b, ",\"at\":\"");
+			buf_puts(b, t);
+			buf_putc(b, '"');
 			if (su->late)
-				json_object_set_new(ju, "late", json_true());
+				buf_puts(b, ",\"late\":true");
 		}
-		json_array_append_new(units, ju);
+		buf_putc(b, '}');
 	}
-	json_object_set_new(jo, "units", units);
-	return jo;
+	buf_puts(b, "]");
 }
 
 /* Appends j, compact, and releases it. */
@@ -534,6 +584,13 @@ status_json_write(const struct conf *c, const struct status *s,
 		if (i > 0)
 			buf_putc(b, ',');
 		json_put(b, json_occ(c, &s->occ[i]));
+		/* the object's closing brace gives way to its units */
+		if (b->len > 0 && b->p[b->len - 1] == '}') {
+			b->len--;
+			buf_puts(b, ",\"units\":");
+			json_units(c, &s->occ[i], b);
+			buf_putc(b, '}');
+		}
 	}
 	buf_puts(b, "],\"failed\":");
 	fails = json_array();

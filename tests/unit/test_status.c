@@ -1,8 +1,8 @@
 /*
  * test_status.c - the status model, `cutoffctl status`, /status.json, the
  * page and the submissions API, through http_dispatch (the route table)
- * with hand-made requests (no HTTP server).  Includes api.c to reach its
- * statics.
+ * with hand-made requests (no HTTP server).  Includes api.c and status.c
+ * to reach their statics.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../daemon/api.c"
+#include "../../daemon/status.c"
 
 #include <sqlite3.h>
 #include <strings.h>
@@ -961,11 +962,37 @@ test_csv(void **state)
 	call_free(&c);
 }
 
+/* The unit rows are written by hand: byte for byte what jansson writes. */
+static void
+test_json_str(void **state)
+{
+	static const char *const v[] = {
+		"", "a", "Tên \"lạ\" \\ <b>\t/x", "\x01\x1f\x7f\b\f\n\r",
+		"Ủy ban Mặt trận Tổ quốc", "\xe2\x80\xa8 end",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct buf b;
+		json_t *j = json_string(v[i]);
+		char *want = json_dumps(j, JSON_ENCODE_ANY);
+
+		json_decref(j);
+		buf_init(&b);
+		json_str(&b, v[i]);
+		assert_non_null(want);
+		assert_string_equal(buf_str(&b), want);
+		free(want);
+		buf_free(&b);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_json_str),
 		cmocka_unit_test_setup_teardown(test_print, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_print_failed, setup,
 						teardown),
