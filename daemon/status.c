@@ -26,6 +26,7 @@
 /* A view is rebuilt at least this often (virtual seconds), for what the
  * time of day changes on it ("overdue 3 hours", "updated at"). */
 #define VIEW_MAX_AGE 60
+#define VIEW_RETRY 5                /* after a failed rebuild */
 #define VIEWS_MAX 64                /* cached filter combinations */
 #define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -805,8 +806,20 @@ view_get(struct views *vs, const struct conf *c, struct db *db, tstamp now,
 		e->used = ++vs->tick;
 		return e;
 	}
-	if (status_build(c, db, now, f, &s) != 0)
-		return NULL;
+	if (status_build(c, db, now, f, &s) != 0) {
+		if (e == NULL || e->s == NULL)
+			return NULL;
+		/* the state store cannot be read (locked, gone): the last
+		 * view is better than none; try again in a few seconds, not
+		 * on every request */
+		log_warn("status view [%s]: cannot rebuild; serving the last "
+			 "one", key);
+		e->gen = vs->gen;
+		e->changes = changes;
+		e->s->stale_at = now + VIEW_RETRY;
+		e->used = ++vs->tick;
+		return e;
+	}
 	if (e == NULL) {
 		if (vs->n == VIEWS_MAX)
 			views_trim(vs, NULL);

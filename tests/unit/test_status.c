@@ -930,6 +930,19 @@ test_views(void **state)
 			 0);
 	assert_string_equal(first_state(&c, 2), "missing");
 	call_free(&c);
+
+	/* a store that cannot be read: the last view is served */
+	n = views_builds(f->a.views);
+	assert_int_equal(sqlite3_exec((sqlite3 *)db_handle(f->a.db),
+				      "DROP TABLE outbox", NULL, NULL, NULL),
+			 SQLITE_OK);
+	views_invalidate(f->a.views);
+	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
+			 0);
+	assert_int_equal(c.r.status, 200);
+	assert_string_equal(first_state(&c, 2), "missing");
+	call_free(&c);
+	assert_int_equal(views_builds(f->a.views), n);
 }
 
 static void
