@@ -1,6 +1,7 @@
 /*
- * api.c - the JSON side: GET /status.json and the submissions API
- * (Bearer admin token):
+ * api.c - the machine-readable side: GET /status.json and /status.csv
+ * (from memory, see status.c) and the submissions API (Bearer admin
+ * token):
  *   GET|POST   /api/submissions                     list / record
  *   GET|DELETE /api/submissions/CYCLE/YYYY-MM-DD/UNIT
  */
@@ -29,14 +30,35 @@ store_failed(struct app *a, struct http_resp *r)
 	}
 }
 
-void
-api_status(struct app *a, const struct http_req *q, struct http_resp *r)
+static void
+build_json(const struct conf *c, const struct status *s,
+	   const struct status_filter *f, void *ctx, struct buf *out)
+{
+	(void)f;
+	(void)ctx;
+	status_json_write(c, s, out);
+}
+
+static void
+build_csv(const struct conf *c, const struct status *s,
+	  const struct status_filter *f, void *ctx, struct buf *out)
+{
+	(void)f;
+	(void)ctx;
+	status_csv_write(c, s, out);
+}
+
+/* A status document from memory (see status.c): the same access rule and
+ * filters for every one. */
+static void
+serve_view(struct app *a, const struct http_req *q, struct http_resp *r,
+	   enum view_slot slot, const char *type, view_build_fn build)
 {
 	struct form args;
 	struct status_filter f;
-	struct status *s = NULL;
 	const char *err;
 	tstamp now = clock_now(&a->clk);
+	struct doc *d;
 
 	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
 	if (!auth_read_allowed(a, q, &args, now)) {
@@ -49,17 +71,28 @@ api_status(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_error(r, 400, err);
 		goto out;
 	}
-	if (status_build(a->conf, a->db, now, &f, &s) != 0) {
+	d = views_doc(a->views, a->conf, a->db, now, &f, slot, type, build,
+		      NULL);
+	if (d == NULL) {
 		store_failed(a, r);
 		goto out;
 	}
 	r->status = 200;
-	r->content_type = DOC_JSON;
-	buf_reset(&r->body);
-	status_json_write(a->conf, s, &r->body);
+	r->doc = doc_ref(d);
 out:
-	status_free(s);
 	form_free(&args);
+}
+
+void
+api_status(struct app *a, const struct http_req *q, struct http_resp *r)
+{
+	serve_view(a, q, r, VIEW_JSON, DOC_JSON, build_json);
+}
+
+void
+api_status_csv(struct app *a, const struct http_req *q, struct http_resp *r)
+{
+	serve_view(a, q, r, VIEW_CSV, DOC_CSV, build_csv);
 }
 
 static void

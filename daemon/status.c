@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #define DAY 86400
 #define SOON (45 * DAY)             /* upcoming occurrences shown */
@@ -24,6 +23,13 @@
 #define DEFAULT_HORIZON (400 * DAY)
 #define FAILED_MAX 50               /* failed notices listed */
 #define FAILED_SCAN 1000            /* rows read before filtering */
+/* A view is rebuilt at least this often (virtual seconds), for what the
+ * time of day changes on it ("overdue 3 hours", "updated at"). */
+#define VIEW_MAX_AGE 60
+#define VIEW_RETRY 5                /* after a failed rebuild */
+#define VIEWS_MAX 64                /* cached filter combinations */
+#define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static const char *const ustate_name[] = { "submitted", "missing", "not-due" };
 
@@ -39,6 +45,8 @@ struct subrec {
 	char occ[OCC_ID_MAX];
 	char unit[72];
 	tstamp at;
+	char source[16];
+	char *note;              /* moved into the model when matched */
 };
 
 struct subset {
@@ -69,10 +77,20 @@ collect_sub(void *ctx, const struct submission *s)
 	snprintf(r->occ, sizeof(r->occ), "%s", s->occurrence);
 	snprintf(r->unit, sizeof(r->unit), "%s", s->unit);
 	r->at = s->at;
+	snprintf(r->source, sizeof(r->source), "%s", s->source);
+	r->note = xstrdup(s->note);
 	return 0;
 }
 
-static const struct subrec *
+static void
+subset_free(struct subset *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		free(set->v[i].note);
+	free(set->v);
+}
+
+static struct subrec *
 subset_find(const struct subset *set, const char *occ, const char *unit)
 {
 	struct subrec key;
@@ -118,10 +136,13 @@ status_filter_set(const struct conf *c, const char *cy, const char *g,
 	return NULL;
 }
 
-/* The occurrences to show, see the comment at the top. */
+/* The occurrences to show, see the comment at the top.  *change: the
+ * earliest instant after now at which time alone changes what is shown
+ * (an occurrence falls due, enters the upcoming window or leaves the
+ * history). */
 static int
 pick_occs(const struct conf *c, tstamp now, const struct status_filter *f,
-	  struct occ **out, size_t *n)
+	  struct occ **out, size_t *n, tstamp *change)
 {
 	struct occ *all = NULL, *v;
 	size_t nall = 0, k = 0;
@@ -157,8 +178,14 @@ pick_occs(const struct conf *c, tstamp now, const struct status_filter *f,
 			seen_next[ci] = true;
 			keep = true;
 		}
-		if (keep)
+		if (keep) {
 			v[k++] = *o;
+			if (o->due_at > now)
+				*change = MIN(*change, o->due_at);
+			*change = MIN(*change, o->due_at + hist);
+		} else if (o->due_at > now + SOON) {
+			*change = MIN(*change, o->due_at - SOON);
+		}
 	}
 	free(seen_next);
 	free(all);
@@ -172,8 +199,11 @@ status_free(struct status *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->nocc; i++)
+	for (size_t i = 0; i < s->nocc; i++) {
+		for (size_t j = 0; j < s->occ[i].nu; j++)
+			free(s->occ[i].u[j].note);
 		free(s->occ[i].u);
+	}
 	free(s->occ);
 	for (size_t i = 0; i < s->nfail; i++) {
 		struct st_fail *x = &s->fail[i];
@@ -187,14 +217,6 @@ status_free(struct status *s)
 	}
 	free(s->fail);
 	free(s);
-}
-
-static char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return xstrdup(t != NULL ? (const char *)t : "");
 }
 
 static bool
@@ -218,59 +240,46 @@ fail_matches(const struct conf *c, const struct status_filter *f,
 	return true;
 }
 
+struct fail_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+};
+
+static int
+collect_fail(void *ctx, const struct outbox_trouble *t)
+{
+	struct fail_ctx *fc = ctx;
+	struct st_fail *x;
+
+	if (fc->s->nfail == FAILED_MAX)
+		return 1;
+	if (!fail_matches(fc->c, fc->f, t->occurrence, t->unit))
+		return 0;
+	x = &fc->s->fail[fc->s->nfail++];
+	x->occ = xstrdup(t->occurrence);
+	x->unit = xstrdup(t->unit);
+	x->step = xstrdup(t->step);
+	x->aud = xstrdup(t->audience);
+	x->ch = xstrdup(t->channel);
+	x->err = xstrdup(t->error);
+	x->at = t->at;
+	x->retrying = t->retrying;
+	return 0;
+}
+
 /* Notices that failed for good, and those waiting to be retried after a
  * temporary failure, newest first: the secretariat must see them, since
  * nobody else will. */
 static int
-load_failed(const struct conf *c, struct db *db, const struct status_filter *f,
-	    struct status *s)
+load_failed(const struct conf *c, struct db *db,
+	    const struct status_filter *f, struct status *s)
 {
-	static const char sql[] =
-		"SELECT occurrence, unit, step, audience, channel,"
-		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
-		" state = 'pending'"
-		" FROM outbox WHERE state = 'failed'"
-		" OR (state = 'pending' AND attempts > 0)"
-		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
-	sqlite3 *h = (sqlite3 *)db_handle(db);
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct fail_ctx fc = { c, f, s };
 
-	if (h == NULL)
-		return -1;
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
-		return -1;
-	}
-	sqlite3_bind_int(st, 1, FAILED_SCAN);
 	s->fail = xcalloc(FAILED_MAX, sizeof(*s->fail));
-	for (;;) {
-		const char *occ, *unit;
-		struct st_fail *x;
-
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW)
-			break;
-		if (s->nfail == FAILED_MAX)
-			continue;
-		occ = (const char *)sqlite3_column_text(st, 0);
-		unit = (const char *)sqlite3_column_text(st, 1);
-		if (occ == NULL || unit == NULL ||
-		    !fail_matches(c, f, occ, unit))
-			continue;
-		x = &s->fail[s->nfail++];
-		x->occ = col_text(st, 0);
-		x->unit = col_text(st, 1);
-		x->step = col_text(st, 2);
-		x->aud = col_text(st, 3);
-		x->ch = col_text(st, 4);
-		x->err = col_text(st, 5);
-		x->at = sqlite3_column_int64(st, 6);
-		x->retrying = sqlite3_column_int(st, 7) != 0;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
+	if (outbox_troubles(db, FAILED_SCAN, collect_fail, &fc) < 0) {
+		log_err("status: cannot read the failed notices");
 		return -1;
 	}
 	return 0;
@@ -286,14 +295,16 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	size_t nocc = 0;
 	int rc;
 
-	rc = pick_occs(c, now, f, &occs, &nocc);
+	tstamp change = now + VIEW_MAX_AGE;
+
+	rc = pick_occs(c, now, f, &occs, &nocc, &change);
 	if (rc != 0)
 		return rc;
 	/* by the resolved id: a moved occurrence's old id names the new */
 	if (db_sub_foreach(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
 			   collect_sub, &set) < 0) {
 		free(occs);
-		free(set.v);
+		subset_free(&set);
 		return -1;
 	}
 	if (set.n > 1)
@@ -301,6 +312,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 
 	s = xcalloc(1, sizeof(*s));
 	s->now = now;
+	s->stale_at = change;
 	s->occ = xcalloc(nocc + 1, sizeof(*s->occ));
 	for (size_t i = 0; i < nocc; i++) {
 		const struct cycle *cy = occs[i].cycle;
@@ -310,7 +322,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		so->u = xcalloc(cy->nunits + 1, sizeof(*so->u));
 		for (size_t j = 0; j < cy->nunits; j++) {
 			const struct unit *u = &c->units[cy->units[j]];
-			const struct subrec *r;
+			struct subrec *r;
 			struct st_unit *su;
 
 			if (f->group != NULL && !unit_in_group(u, f->group))
@@ -321,6 +333,10 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 			if (r != NULL) {
 				su->state = US_SUBMITTED;
 				su->at = r->at;
+				memcpy(su->source, r->source,
+				       sizeof(su->source));
+				su->note = r->note;
+				r->note = NULL;
 				su->late = r->at > so->o.due_at;
 				so->nsub++;
 				if (su->late)
@@ -342,7 +358,10 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		s->nocc++;
 	}
 	free(occs);
-	free(set.v);
+	subset_free(&set);
+	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
+	for (size_t i = 0; i < s->nocc; i++)
+		s->bytes += s->occ[i].nu * sizeof(struct st_unit);
 	if (load_failed(c, db, f, s) < 0) {
 		status_free(s);
 		return -1;
@@ -432,12 +451,12 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 }
 
 /* ---------------------------------------------------------------- JSON */
-/* One occurrence and its units as a JSON object. */
+/* One occurrence as a JSON object, without its units. */
 static json_t *
 json_occ(const struct conf *c, const struct st_occ *so)
 {
 	char t[20];
-	json_t *jo = json_object(), *units = json_array();
+	json_t *jo = json_object();
 	char d[20];
 
 	json_object_set_new(jo, "id", json_string(so->o.id));
@@ -464,26 +483,76 @@ json_occ(const struct conf *c, const struct st_occ *so)
 	json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
 	json_object_set_new(jo, "not_due",
 			    json_integer((json_int_t)so->nnotdue));
+	return jo;
+}
+
+/* s as a JSON string, as jansson writes it (UTF-8 kept, control
+ * characters escaped): the unit rows are the bulk of the document, and
+ * an object per row would cost a few allocations each. */
+static void
+json_str(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *run = s;
+
+	if (!utf8_valid(s, strlen(s)))
+		s = run = "(not UTF-8)";
+	buf_putc(b, '"');
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char esc[7] = "\\u00";
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		buf_add(b, run, (size_t)(s - run));
+		run = s + 1;
+		switch (ch) {
+		case '"': buf_puts(b, "\\\""); break;
+		case '\\': buf_puts(b, "\\\\"); break;
+		case '\b': buf_puts(b, "\\b"); break;
+		case '\f': buf_puts(b, "\\f"); break;
+		case '\n': buf_puts(b, "\\n"); break;
+		case '\r': buf_puts(b, "\\r"); break;
+		case '\t': buf_puts(b, "\\t"); break;
+		default:
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			esc[6] = '\0';
+			buf_puts(b, esc);
+			break;
+		}
+	}
+	buf_add(b, run, (size_t)(s - run));
+	buf_putc(b, '"');
+}
+
+static void
+json_units(const struct conf *c, const struct st_occ *so, struct buf *b)
+{
+	char t[20];
+
+	buf_puts(b, "[");
 	for (size_t j = 0; j < so->nu; j++) {
 		const struct st_unit *su = &so->u[j];
-		json_t *ju = json_object();
 
-		json_object_set_new(ju, "unit", json_string(su->u->id));
-		json_object_set_new(ju, "name",
-				    json_string(su->u->name ?
-						su->u->name : su->u->id));
-		json_object_set_new(ju, "state",
-				    json_string(ustate_name[su->state]));
+		buf_puts(b, j > 0 ? ",{\"unit\":" : "{\"unit\":");
+		json_str(b, su->u->id);
+		buf_puts(b, ",\"name\":");
+		json_str(b, su->u->name ? su->u->name : su->u->id);
+		buf_puts(b, ",\"state\":\"");
+		buf_puts(b, ustate_name[su->state]);
+		buf_putc(b, '"');
 		if (su->state == US_SUBMITTED) {
 			tz_format_iso(c->tz, su->at, t);
-			json_object_set_new(ju, "at", json_string(t));
+			buf_puts(b, ",\"at\":\"");
+			buf_puts(b, t);
+			buf_putc(b, '"');
 			if (su->late)
-				json_object_set_new(ju, "late", json_true());
+				buf_puts(b, ",\"late\":true");
 		}
-		json_array_append_new(units, ju);
+		buf_putc(b, '}');
 	}
-	json_object_set_new(jo, "units", units);
-	return jo;
+	buf_puts(b, "]");
 }
 
 /* Appends j, compact, and releases it. */
@@ -518,6 +587,13 @@ status_json_write(const struct conf *c, const struct status *s,
 		if (i > 0)
 			buf_putc(b, ',');
 		json_put(b, json_occ(c, &s->occ[i]));
+		/* the object's closing brace gives way to its units */
+		if (b->len > 0 && b->p[b->len - 1] == '}') {
+			b->len--;
+			buf_puts(b, ",\"units\":");
+			json_units(c, &s->occ[i], b);
+			buf_putc(b, '}');
+		}
 	}
 	buf_puts(b, "],\"failed\":");
 	fails = json_array();
@@ -544,4 +620,260 @@ status_json_write(const struct conf *c, const struct status *s,
 	}
 	json_put(b, fails);
 	buf_puts(b, "}\n");
+}
+
+/* ----------------------------------------------------------------- CSV */
+
+/* One RFC 4180 field: quoted when it holds a comma, quote, CR or LF (and
+ * when it starts with = + - @, which a spreadsheet would run as a
+ * formula: a leading apostrophe inside the quotes defuses it). */
+static void
+csv_field(struct buf *b, const char *s, bool last)
+{
+	bool formula = s[0] == '=' || s[0] == '+' || s[0] == '-' ||
+		       s[0] == '@';
+
+	if (formula || strpbrk(s, ",\"\r\n") != NULL) {
+		buf_putc(b, '"');
+		if (formula)
+			buf_putc(b, '\'');
+		for (; *s != '\0'; s++) {
+			if (*s == '"')
+				buf_putc(b, '"');
+			buf_putc(b, *s);
+		}
+		buf_putc(b, '"');
+	} else {
+		buf_puts(b, s);
+	}
+	buf_puts(b, last ? "\r\n" : ",");
+}
+
+/* /status.csv: one row per (occurrence, unit), for Excel and LibreOffice:
+ * UTF-8 with a BOM, CRLF line ends, RFC 4180 quoting, dates dd/mm/yyyy. */
+void
+status_csv_write(const struct conf *c, const struct status *s, struct buf *b)
+{
+	buf_puts(b, "\xEF\xBB\xBF");
+	buf_puts(b, "occurrence,title,due,unit,name,state,received,source,"
+		 "note\r\n");
+	for (size_t i = 0; i < s->nocc; i++) {
+		const struct st_occ *so = &s->occ[i];
+		char due[16];
+
+		ymd_format_vn(so->o.due, due);
+		for (size_t j = 0; j < so->nu; j++) {
+			const struct st_unit *su = &so->u[j];
+			bool sub = su->state == US_SUBMITTED;
+			char at[20] = "";
+
+			if (sub)
+				tz_format_vn(c->tz, su->at, at);
+			csv_field(b, so->o.id, false);
+			csv_field(b, so->o.cycle->title ? so->o.cycle->title
+							 : so->o.cycle->id,
+				  false);
+			csv_field(b, due, false);
+			csv_field(b, su->u->id, false);
+			csv_field(b, su->u->name ? su->u->name : su->u->id,
+				  false);
+			csv_field(b, status_state_name(su->state), false);
+			csv_field(b, at, false);
+			csv_field(b, sub ? su->source : "", false);
+			csv_field(b, sub && su->note != NULL ? su->note : "",
+				  true);
+		}
+	}
+}
+
+/* ---------------------------------------------------- views in memory */
+
+/* The model and its documents per filter, built once per change of
+ * configuration or state and kept until the next one:
+ *   - stale when views_invalidate was called (a reload, a submission:
+ *     main.c's app_changed), when this connection changed a row since
+ *     (an outbox outcome, the engine's new rows), or at the instant time
+ *     alone changes the model (status_build's stale_at);
+ *   - rebuilt on the first request after that, so a burst of requests
+ *     costs one build;
+ *   - each document is a shared struct doc: any number of readers, slow
+ *     ones included, send the same bytes.
+ * Filter combinations come from the configuration (ids checked against
+ * it), so they are few; they are still bounded by count and bytes, the
+ * least recently used going first. */
+struct view {
+	char key[160];           /* "cycle|group" */
+	struct status *s;
+	struct doc *doc[VIEW_SLOTS];
+	size_t bytes;
+	unsigned gen;
+	int64_t changes;         /* db_total_changes at the build */
+	uint64_t used;
+};
+
+struct views {
+	unsigned gen;
+	uint64_t tick;
+	unsigned long builds;
+	struct view *v[VIEWS_MAX];
+	size_t n;
+	size_t bytes;
+};
+
+struct views *
+views_new(void)
+{
+	struct views *vs = xcalloc(1, sizeof(*vs));
+
+	vs->gen = 1;
+	return vs;
+}
+
+static void
+view_clear(struct views *vs, struct view *e)
+{
+	for (size_t k = 0; k < VIEW_SLOTS; k++) {
+		doc_release(e->doc[k]);
+		e->doc[k] = NULL;
+	}
+	status_free(e->s);
+	e->s = NULL;
+	vs->bytes -= e->bytes;
+	e->bytes = 0;
+}
+
+void
+views_free(struct views *vs)
+{
+	if (vs == NULL)
+		return;
+	for (size_t i = 0; i < vs->n; i++) {
+		view_clear(vs, vs->v[i]);
+		free(vs->v[i]);
+	}
+	free(vs);
+}
+
+void
+views_invalidate(struct views *vs)
+{
+	if (vs != NULL)
+		vs->gen++;
+}
+
+unsigned long
+views_builds(const struct views *vs)
+{
+	return vs != NULL ? vs->builds : 0;
+}
+
+/* Drops least recently used views other than keep until the bounds hold. */
+static void
+views_trim(struct views *vs, const struct view *keep)
+{
+	while (vs->n > 0 && (vs->n > VIEWS_MAX - 1 ||
+			     vs->bytes > VIEWS_MAX_BYTES)) {
+		size_t victim = SIZE_MAX;
+
+		for (size_t i = 0; i < vs->n; i++)
+			if (vs->v[i] != keep &&
+			    (victim == SIZE_MAX ||
+			     vs->v[i]->used < vs->v[victim]->used))
+				victim = i;
+		if (victim == SIZE_MAX)
+			return;
+		view_clear(vs, vs->v[victim]);
+		free(vs->v[victim]);
+		vs->v[victim] = vs->v[--vs->n];
+	}
+}
+
+/* The view of f with a fresh model, or NULL when it cannot be built. */
+static struct view *
+view_get(struct views *vs, const struct conf *c, struct db *db, tstamp now,
+	 const struct status_filter *f)
+{
+	struct view *e = NULL;
+	struct status *s = NULL;
+	char key[160];
+	int64_t changes = db_total_changes(db);
+
+	snprintf(key, sizeof(key), "%s|%s", f->cycle ? f->cycle->id : "",
+		 f->group ? f->group : "");
+	for (size_t i = 0; i < vs->n; i++)
+		if (strcmp(vs->v[i]->key, key) == 0)
+			e = vs->v[i];
+	if (e != NULL && e->s != NULL && e->gen == vs->gen &&
+	    e->changes == changes && now >= e->s->now && now < e->s->stale_at) {
+		e->used = ++vs->tick;
+		return e;
+	}
+	if (status_build(c, db, now, f, &s) != 0) {
+		if (e == NULL || e->s == NULL)
+			return NULL;
+		/* the state store cannot be read (locked, gone): the last
+		 * view is better than none; try again in a few seconds, not
+		 * on every request */
+		log_warn("status view [%s]: cannot rebuild; serving the last "
+			 "one", key);
+		e->gen = vs->gen;
+		e->changes = changes;
+		e->s->stale_at = now + VIEW_RETRY;
+		e->used = ++vs->tick;
+		return e;
+	}
+	if (e == NULL) {
+		if (vs->n == VIEWS_MAX)
+			views_trim(vs, NULL);
+		e = xcalloc(1, sizeof(*e));
+		snprintf(e->key, sizeof(e->key), "%s", key);
+		vs->v[vs->n++] = e;
+	}
+	view_clear(vs, e);
+	e->s = s;
+	e->bytes = s->bytes;
+	vs->bytes += e->bytes;
+	e->gen = vs->gen;
+	e->changes = changes;
+	e->used = ++vs->tick;
+	log_debug("status view [%s]: model built, %zu occurrences", key,
+		  s->nocc);
+	views_trim(vs, e);
+	return e;
+}
+
+const struct status *
+views_status(struct views *vs, const struct conf *c, struct db *db,
+	     tstamp now, const struct status_filter *f)
+{
+	struct view *e = vs != NULL ? view_get(vs, c, db, now, f) : NULL;
+
+	return e != NULL ? e->s : NULL;
+}
+
+struct doc *
+views_doc(struct views *vs, const struct conf *c, struct db *db, tstamp now,
+	  const struct status_filter *f, enum view_slot slot,
+	  const char *type, view_build_fn build, void *ctx)
+{
+	struct view *e = vs != NULL ? view_get(vs, c, db, now, f) : NULL;
+	struct buf b;
+	size_t len;
+
+	if (e == NULL || (unsigned)slot >= VIEW_SLOTS)
+		return NULL;
+	if (e->doc[slot] != NULL)
+		return e->doc[slot];
+	buf_init(&b);
+	build(c, e->s, f, ctx, &b);
+	len = b.len;
+	e->doc[slot] = doc_new(buf_steal(&b), len, type);
+	e->doc[slot]->built = e->s->now;
+	e->doc[slot]->serial = ++vs->builds;
+	e->bytes += len;
+	vs->bytes += len;
+	log_debug("status view [%s] %d: built, %zu bytes, etag %s", e->key,
+		  (int)slot, len, e->doc[slot]->etag);
+	views_trim(vs, e);
+	return e->doc[slot];
 }
