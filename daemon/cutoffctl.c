@@ -37,9 +37,12 @@ usage(FILE *f)
 		"                                 record that a report arrived\n"
 		"  undo UNIT OCCURRENCE           remove that record\n"
 		"  feed-url UNIT                  the unit's private calendar URL\n"
+		"  admin-token                    the API's admin token\n"
 		"\n"
 		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
 		"      --now TIME     act as if it were TIME (local ISO 8601)\n"
+		"  -h, --help         this text\n"
+		"      --version      print the version\n"
 		"\n"
 		"DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time. OCCURRENCE is\n"
 		"CYCLE/YYYY-MM-DD (the nominal due date). Exit status: 0 ok, 1 user\n"
@@ -394,6 +397,24 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 	return 0;
 }
 
+/* The token the API and the page's forms need: admin_token_file's, or the
+ * one the daemon made in its state directory on its first start. */
+static int
+cmd_admin_token(struct conf *c, int argc)
+{
+	if (argc != 1) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (c->daemon.admin_token == NULL) {
+		user_error("no admin token yet: cutoffd creates %s on its "
+			   "first start", c->daemon.admin_token_file);
+		return EXIT_STATE;
+	}
+	printf("%s\n", c->daemon.admin_token);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -432,7 +453,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
-	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0) {
+	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
+	    strcmp(cmd, "admin-token") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
 	}
@@ -461,6 +483,8 @@ main(int argc, char **argv)
 		rc = cmd_received(c, argc, argv);
 	else if (strcmp(cmd, "undo") == 0)
 		rc = cmd_undo(c, argc, argv);
+	else if (strcmp(cmd, "admin-token") == 0)
+		rc = cmd_admin_token(c, argc);
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);

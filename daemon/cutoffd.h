@@ -115,6 +115,12 @@ void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
+/* True when stderr is the journal stream named by JOURNAL_STREAM (dev:ino),
+ * not merely when the variable is inherited. */
+bool log_to_journal(void);
+/* A bare line on stderr ("FILE:LINE: message" of --check), with only the
+ * "<N>" prefix when stderr is the journal. */
+void log_plain(enum log_level lvl, const char *line);
 
 /* -------------------------------------------------------------------- tz.c */
 
@@ -240,10 +246,13 @@ struct conf {
 		unsigned workdays;    /* bit (1 << wday), 0 = Sunday */
 		char *admin_token_file;
 		char *admin_token;    /* contents, trimmed; NULL if no file */
+		bool admin_token_auto; /* no admin_token_file: the daemon
+					* creates STATEDIR/admin.token */
 		char *calendar_token; /* NULL when not set */
 		int64_t horizon;      /* seconds ahead feeds/plans look */
 		int64_t history;      /* seconds back feeds/status look */
-		char *templates;      /* resolved dir */
+		char *templates;      /* resolved dir, overrides file by file */
+		char *datadir;        /* installed defaults: templates/, holidays */
 		char *lang;           /* "vi" | "en" */
 	} daemon;
 	struct {
@@ -509,6 +518,9 @@ double clock_delay(const struct clock *c, tstamp t);
  * the variable is unset.  Returns 1 sent, 0 not under systemd, -1 error. */
 int sd_notify_msg(const char *msg);
 int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* The watchdog interval systemd asks for (WATCHDOG_USEC, for this pid per
+ * WATCHDOG_PID) in seconds, or 0 when none: WATCHDOG=1 is due at half. */
+double sd_watchdog_interval(void);
 
 /* ----------------------------------------------------------- the daemon */
 
@@ -657,6 +669,11 @@ char *hook_build(const struct conf *c, struct db *db, const struct notice *n,
 /* tmpl.c: message templates, loaded with the configuration so that an
  * unknown placeholder is a config error. */
 struct tmplset *tmpl_load(const char *dir, const char *lang, struct diag *d);
+/* Each file from the first of dirs[0..n) that has it (a missing file or
+ * directory falls through to the next): an override directory over the
+ * installed defaults.  A file found nowhere is an error naming dirs. */
+struct tmplset *tmpl_load_dirs(const char *const *dirs, size_t n,
+			       const char *lang, struct diag *d);
 void tmpl_free(struct tmplset *t);
 enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
 /* The template's subject line and body with {{name}} placeholders filled

@@ -1,15 +1,17 @@
 /*
  * log.c - one-line log records on stderr.
  *
- * Under systemd (JOURNAL_STREAM set) each line starts with a "<N>" priority
- * prefix that journald turns into the record's priority; elsewhere lines
- * carry a time stamp and level word.  Callers escape untrusted text with
+ * Under systemd (stderr is the stream JOURNAL_STREAM names) each line
+ * starts with a "<N>" priority prefix that journald turns into the record's
+ * priority; elsewhere lines carry a time stamp and level word.  Callers escape untrusted text with
  * buf_put_escaped before it gets here.
  */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cutoffd.h"
 
@@ -22,7 +24,35 @@ log_init(const char *ident, int verbosity)
 {
 	log_ident = ident;
 	log_verbosity = verbosity;
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_journal = log_to_journal();
+}
+
+bool
+log_to_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	/* "DEV:INO" of the stream journald gave us; a child whose stderr
+	 * was redirected inherits the variable but not the stream */
+	if (e == NULL || sscanf(e, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_plain(enum log_level lvl, const char *line)
+{
+	if (log_journal)
+		fprintf(stderr, "<%d>%s\n", (int)lvl, line);
+	else
+		fprintf(stderr, "%s\n", line);
+	fflush(stderr);
 }
 
 static const char *
@@ -36,6 +66,10 @@ level_word(enum log_level lvl)
 	}
 	return "?";
 }
+
+/* the attribute lets clang's -Wformat-nonliteral see fmt is checked */
+static void log_v(enum log_level lvl, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 static void
 log_v(enum log_level lvl, const char *fmt, va_list ap)

@@ -3,12 +3,15 @@
  * teardown in reverse order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -24,7 +27,7 @@
 static struct app app;
 static ev_signal sig_hup, sig_term, sig_int;
 static ev_stat wal_watch;
-static ev_timer state_poll, stop_timer;
+static ev_timer state_poll, stop_timer, watchdog;
 static double stop_began;
 
 static void
@@ -146,7 +149,9 @@ reload(struct app *a)
 	ensure_tokens(a);
 	app_changed(a);
 	conf_free(old);
-	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
+	log_info("reloaded: %zu units, %zu cycles%s", nc->nunits, nc->ncycles,
+		 nc->nunits == 0 || nc->ncycles == 0 ? " (nothing is chased)" :
+		 "");
 	sd_notify_msg("READY=1");
 	notify_status(a, "running");
 }
@@ -235,6 +240,59 @@ on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
 	check_state(w->data);
 }
 
+/* WATCHDOG=1 from the loop itself: a wedged loop misses it and systemd
+ * restarts the service.  Armed only when systemd asks (WatchdogSec=). */
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	sd_notify_msg("WATCHDOG=1");
+}
+
+/* No admin_token_file configured: make STATEDIR/admin.token once, whole or
+ * not at all (written aside, then linked into place), mode 0600. */
+static int
+create_admin_token(struct conf *c)
+{
+	unsigned char raw[24];
+	char hex[2 * sizeof raw + 2], *tmp;
+	size_t i, n;
+	int fd, ok;
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+		log_err("admin token: no random bytes: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < sizeof raw; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	n = 2 * sizeof raw;
+	hex[n++] = '\n';
+	tmp = xasprintf("%s.new", c->daemon.admin_token_file);
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, hex, n) == (ssize_t)n && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (ok && link(tmp, c->daemon.admin_token_file) < 0)
+		ok = 0;
+	if (!ok) {
+		log_err("admin token: cannot create %s: %s",
+			c->daemon.admin_token_file, strerror(errno));
+		(void)unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	(void)unlink(tmp);
+	free(tmp);
+	hex[n - 1] = '\0';
+	c->daemon.admin_token = xstrdup(hex);
+	log_info("created the admin token in %s (cutoffctl admin-token "
+		 "prints it)", c->daemon.admin_token_file);
+	return 0;
+}
+
 static int
 parse_speed(const char *s, double *out)
 {
@@ -299,9 +357,15 @@ main(int argc, char **argv)
 	diag_init(&d);
 	app.conf = conf_load(conf_path, 0, &d);
 	if (app.conf == NULL) {
-		diag_print(&d, stderr);
-		if (d.n == 0)
-			fprintf(stderr, "%s: cannot load\n", conf_path);
+		/* bare FILE:LINE lines as the contract says, at priority
+		 * err when ExecStartPre/ExecReload run this under journald */
+		for (size_t i = 0; i < d.n; i++)
+			log_plain(LOG_ERR, d.msg[i]);
+		if (d.n == 0) {
+			summary = xasprintf("%s: cannot load", conf_path);
+			log_plain(LOG_ERR, summary);
+			free(summary);
+		}
 		diag_free(&d);
 		return 1;
 	}
@@ -343,6 +407,9 @@ main(int argc, char **argv)
 	}
 	ensure_tokens(&app);
 	app.data_version = db_data_version(app.db);
+	if (app.conf->daemon.admin_token == NULL &&
+	    app.conf->daemon.admin_token_auto)
+		(void)create_admin_token(app.conf);
 
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (loop == NULL)
@@ -376,10 +443,20 @@ main(int argc, char **argv)
 	ev_timer_init(&state_poll, on_state_poll, STATE_POLL, STATE_POLL);
 	state_poll.data = &app;
 	ev_timer_start(loop, &state_poll);
+	if (sd_watchdog_interval() > 0) {
+		ev_timer_init(&watchdog, on_watchdog, 0.0,
+			      sd_watchdog_interval() / 2);
+		ev_timer_start(loop, &watchdog);
+	}
 
 	log_info("cutoffd %s started: %zu units, %zu cycles, listening on %s",
 		 CUTOFFD_VERSION, app.conf->nunits, app.conf->ncycles,
 		 app.conf->daemon.listen);
+	if (app.conf->nunits == 0 || app.conf->ncycles == 0)
+		log_info("no %s configured: nothing is chased (an empty "
+			 "calendar) until %s gets some",
+			 app.conf->nunits == 0 ? "units" : "cycles",
+			 app.conf_path);
 	sd_notify_msg("READY=1");
 	notify_status(&app, "running");
 
@@ -387,6 +464,7 @@ main(int argc, char **argv)
 
 	/* Teardown in reverse order of start-up. */
 	ev_timer_stop(loop, &stop_timer);
+	ev_timer_stop(loop, &watchdog);
 	ev_signal_stop(loop, &sig_hup);
 	ev_signal_stop(loop, &sig_term);
 	ev_signal_stop(loop, &sig_int);
