@@ -315,3 +315,45 @@ def test_06_stop(box):
     assert r.stdout.strip() == "inactive"
     assert healthz(box)[0] is None
     assert "stopped" in box.journal()
+
+
+def test_07_package_installs_starts_and_purges(box):
+    debs = [p for p in sorted((ROOT / "build" / "deb").glob("cutoffd_*.deb"))]
+    if not debs:
+        pytest.skip("no package to test: `make deb` (run by .ci/run) builds "
+                    "build/deb/cutoffd_*.deb")
+    # what make install put there goes, the user too: the package alone
+    box.sh("sh", "-c", "rm -rf /usr/sbin/cutoffd /usr/sbin/cutoffctl "
+           "/lib/systemd/system/cutoffd.service /usr/lib/sysusers.d/cutoffd.conf "
+           "/usr/lib/tmpfiles.d/cutoffd.conf /usr/share/cutoffd /etc/cutoffd "
+           "/var/lib/cutoffd /etc/systemd/system/cutoffd.service.d; "
+           "userdel cutoffd; systemctl daemon-reload")
+    assert box.sh("id", "cutoffd", check=False).returncode != 0
+    # no start at install: its port (8470) is not the test's
+    rc_d = box.root / "usr/sbin/policy-rc.d"
+    rc_d.write_text("#!/bin/sh\nexit 101\n")
+    rc_d.chmod(0o755)
+    # (/tmp in the container is a tmpfs of its own)
+    shutil.copy(debs[-1], box.root / "root" / "cutoffd.deb")
+    try:
+        box.sh("dpkg", "-i", "/root/cutoffd.deb", timeout=120)
+    finally:
+        rc_d.unlink()
+    assert box.sh("stat", "-c", "%U:%G %a", CONF).stdout.split() == \
+        ["root:cutoffd", "640"]
+    assert box.sh("systemctl", "is-enabled", "cutoffd").stdout.strip() == \
+        "enabled"
+    conf = box.root / CONF.lstrip("/")
+    conf.write_text(conf.read_text().replace(
+        "listen     = 127.0.0.1:8470", f"listen     = 127.0.0.1:{box.port}"))
+    box.sh("systemctl", "start", "cutoffd")
+    assert healthz(box)[0] == 200
+    assert re.fullmatch(r"[0-9a-f]{48}\n",
+                        box.sh("cutoffctl", "admin-token").stdout)
+    box.sh("dpkg", "--purge", "cutoffd", timeout=120)
+    for gone in ("/etc/cutoffd", "/var/lib/cutoffd", "/usr/sbin/cutoffd",
+                 "/lib/systemd/system/cutoffd.service"):
+        assert not (box.root / gone.lstrip("/")).exists(), gone
+    assert healthz(box)[0] is None
+    # Debian keeps system users after a purge (their uid may own files)
+    assert box.sh("id", "cutoffd", check=False).returncode == 0
