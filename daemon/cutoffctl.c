@@ -6,10 +6,13 @@
  *
  * Exit status: 0 success, 1 user error, 2 state store unreachable.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -397,6 +400,36 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 	return 0;
 }
 
+/* Run by root on the service's state (/var/lib/cutoffd, owned by user
+ * cutoffd): become that owner before SQLite touches anything, or a
+ * state.db, -wal or -shm created by root would lock the daemon out. */
+static int
+become_state_owner(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+	char *dir;
+	struct stat st;
+	int r;
+
+	if (geteuid() != 0)
+		return 0;
+	dir = slash == NULL ? xstrdup(".") : slash == c->daemon.state ?
+		xstrdup("/") : xstrndup(c->daemon.state,
+					(size_t)(slash - c->daemon.state));
+	r = stat(dir, &st);
+	free(dir);
+	if (r < 0 || st.st_uid == 0)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setgid(st.st_gid) < 0 ||
+	    setuid(st.st_uid) < 0) {
+		user_error("cannot become the owner (uid %u) of %s's directory: "
+			   "%s", (unsigned)st.st_uid, c->daemon.state,
+			   strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The token the API and the page's forms need: admin_token_file's, or the
  * one the daemon made in its state directory on its first start. */
 static int
@@ -461,6 +494,10 @@ main(int argc, char **argv)
 	c = load_conf();
 	if (c == NULL)
 		return EXIT_USER;
+	if (become_state_owner(c) < 0) {
+		conf_free(c);
+		return EXIT_STATE;
+	}
 	if (now_arg != NULL) {
 		tstamp t;
 

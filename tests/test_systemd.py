@@ -267,6 +267,8 @@ def test_03_reload_edited_configuration(box):
     wait_log(box, "reloaded: 1 units, 1 cycles")
     st, _, body = http("GET", f"http://127.0.0.1:{box.port}/calendar.ics")
     assert st == 200 and b"BEGIN:VEVENT" in body and "quý I".encode() in body
+    box.occ = re.search(r"q1/\d{4}-\d{2}-\d{2}",
+                        box.sh("cutoffctl", "status").stdout).group(0)
 
 
 def test_04_broken_reload_fails_and_keeps_serving(box):
@@ -315,6 +317,16 @@ def test_06_stop(box):
     assert r.stdout.strip() == "inactive"
     assert healthz(box)[0] is None
     assert "stopped" in box.journal()
+    # root's cutoffctl on the stopped service works as the state's owner:
+    # nothing root-owned is left in /var/lib/cutoffd to lock the daemon out,
+    # even when it is the one that creates the state store
+    box.sh("sh", "-c", "rm -f /var/lib/cutoffd/state.db*")
+    box.sh("cutoffctl", "received", "tu-phap", box.occ)
+    owners = box.sh("sh", "-c", "stat -c '%U %n' /var/lib/cutoffd/*").stdout
+    assert all(l.startswith("cutoffd ") for l in owners.splitlines()), owners
+    box.sh("systemctl", "start", "cutoffd")
+    assert healthz(box)[0] == 200
+    box.sh("systemctl", "stop", "cutoffd")
 
 
 def test_07_package_installs_starts_and_purges(box):
