@@ -2328,7 +2328,7 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	struct conf *c;
 	size_t i, nd0 = d != NULL ? d->n : 0;
 	bool failed, hol_set;
-	int r;
+	int r, tmpl_line;
 
 	memset(&p, 0, sizeof p);
 	c = xcalloc(1, sizeof *c);
@@ -2343,6 +2343,7 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	r = ini_parse_stream(reader, &p, handler, &p);
 	flush(&p);
 	hol_set = p.single[S_DAEMON].kl[KD_HOLIDAYS] != 0;
+	tmpl_line = p.single[S_DAEMON].kl[KD_TEMPLATES];
 	if (r == -2) {
 		err(&p, 0, "out of memory while parsing");
 	} else if (r > 0) {
@@ -2386,7 +2387,7 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 		tdirs[0] = c->daemon.templates;
 		tdirs[1] = xasprintf("%s/templates", c->daemon.datadir);
 		c->tmpl = tmpl_load_dirs((const char *const *)tdirs, 2,
-					 c->daemon.lang, d);
+					 c->daemon.lang, name, tmpl_line, d);
 		if (c->tmpl == NULL) {
 			failed = true;
 			if (d != NULL && d->n == before)

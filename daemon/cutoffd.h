@@ -671,9 +671,11 @@ char *hook_build(const struct conf *c, struct db *db, const struct notice *n,
 struct tmplset *tmpl_load(const char *dir, const char *lang, struct diag *d);
 /* Each file from the first of dirs[0..n) that has it (a missing file or
  * directory falls through to the next): an override directory over the
- * installed defaults.  A file found nowhere is an error naming dirs. */
+ * installed defaults.  A file found nowhere is an error at conf:line (the
+ * configuration's templates key; NULL/0 for none) naming dirs. */
 struct tmplset *tmpl_load_dirs(const char *const *dirs, size_t n,
-			       const char *lang, struct diag *d);
+			       const char *lang, const char *conf, int line,
+			       struct diag *d);
 void tmpl_free(struct tmplset *t);
 enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
 /* The template's subject line and body with {{name}} placeholders filled

@@ -314,12 +314,12 @@ tmpl_parse_text(const char *name, enum tmpl_kind k, const char *text,
 struct tmplset *
 tmpl_load(const char *dir, const char *lang, struct diag *d)
 {
-	return tmpl_load_dirs(&dir, 1, lang, d);
+	return tmpl_load_dirs(&dir, 1, lang, NULL, 0, d);
 }
 
 struct tmplset *
 tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
-	       struct diag *d)
+	       const char *conf, int line, struct diag *d)
 {
 	struct tmplset *ts;
 	bool ok = true;
@@ -352,7 +352,7 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 				if (dirs[i] != NULL)
 					buf_printf(&where, "%s%s", where.len ?
 						   ", " : "", dirs[i]);
-			diag_add(d, NULL, 0, "template %s/%s not found in %s",
+			diag_add(d, conf, line, "template %s/%s not found in %s",
 				 lang, tmpl_files[k], where.len ? buf_str(&where) :
 				 "(no directory)");
 			buf_free(&where);

@@ -44,7 +44,7 @@ def test_installed_config_checks_in_a_fresh_directory(tmp_path, port):
                        text=True, env=dict(os.environ,
                                            CUTOFFD_DATADIR=str(tmp_path / "none")))
     assert r.returncode == 1
-    assert f"template vi/remind.txt not found in {tmp_path}/templates, " \
+    assert f"{conf}: template vi/remind.txt not found in {tmp_path}/templates, " \
         f"{tmp_path}/none/templates" in r.stderr, r.stderr
 
 
