@@ -2556,6 +2556,19 @@ conf_summary(const struct conf *c)
 			 c->daemon.timezone);
 }
 
+/* Beside the state store, as the admin token: the directory the daemon
+ * may write and cutoffctl may read. */
+char *
+conf_reload_status_path(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+
+	if (slash == NULL)
+		return xstrdup("reload.status");
+	return xasprintf("%.*s/reload.status", (int)(slash - c->daemon.state),
+			 c->daemon.state);
+}
+
 const char *
 audience_name(enum audience a)
 {

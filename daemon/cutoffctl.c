@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ usage(FILE *f)
 		"  undo UNIT OCCURRENCE           remove that record\n"
 		"  feed-url UNIT                  the unit's private calendar URL\n"
 		"  admin-token                    the API's admin token\n"
+		"  reload [PID]                   reload the daemon (default\n"
+		"                                 $MAINPID), wait for the outcome\n"
 		"\n"
 		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
 		"      --now TIME     act as if it were TIME (local ISO 8601)\n"
@@ -430,6 +433,74 @@ become_state_owner(const struct conf *c)
 	return 0;
 }
 
+/* "GEN PID RESULT" from the daemon's reload.status; -1 when absent/bad */
+static int
+read_reload_status(const char *path, unsigned *gen, long *pid, char *result)
+{
+	char *text;
+	size_t len;
+	int r;
+
+	if (read_file(path, 256, &text, &len) < 0)
+		return -1;
+	r = sscanf(text, "%u %ld %15s", gen, pid, result);
+	free(text);
+	return r == 3 ? 0 : -1;
+}
+
+/* SIGHUP to the daemon, then wait until it reports this reload: ExecReload
+ * returns only once the new configuration serves, and fails when the
+ * daemon rejected it (its errors are in its log at priority err). */
+static int
+cmd_reload(struct conf *c, int argc, char **argv)
+{
+	const char *arg = argc == 2 ? argv[1] : getenv("MAINPID");
+	char *path, *end, result[16];
+	unsigned gen0 = 0, gen;
+	long pid, p;
+	bool had;
+	int i;
+
+	if (argc > 2 || arg == NULL || arg[0] == '\0') {
+		user_error("reload: which daemon? give its PID (systemd sets "
+			   "$MAINPID)");
+		return EXIT_USER;
+	}
+	errno = 0;
+	pid = strtol(arg, &end, 10);
+	if (errno != 0 || *end != '\0' || pid <= 1) {
+		user_error("reload: bad PID %s", arg);
+		return EXIT_USER;
+	}
+	path = conf_reload_status_path(c);
+	had = read_reload_status(path, &gen0, &p, result) == 0 && p == pid;
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		user_error("reload: cannot signal %ld: %s", pid, strerror(errno));
+		free(path);
+		return EXIT_STATE;
+	}
+	/* a reload takes milliseconds; 60 s covers a very large regime */
+	for (i = 0; i < 1200; i++) {
+		if (read_reload_status(path, &gen, &p, result) == 0 &&
+		    p == pid && (!had || gen != gen0) &&
+		    strcmp(result, "started") != 0) {
+			free(path);
+			if (strcmp(result, "ok") == 0) {
+				printf("reloaded\n");
+				return 0;
+			}
+			user_error("the daemon rejected the configuration and "
+				   "keeps the previous one (its log names each "
+				   "error)");
+			return EXIT_USER;
+		}
+		usleep(50 * 1000);
+	}
+	user_error("reload: no answer from %ld in %s", pid, path);
+	free(path);
+	return EXIT_STATE;
+}
+
 /* The token the API and the page's forms need: admin_token_file's, or the
  * one the daemon made in its state directory on its first start. */
 static int
@@ -487,7 +558,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
 	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
-	    strcmp(cmd, "admin-token") != 0) {
+	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
 	}
@@ -522,6 +593,8 @@ main(int argc, char **argv)
 		rc = cmd_undo(c, argc, argv);
 	else if (strcmp(cmd, "admin-token") == 0)
 		rc = cmd_admin_token(c, argc);
+	else if (strcmp(cmd, "reload") == 0)
+		rc = cmd_reload(c, argc, argv);
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);

@@ -319,6 +319,9 @@ bool conf_workday(const struct conf *c, int64_t day);
 bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
 /* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
 char *conf_summary(const struct conf *c);
+/* STATEDIR/reload.status: the daemon's "GENERATION PID ok|rejected|started"
+ * after each reload, read by `cutoffctl reload` (xmalloc'ed path). */
+char *conf_reload_status_path(const struct conf *c);
 
 /* ----------------------------------------------------------------- sched.c */
 

@@ -100,6 +100,33 @@ notify_status(struct app *a, const char *what)
 		   a->conf->ncycles);
 }
 
+/* STATEDIR/reload.status, "GENERATION PID RESULT": how `cutoffctl reload`
+ * (the unit's ExecReload) learns that the reload it asked for is done and
+ * whether it took, so that `systemctl reload` returns only then and fails
+ * when the daemon kept its old configuration. */
+static unsigned reload_gen;
+
+static void
+reload_status(struct app *a, const char *result)
+{
+	char *path = conf_reload_status_path(a->conf), *tmp, line[64];
+	int fd, n, ok;
+
+	tmp = xasprintf("%s.new", path);
+	n = snprintf(line, sizeof line, "%u %ld %s\n", reload_gen,
+		     (long)getpid(), result);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, line, (size_t)n) == n;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, path) < 0) {
+		log_warn("cannot write %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
 static void
 reload(struct app *a)
 {
@@ -121,6 +148,8 @@ reload(struct app *a)
 		diag_free(&d);
 		sd_notify_msg("READY=1\nSTATUS=running (reload rejected: "
 			      "configuration has errors)");
+		reload_gen++;
+		reload_status(a, "rejected");
 		return;
 	}
 	diag_free(&d);
@@ -154,6 +183,8 @@ reload(struct app *a)
 		 "");
 	sd_notify_msg("READY=1");
 	notify_status(a, "running");
+	reload_gen++;
+	reload_status(a, "ok");
 }
 
 static void
@@ -459,6 +490,7 @@ main(int argc, char **argv)
 			 app.conf_path);
 	sd_notify_msg("READY=1");
 	notify_status(&app, "running");
+	reload_status(&app, "started");
 
 	ev_run(loop, 0);
 

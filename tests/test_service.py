@@ -3,6 +3,7 @@ configuration in a fresh directory, the installed data directory and its
 per-file overrides, the admin token made on first start, --check errors at
 priority err under journald, the watchdog."""
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -25,6 +26,14 @@ def inert(tmp, port):
     path = Path(tmp) / "cutoffd.conf"
     path.write_text(text)
     return path
+
+
+def hup_pending(pid):
+    """Whether SIGHUP waits for the process (its ShdPnd mask, bit 0)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            return int(line.split()[1], 16) & 1
+    return False
 
 
 def env_data(**kw):
@@ -160,3 +169,63 @@ def test_watchdog_only_when_asked(daemon_factory, tmp_path, port):
         assert not any("WATCHDOG=1" in m for m in got), (extra, got)
         d.stop()
     s.close()
+
+
+def test_cutoffctl_reload_waits_for_the_outcome(daemon_factory, tmp_path,
+                                                port):
+    conf = inert(tmp_path, port)
+    env = {"CUTOFFD_DATADIR": str(DATADIR)}
+    d = daemon_factory(conf, port, env=env).start()
+    pid = str(d.proc.pid)
+    good = conf.read_text() + """
+[secretariat]
+name  = Thường trực
+email = thuongtruc@example.vn
+
+[policy standard]
+at     = 08:00
+remind = -7d 0d
+
+[cycle q1]
+title  = Báo cáo quý I
+due    = 03-13
+
+[unit tu-phap]
+name  = Phòng Tư pháp
+email = tuphap@example.vn
+"""
+    conf.write_text(good)
+    r = subprocess.run([CUTOFFCTL, "-c", conf, "reload", pid],
+                       capture_output=True, text=True, env=env_data())
+    assert r.returncode == 0 and r.stdout == "reloaded\n", r.stderr
+    # no waiting on our side: the reload is done when cutoffctl returns
+    st, _, body = d.get("/calendar.ics")
+    assert st == 200 and "quý I".encode() in body
+    # $MAINPID, as systemd's ExecReload has it.  A file that breaks after
+    # cutoffctl read it (between `cutoffd --check` and the daemon's own
+    # validation): the daemon is stopped until cutoffctl's SIGHUP is
+    # pending, then the file breaks and the daemon goes on.
+    broken = good.replace("email = tuphap@example.vn\n", "")
+    os.kill(d.proc.pid, signal.SIGSTOP)
+    try:
+        ctl_proc = subprocess.Popen([CUTOFFCTL, "-c", conf, "reload"],
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True,
+                                    env=env_data(MAINPID=pid))
+        deadline = time.monotonic() + 20
+        while not hup_pending(d.proc.pid):
+            assert time.monotonic() < deadline and ctl_proc.poll() is None
+            time.sleep(0.01)
+        conf.write_text(broken)
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+    out, err = ctl_proc.communicate(timeout=60)
+    assert ctl_proc.returncode == 1 and "rejected" in err, (out, err)
+    assert d.get("/calendar.ics")[0] == 200
+    assert "quý I".encode() in d.get("/calendar.ics")[2]
+    d.stop()
+    # a daemon that is not there
+    conf.write_text(good)
+    r = subprocess.run([CUTOFFCTL, "-c", conf, "reload", pid],
+                       capture_output=True, text=True, env=env_data())
+    assert r.returncode == 2

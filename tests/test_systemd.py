@@ -264,9 +264,10 @@ def test_03_reload_edited_configuration(box):
         "[webhook]\n", "[webhook]\nsecret_file = /etc/cutoffd/webhook.secret\n")
     write_conf(box, text + REGIME)
     box.sh("systemctl", "reload", "cutoffd")
-    wait_log(box, "reloaded: 1 units, 1 cycles")
+    # synchronous: once systemctl returns, the new configuration serves
     st, _, body = http("GET", f"http://127.0.0.1:{box.port}/calendar.ics")
     assert st == 200 and b"BEGIN:VEVENT" in body and "quý I".encode() in body
+    wait_log(box, "reloaded: 1 units, 1 cycles")
     box.occ = re.search(r"q1/\d{4}-\d{2}-\d{2}",
                         box.sh("cutoffctl", "status").stdout).group(0)
 
