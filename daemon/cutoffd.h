@@ -115,8 +115,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
-/* True when stderr is the journal stream named by JOURNAL_STREAM (dev:ino),
- * not merely when the variable is inherited. */
+/* True when JOURNAL_STREAM is set: stderr is journald's. */
 bool log_to_journal(void);
 /* A bare line on stderr ("FILE:LINE: message" of --check), with only the
  * "<N>" prefix when stderr is the journal. */

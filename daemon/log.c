@@ -1,17 +1,15 @@
 /*
  * log.c - one-line log records on stderr.
  *
- * Under systemd (stderr is the stream JOURNAL_STREAM names) each line
- * starts with a "<N>" priority prefix that journald turns into the record's
- * priority; elsewhere lines carry a time stamp and level word.  Callers escape untrusted text with
+ * Under systemd (JOURNAL_STREAM set) each line starts with a "<N>" priority
+ * prefix that journald turns into the record's priority; elsewhere lines
+ * carry a time stamp and level word.  Callers escape untrusted text with
  * buf_put_escaped before it gets here.
  */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cutoffd.h"
 
@@ -31,18 +29,12 @@ bool
 log_to_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	struct stat st;
-	char end;
 
-	/* "DEV:INO" of the stream journald gave us; a child whose stderr
-	 * was redirected inherits the variable but not the stream */
-	if (e == NULL || sscanf(e, "%llu:%llu%c", &dev, &ino, &end) != 2)
-		return false;
-	if (fstat(STDERR_FILENO, &st) < 0)
-		return false;
-	return (unsigned long long)st.st_dev == dev &&
-	       (unsigned long long)st.st_ino == ino;
+	/* The contract says "when JOURNAL_STREAM is set"; systemd also
+	 * suggests comparing its DEV:INO with stderr's, which would drop
+	 * the prefixes for a child whose stderr was redirected, but would
+	 * break tools that set the variable by hand to get them. */
+	return e != NULL;
 }
 
 void

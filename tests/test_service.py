@@ -114,12 +114,15 @@ def test_check_errors_at_priority_err_under_journald(tmp_path, port):
     with open(err, "wb") as f:
         st = os.fstat(f.fileno())
         for stream, prefix in ((f"{st.st_dev}:{st.st_ino}", "<3>"),
-                               # inherited but not our stream: no prefix
-                               (f"{st.st_dev}:{st.st_ino + 1}", "")):
+                               # not under journald: bare FILE:LINE lines
+                               (None, "")):
             f.seek(0)
             f.truncate()
+            env = env_data(JOURNAL_STREAM=stream or "")
+            if stream is None:
+                del env["JOURNAL_STREAM"]
             r = subprocess.run([CUTOFFD, "--check", "-c", conf], stderr=f,
-                               env=env_data(JOURNAL_STREAM=stream))
+                               env=env)
             assert r.returncode == 1
             f.flush()
             lines = err.read_text().splitlines()
