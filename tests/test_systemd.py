@@ -70,12 +70,21 @@ def run(*cmd, check=True, timeout=120, **kw):
 def make_root():
     """build/nspawn-root, made once (a cold debootstrap takes ~40 s)."""
     if (CACHE / "usr" / "lib" / "systemd" / "systemd").exists():
-        return
+        if not (CACHE / "etc" / "cutoffd").exists():
+            return
+        # something installed into the cache itself: start again clean
+        shutil.rmtree(CACHE)
     tmp = CACHE.with_name("nspawn-root.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     run("debootstrap", "--variant=minbase", f"--include={PACKAGES}",
         "bookworm", tmp, mirror(), timeout=1200)
     tmp.rename(CACHE)
+
+
+def remove_run():
+    if RUN.is_symlink():
+        RUN.unlink()
+    shutil.rmtree(RUN, ignore_errors=True)
 
 
 def children(pid):
@@ -158,8 +167,10 @@ def box():
                     "systemd-container): the installed service is NOT "
                     "tested. Set CUTOFFD_SKIP_SYSTEMD=<reason> to skip.")
     make_root()
-    shutil.rmtree(RUN, ignore_errors=True)
-    run("cp", "-a", "--reflink=auto", CACHE, RUN)
+    remove_run()
+    RUN.mkdir()
+    # the contents, so that a symlinked cache is copied, never shared
+    run("cp", "-a", "--reflink=auto", f"{CACHE}/.", RUN)
     run("make", "-s", "-C", ROOT, "install", "PREFIX=/usr",
         f"DESTDIR={RUN}", timeout=600)
     port = free_port()
@@ -177,7 +188,7 @@ def box():
         yield c
     finally:
         c.poweroff()
-        shutil.rmtree(RUN, ignore_errors=True)
+        remove_run()
 
 
 def healthz(box):
