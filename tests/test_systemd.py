@@ -87,6 +87,17 @@ def remove_run():
     shutil.rmtree(RUN, ignore_errors=True)
 
 
+def is_init(pid):
+    """The container's PID 1: systemd in a PID namespace not ours (not a
+    helper nspawn forks on the way, whose systemctl would be the host's)."""
+    try:
+        return (Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+                and os.readlink(f"/proc/{pid}/ns/pid") !=
+                os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return False
+
+
 def children(pid):
     kids = []
     for t in Path(f"/proc/{pid}/task").glob("*"):
@@ -117,7 +128,7 @@ class Container:
             if self.proc.poll() is not None:
                 raise AssertionError("the container did not boot:\n" +
                                      self.log_path.read_text(errors="replace"))
-            kids = children(self.proc.pid)
+            kids = [k for k in children(self.proc.pid) if is_init(k)]
             if kids:
                 self.init = kids[0]
                 r = self.sh("systemctl", "is-system-running", "--wait",
