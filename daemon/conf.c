@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #ifndef INI_MAX_LINE
 #define INI_MAX_LINE 200
@@ -37,6 +38,12 @@
 #define MAX_OFFSET_DAYS 3660
 #define MAX_DURATION (3660 * 86400LL)
 #define ADMIN_TOKEN_MIN 32
+/* the installed defaults (templates/, holidays); the Makefile passes
+ * $(DATADIR), CUTOFFD_DATADIR in the environment overrides it */
+#ifndef CUTOFFD_DATADIR
+#define CUTOFFD_DATADIR "/usr/local/share/cutoffd"
+#endif
+#define HOLIDAYS_FILE "holidays-vn.ics"
 
 /* ------------------------------------------------------ sections and keys */
 
@@ -2191,8 +2198,23 @@ load_secrets(struct pctx *p)
 	char *text;
 	int line;
 
-	if (c->daemon.admin_token_file != NULL) {
+	if (c->daemon.admin_token_file == NULL) {
+		/* None configured: the daemon's own, beside its state, made
+		 * on its first start (main.c); read when it exists. */
+		const char *slash = strrchr(c->daemon.state, '/');
+
+		c->daemon.admin_token_auto = true;
+		c->daemon.admin_token_file = slash == NULL ?
+			xstrdup("admin.token") : xasprintf("%.*s/admin.token",
+			(int)(slash - c->daemon.state), c->daemon.state);
+	}
+	if (c->daemon.admin_token_auto &&
+	    access(c->daemon.admin_token_file, F_OK) < 0 && errno == ENOENT) {
+		/* not created yet: no token until the daemon makes it */
+	} else {
 		line = p->single[S_DAEMON].kl[KD_ADMIN_TOKEN_FILE];
+		if (line == 0)
+			line = p->single[S_DAEMON].kl[KD_STATE];
 		if (read_secret(p, "admin_token_file",
 				c->daemon.admin_token_file, line, &text,
 				&n) == 0) {
@@ -2277,7 +2299,10 @@ validate(struct pctx *p)
 	}
 
 	si = &p->single[S_SECRETARIAT];
-	if (si->line == 0)
+	/* an installed configuration with no unit yet is valid and inert */
+	if (si->line == 0 && c->nunits == 0)
+		;
+	else if (si->line == 0)
 		err(p, 0, "missing [secretariat] section (its email "
 		    "receives escalations)");
 	else if (!si->bad && si->kl[KS_EMAIL] == 0)
@@ -2296,12 +2321,8 @@ validate(struct pctx *p)
 		check_cycle(p, &c->cycles[i], &p->caux[i], pidx);
 	free(pidx);
 
-	if (c->nunits == 0)
-		err(p, 0, "no [unit ID] section: at least one unit is "
-		    "needed");
-	if (c->ncycles == 0)
-		err(p, 0, "no [cycle ID] section: at least one cycle is "
-		    "needed");
+	/* Zero units or cycles is an empty calendar, not an error: the
+	 * installed configuration starts inert until the admin fills it. */
 
 	si = &p->single[S_DAEMON];
 	if (c->daemon.timezone != NULL) {
@@ -2372,6 +2393,9 @@ set_defaults(struct conf *c, const char *name)
 	c->daemon.horizon = 400 * 86400LL;
 	c->daemon.history = 400 * 86400LL;
 	c->daemon.templates = resolve(c, "templates");
+	c->daemon.datadir = xstrdup(getenv("CUTOFFD_DATADIR") != NULL &&
+				    getenv("CUTOFFD_DATADIR")[0] != '\0' ?
+				    getenv("CUTOFFD_DATADIR") : CUTOFFD_DATADIR);
 	c->daemon.lang = xstrdup("vi");
 	c->daemon.since_day = INT64_MIN;
 
@@ -2388,6 +2412,23 @@ set_defaults(struct conf *c, const char *name)
 
 	c->webhook.timeout = 10;
 	c->webhook.format = HOOK_STANDARD;
+}
+
+/* No holidays key: the file beside the configuration (an admin's copy in
+ * /etc/cutoffd), else the installed one, else none. */
+static char *
+default_holidays(const struct conf *c)
+{
+	char *path = resolve(c, HOLIDAYS_FILE);
+
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	path = xasprintf("%s/%s", c->daemon.datadir, HOLIDAYS_FILE);
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	return NULL;
 }
 
 static void
@@ -2409,8 +2450,8 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	struct pctx p;
 	struct conf *c;
 	size_t i, nd0 = d != NULL ? d->n : 0;
-	bool failed;
-	int r;
+	bool failed, hol_set;
+	int r, tmpl_line;
 
 	memset(&p, 0, sizeof p);
 	c = xcalloc(1, sizeof *c);
@@ -2424,6 +2465,8 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 
 	r = ini_parse_stream(reader, &p, handler, &p);
 	flush(&p);
+	hol_set = p.single[S_DAEMON].kl[KD_HOLIDAYS] != 0;
+	tmpl_line = p.single[S_DAEMON].kl[KD_TEMPLATES];
 	if (r == -2) {
 		err(&p, 0, "out of memory while parsing");
 	} else if (r > 0) {
@@ -2452,7 +2495,10 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 
 	if (!(flags & CONF_NO_FILES)) {
 		size_t before = d != NULL ? d->n : 0;
+		char *tdirs[2];
 
+		if (!hol_set)
+			c->daemon.holidays = default_holidays(c);
 		if (c->daemon.holidays != NULL &&
 		    holidays_load(c->daemon.holidays, &c->hol, d) < 0) {
 			failed = true;
@@ -2461,13 +2507,17 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 					 "from %s", c->daemon.holidays);
 		}
 		before = d != NULL ? d->n : 0;
-		c->tmpl = tmpl_load(c->daemon.templates, c->daemon.lang, d);
+		tdirs[0] = c->daemon.templates;
+		tdirs[1] = xasprintf("%s/templates", c->daemon.datadir);
+		c->tmpl = tmpl_load_dirs((const char *const *)tdirs, 2,
+					 c->daemon.lang, name, tmpl_line, d);
 		if (c->tmpl == NULL) {
 			failed = true;
 			if (d != NULL && d->n == before)
 				diag_add(d, name, 0, "cannot load templates "
 					 "from %s", c->daemon.templates);
 		}
+		free(tdirs[1]);
 	}
 	if (failed || (d != NULL && d->n > nd0)) {
 		conf_free(c);
@@ -2517,6 +2567,7 @@ conf_free(struct conf *c)
 	free(c->daemon.calendar_token);
 	free(c->daemon.metrics_allow);
 	free(c->daemon.templates);
+	free(c->daemon.datadir);
 	free(c->daemon.lang);
 	free(c->mail.url);
 	free(c->mail.user);
@@ -2639,6 +2690,19 @@ conf_summary(const struct conf *c)
 			 c->ngroups, c->ngroups == 1 ? "" : "s",
 			 c->hol.n, c->hol.n == 1 ? "" : "s",
 			 c->daemon.timezone);
+}
+
+/* Beside the state store, as the admin token: the directory the daemon
+ * may write and cutoffctl may read. */
+char *
+conf_reload_status_path(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+
+	if (slash == NULL)
+		return xstrdup("reload.status");
+	return xasprintf("%.*s/reload.status", (int)(slash - c->daemon.state),
+			 c->daemon.state);
 }
 
 const char *

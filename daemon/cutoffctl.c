@@ -6,10 +6,14 @@
  *
  * Exit status: 0 success, 1 user error, 2 state store unreachable.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,9 +41,14 @@ usage(FILE *f)
 		"                                 record that a report arrived\n"
 		"  undo UNIT OCCURRENCE           remove that record\n"
 		"  feed-url UNIT                  the unit's private calendar URL\n"
+		"  admin-token                    the API's admin token\n"
+		"  reload [PID]                   reload the daemon (default\n"
+		"                                 $MAINPID), wait for the outcome\n"
 		"\n"
 		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
 		"      --now TIME     act as if it were TIME (local ISO 8601)\n"
+		"  -h, --help         this text\n"
+		"      --version      print the version\n"
 		"\n"
 		"DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time. OCCURRENCE is\n"
 		"CYCLE/YYYY-MM-DD (the nominal due date). Exit status: 0 ok, 1 user\n"
@@ -460,6 +469,122 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 	return 0;
 }
 
+/* Run by root on the service's state (/var/lib/cutoffd, owned by user
+ * cutoffd): become that owner before SQLite touches anything, or a
+ * state.db, -wal or -shm created by root would lock the daemon out. */
+static int
+become_state_owner(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+	char *dir;
+	struct stat st;
+	int r;
+
+	if (geteuid() != 0)
+		return 0;
+	dir = slash == NULL ? xstrdup(".") : slash == c->daemon.state ?
+		xstrdup("/") : xstrndup(c->daemon.state,
+					(size_t)(slash - c->daemon.state));
+	r = stat(dir, &st);
+	free(dir);
+	if (r < 0 || st.st_uid == 0)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setgid(st.st_gid) < 0 ||
+	    setuid(st.st_uid) < 0) {
+		user_error("cannot become the owner (uid %u) of %s's directory: "
+			   "%s", (unsigned)st.st_uid, c->daemon.state,
+			   strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* "GEN PID RESULT" from the daemon's reload.status; -1 when absent/bad */
+static int
+read_reload_status(const char *path, unsigned *gen, long *pid, char *result)
+{
+	char *text;
+	size_t len;
+	int r;
+
+	if (read_file(path, 256, &text, &len) < 0)
+		return -1;
+	r = sscanf(text, "%u %ld %15s", gen, pid, result);
+	free(text);
+	return r == 3 ? 0 : -1;
+}
+
+/* SIGHUP to the daemon, then wait until it reports this reload: ExecReload
+ * returns only once the new configuration serves, and fails when the
+ * daemon rejected it (its errors are in its log at priority err). */
+static int
+cmd_reload(struct conf *c, int argc, char **argv)
+{
+	const char *arg = argc == 2 ? argv[1] : getenv("MAINPID");
+	char *path, *end, result[16];
+	unsigned gen0 = 0, gen;
+	long pid, p;
+	bool had;
+	int i;
+
+	if (argc > 2 || arg == NULL || arg[0] == '\0') {
+		user_error("reload: which daemon? give its PID (systemd sets "
+			   "$MAINPID)");
+		return EXIT_USER;
+	}
+	errno = 0;
+	pid = strtol(arg, &end, 10);
+	if (errno != 0 || *end != '\0' || pid <= 1) {
+		user_error("reload: bad PID %s", arg);
+		return EXIT_USER;
+	}
+	path = conf_reload_status_path(c);
+	had = read_reload_status(path, &gen0, &p, result) == 0 && p == pid;
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		user_error("reload: cannot signal %ld: %s", pid, strerror(errno));
+		free(path);
+		return EXIT_STATE;
+	}
+	/* a reload takes milliseconds; 60 s covers a very large regime */
+	for (i = 0; i < 1200; i++) {
+		if (read_reload_status(path, &gen, &p, result) == 0 &&
+		    p == pid && (!had || gen != gen0) &&
+		    strcmp(result, "started") != 0) {
+			free(path);
+			if (strcmp(result, "ok") == 0) {
+				printf("reloaded\n");
+				return 0;
+			}
+			user_error("the daemon rejected the configuration and "
+				   "keeps the previous one (its log names each "
+				   "error)");
+			return EXIT_USER;
+		}
+		usleep(50 * 1000);
+	}
+	user_error("reload: no answer from %ld in %s", pid, path);
+	free(path);
+	return EXIT_STATE;
+}
+
+/* The token the API and the page's forms need: admin_token_file's, or the
+ * one the daemon made in its state directory on its first start. */
+static int
+cmd_admin_token(struct conf *c, int argc)
+{
+	if (argc != 1) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (c->daemon.admin_token == NULL) {
+		user_error("no admin token yet: cutoffd creates %s on its "
+			   "first start", c->daemon.admin_token_file);
+		return EXIT_STATE;
+	}
+	printf("%s\n", c->daemon.admin_token);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -498,13 +623,18 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
-	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0) {
+	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
+	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
 	}
 	c = load_conf();
 	if (c == NULL)
 		return EXIT_USER;
+	if (become_state_owner(c) < 0) {
+		conf_free(c);
+		return EXIT_STATE;
+	}
 	if (now_arg != NULL) {
 		tstamp t;
 
@@ -528,6 +658,10 @@ main(int argc, char **argv)
 		rc = cmd_received(c, argc, argv);
 	else if (strcmp(cmd, "undo") == 0)
 		rc = cmd_undo(c, argc, argv);
+	else if (strcmp(cmd, "admin-token") == 0)
+		rc = cmd_admin_token(c, argc);
+	else if (strcmp(cmd, "reload") == 0)
+		rc = cmd_reload(c, argc, argv);
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);

@@ -134,6 +134,11 @@ void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
+/* True when JOURNAL_STREAM is set: stderr is journald's. */
+bool log_to_journal(void);
+/* A bare line on stderr ("FILE:LINE: message" of --check), with only the
+ * "<N>" prefix when stderr is the journal. */
+void log_plain(enum log_level lvl, const char *line);
 
 /* -------------------------------------------------------------------- tz.c */
 
@@ -286,10 +291,13 @@ struct conf {
 		unsigned workdays;    /* bit (1 << wday), 0 = Sunday */
 		char *admin_token_file;
 		char *admin_token;    /* contents, trimmed; NULL if no file */
+		bool admin_token_auto; /* no admin_token_file: the daemon
+					* creates STATEDIR/admin.token */
 		char *calendar_token; /* NULL when not set */
 		int64_t horizon;      /* seconds ahead feeds/plans look */
 		int64_t history;      /* seconds back feeds/status look */
-		char *templates;      /* resolved dir */
+		char *templates;      /* resolved dir, overrides file by file */
+		char *datadir;        /* installed defaults: templates/, holidays */
 		char *lang;           /* "vi" | "en" */
 		/* who may GET /metrics; NULL = loopback clients only */
 		struct cidr *metrics_allow;
@@ -376,6 +384,9 @@ void conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
 		      const struct occ_alias *aliases, size_t naliases);
 /* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
 char *conf_summary(const struct conf *c);
+/* STATEDIR/reload.status: the daemon's "GENERATION PID ok|rejected|started"
+ * after each reload, read by `cutoffctl reload` (xmalloc'ed path). */
+char *conf_reload_status_path(const struct conf *c);
 
 /* ----------------------------------------------------------------- sched.c */
 
@@ -652,6 +663,9 @@ double clock_real_at(const struct clock *c, tstamp t);
  * the variable is unset.  Returns 1 sent, 0 not under systemd, -1 error. */
 int sd_notify_msg(const char *msg);
 int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* The watchdog interval systemd asks for (WATCHDOG_USEC, for this pid per
+ * WATCHDOG_PID) in seconds, or 0 when none: WATCHDOG=1 is due at half. */
+double sd_watchdog_interval(void);
 
 /* ----------------------------------------------------------- the daemon */
 
@@ -822,6 +836,13 @@ char *hook_build(const struct conf *c, struct db *db, const struct notice *n,
 /* tmpl.c: message templates, loaded with the configuration so that an
  * unknown placeholder is a config error. */
 struct tmplset *tmpl_load(const char *dir, const char *lang, struct diag *d);
+/* Each file from the first of dirs[0..n) that has it (a missing file or
+ * directory falls through to the next): an override directory over the
+ * installed defaults.  A file found nowhere is an error at conf:line (the
+ * configuration's templates key; NULL/0 for none) naming dirs. */
+struct tmplset *tmpl_load_dirs(const char *const *dirs, size_t n,
+			       const char *lang, const char *conf, int line,
+			       struct diag *d);
 void tmpl_free(struct tmplset *t);
 enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
 /* The template's subject line and body with {{name}} placeholders filled

@@ -3,12 +3,14 @@
  * teardown in reverse order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +36,7 @@ static ev_timer state_poll, state_recheck, stop_timer;
 static ev_io state_io;
 static int state_ifd = -1;
 static char *state_base;      /* the store's file name in its directory */
+static ev_timer watchdog;
 static double stop_began;
 
 static void
@@ -194,6 +197,33 @@ regime_moves(struct db *db, struct conf *c, const struct conf *old,
 	free_list(ids, nids);
 }
 
+/* STATEDIR/reload.status, "GENERATION PID RESULT": how `cutoffctl reload`
+ * (the unit's ExecReload) learns that the reload it asked for is done and
+ * whether it took, so that `systemctl reload` returns only then and fails
+ * when the daemon kept its old configuration. */
+static unsigned reload_gen;
+
+static void
+reload_status(struct app *a, const char *result)
+{
+	char *path = conf_reload_status_path(a->conf), *tmp, line[64];
+	int fd, n, ok;
+
+	tmp = xasprintf("%s.new", path);
+	n = snprintf(line, sizeof line, "%u %ld %s\n", reload_gen,
+		     (long)getpid(), result);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, line, (size_t)n) == n;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, path) < 0) {
+		log_warn("cannot write %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
 static void
 reload(struct app *a)
 {
@@ -216,6 +246,8 @@ reload(struct app *a)
 		diag_free(&d);
 		sd_notify_msg("READY=1\nSTATUS=running (reload rejected: "
 			      "configuration has errors)");
+		reload_gen++;
+		reload_status(a, "rejected");
 		return;
 	}
 	diag_free(&d);
@@ -248,10 +280,14 @@ reload(struct app *a)
 	app_changed(a);
 	conf_free(old);
 	metrics_reloaded(true, clock_now(&a->clk));
-	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
+	log_info("reloaded: %zu units, %zu cycles%s", nc->nunits, nc->ncycles,
+		 nc->nunits == 0 || nc->ncycles == 0 ? " (nothing is chased)" :
+		 "");
 	holidays_warn(nc, clock_now(&a->clk), NULL);
 	sd_notify_msg("READY=1");
 	notify_status(a, "running");
+	reload_gen++;
+	reload_status(a, "ok");
 }
 
 static void
@@ -436,6 +472,59 @@ watch_start(struct ev_loop *loop, const char *path)
 	free(copy);
 }
 
+/* WATCHDOG=1 from the loop itself: a wedged loop misses it and systemd
+ * restarts the service.  Armed only when systemd asks (WatchdogSec=). */
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	sd_notify_msg("WATCHDOG=1");
+}
+
+/* No admin_token_file configured: make STATEDIR/admin.token once, whole or
+ * not at all (written aside, then linked into place), mode 0600. */
+static int
+create_admin_token(struct conf *c)
+{
+	unsigned char raw[24];
+	char hex[2 * sizeof raw + 2], *tmp;
+	size_t i, n;
+	int fd, ok;
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+		log_err("admin token: no random bytes: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < sizeof raw; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	n = 2 * sizeof raw;
+	hex[n++] = '\n';
+	tmp = xasprintf("%s.new", c->daemon.admin_token_file);
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, hex, n) == (ssize_t)n && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (ok && link(tmp, c->daemon.admin_token_file) < 0)
+		ok = 0;
+	if (!ok) {
+		log_err("admin token: cannot create %s: %s",
+			c->daemon.admin_token_file, strerror(errno));
+		(void)unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	(void)unlink(tmp);
+	free(tmp);
+	hex[n - 1] = '\0';
+	c->daemon.admin_token = xstrdup(hex);
+	log_info("created the admin token in %s (cutoffctl admin-token "
+		 "prints it)", c->daemon.admin_token_file);
+	return 0;
+}
+
 static int
 parse_speed(const char *s, double *out)
 {
@@ -500,9 +589,15 @@ main(int argc, char **argv)
 	diag_init(&d);
 	app.conf = conf_load(conf_path, 0, &d);
 	if (app.conf == NULL) {
-		diag_print(&d, stderr);
-		if (d.n == 0)
-			fprintf(stderr, "%s: cannot load\n", conf_path);
+		/* bare FILE:LINE lines as the contract says, at priority
+		 * err when ExecStartPre/ExecReload run this under journald */
+		for (size_t i = 0; i < d.n; i++)
+			log_plain(LOG_ERR, d.msg[i]);
+		if (d.n == 0) {
+			summary = xasprintf("%s: cannot load", conf_path);
+			log_plain(LOG_ERR, summary);
+			free(summary);
+		}
 		diag_free(&d);
 		return 1;
 	}
@@ -567,6 +662,9 @@ main(int argc, char **argv)
 	/* from here on the loop never waits long for another process's
 	 * lock: writers retry later, the API answers 503 (see db.c) */
 	db_set_busy_timeout(app.db, DB_LOOP_BUSY_MS);
+	if (app.conf->daemon.admin_token == NULL &&
+	    app.conf->daemon.admin_token_auto)
+		(void)create_admin_token(app.conf);
 
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (loop == NULL)
@@ -599,19 +697,31 @@ main(int argc, char **argv)
 	ev_init(&state_recheck, on_state_poll);
 	state_poll.data = state_recheck.data = &app;
 	watch_start(loop, app.conf->daemon.state);
+	if (sd_watchdog_interval() > 0) {
+		ev_timer_init(&watchdog, on_watchdog, 0.0,
+			      sd_watchdog_interval() / 2);
+		ev_timer_start(loop, &watchdog);
+	}
 
 	holidays_warn(app.conf, clock_now(&app.clk), NULL);
 	metrics_reloaded(true, clock_now(&app.clk));
 	log_info("cutoffd %s started: %zu units, %zu cycles, listening on %s",
 		 CUTOFFD_VERSION, app.conf->nunits, app.conf->ncycles,
 		 app.conf->daemon.listen);
+	if (app.conf->nunits == 0 || app.conf->ncycles == 0)
+		log_info("no %s configured: nothing is chased (an empty "
+			 "calendar) until %s gets some",
+			 app.conf->nunits == 0 ? "units" : "cycles",
+			 app.conf_path);
 	sd_notify_msg("READY=1");
 	notify_status(&app, "running");
+	reload_status(&app, "started");
 
 	ev_run(loop, 0);
 
 	/* Teardown in reverse order of start-up. */
 	ev_timer_stop(loop, &stop_timer);
+	ev_timer_stop(loop, &watchdog);
 	ev_signal_stop(loop, &sig_hup);
 	ev_signal_stop(loop, &sig_term);
 	ev_signal_stop(loop, &sig_int);

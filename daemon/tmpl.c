@@ -314,6 +314,13 @@ tmpl_parse_text(const char *name, enum tmpl_kind k, const char *text,
 struct tmplset *
 tmpl_load(const char *dir, const char *lang, struct diag *d)
 {
+	return tmpl_load_dirs(&dir, 1, lang, NULL, 0, d);
+}
+
+struct tmplset *
+tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
+	       const char *conf, int line, struct diag *d)
+{
 	struct tmplset *ts;
 	bool ok = true;
 
@@ -322,11 +329,35 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 	ts = xcalloc(1, sizeof *ts);
 	ts->lang = xstrdup(lang);
 	for (int k = 0; k < TMPL_COUNT; k++) {
-		char *path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
-		char *text;
-		size_t len;
+		char *path = NULL, *text = NULL;
+		size_t len, i;
+		int r = -1;
 
-		if (read_file(path, TMPL_MAX_SIZE, &text, &len) < 0) {
+		/* the first directory holding the file wins: an admin's
+		 * override of one template keeps the others' defaults */
+		errno = ENOENT;
+		for (i = 0; i < ndirs && r < 0 && errno == ENOENT; i++) {
+			if (dirs[i] == NULL)
+				continue;
+			free(path);
+			path = xasprintf("%s/%s/%s", dirs[i], lang,
+					 tmpl_files[k]);
+			r = read_file(path, TMPL_MAX_SIZE, &text, &len);
+		}
+		if (r < 0 && errno == ENOENT && ndirs > 1) {
+			struct buf where;
+
+			buf_init(&where);
+			for (i = 0; i < ndirs; i++)
+				if (dirs[i] != NULL)
+					buf_printf(&where, "%s%s", where.len ?
+						   ", " : "", dirs[i]);
+			diag_add(d, conf, line, "template %s/%s not found in %s",
+				 lang, tmpl_files[k], where.len ? buf_str(&where) :
+				 "(no directory)");
+			buf_free(&where);
+			ok = false;
+		} else if (r < 0) {
 			diag_add(d, path, 0, "cannot read template: %s",
 				 strerror(errno));
 			ok = false;

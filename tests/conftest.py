@@ -17,7 +17,7 @@ CUTOFFD = BUILD / "cutoffd"
 CUTOFFCTL = BUILD / "cutoffctl"
 HOLIDAYS = ROOT / "conf" / "holidays-vn.ics"
 TEMPLATES = ROOT / "conf" / "templates"
-EXAMPLE = ROOT.parent / "shared" / "examples" / "city-2024.conf"
+EXAMPLE = ROOT / "conf" / "city-2024.conf"  # a copy of the shared example
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 
