@@ -56,7 +56,8 @@ enum sec {
 enum {
 	KD_TIMEZONE, KD_STATE, KD_LISTEN, KD_PUBLIC_URL, KD_HOLIDAYS,
 	KD_WORKDAYS, KD_ADMIN_TOKEN_FILE, KD_CALENDAR_TOKEN, KD_HORIZON,
-	KD_HISTORY, KD_TEMPLATES, KD_LANG, KD_N
+	KD_HISTORY, KD_TEMPLATES, KD_LANG, KD_MAX_CONNECTIONS,
+	KD_MAX_CONNECTIONS_PER_IP, KD_N
 };
 static const char *const daemon_keys[KD_N] = {
 	[KD_TIMEZONE] = "timezone", [KD_STATE] = "state",
@@ -66,6 +67,8 @@ static const char *const daemon_keys[KD_N] = {
 	[KD_CALENDAR_TOKEN] = "calendar_token", [KD_HORIZON] = "horizon",
 	[KD_HISTORY] = "history", [KD_TEMPLATES] = "templates",
 	[KD_LANG] = "lang",
+	[KD_MAX_CONNECTIONS] = "max_connections",
+	[KD_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
 };
 
 enum {
@@ -739,6 +742,24 @@ set_daemon(struct pctx *p, int k, char *v, int line)
 		else
 			replace(&c->daemon.lang, xstrdup(v));
 		break;
+	case KD_MAX_CONNECTIONS:
+	case KD_MAX_CONNECTIONS_PER_IP: {
+		/* each connection is a descriptor; the usual soft limit of
+		 * 1024 has to leave room for the store, mail and webhooks */
+		char *end;
+		long lv;
+
+		errno = 0;
+		lv = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno ||
+		    lv < 1 || lv > 4096)
+			bad(p, line, key, v, "expected a number from 1 to 4096");
+		else if (k == KD_MAX_CONNECTIONS)
+			c->daemon.max_connections = (unsigned)lv;
+		else
+			c->daemon.max_connections_per_ip = (unsigned)lv;
+		break;
+	}
 	}
 }
 
@@ -2251,6 +2272,8 @@ set_defaults(struct conf *c, const char *name)
 	c->daemon.history = 400 * 86400LL;
 	c->daemon.templates = resolve(c, "templates");
 	c->daemon.lang = xstrdup("vi");
+	c->daemon.max_connections = 512;
+	c->daemon.max_connections_per_ip = 256;
 
 	c->mail.transport = TRANSPORT_SMTP;
 	c->mail.url = xstrdup("smtp://127.0.0.1:25");

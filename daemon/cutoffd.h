@@ -245,6 +245,8 @@ struct conf {
 		int64_t history;      /* seconds back feeds/status look */
 		char *templates;      /* resolved dir */
 		char *lang;           /* "vi" | "en" */
+		unsigned max_connections;        /* HTTP, at once */
+		unsigned max_connections_per_ip; /* from one client address */
 	} daemon;
 	struct {
 		enum transport transport;

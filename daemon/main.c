@@ -126,7 +126,8 @@ reload(struct app *a)
 			 "after a restart", nc->daemon.state);
 	old = a->conf;
 	a->conf = nc;
-	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0) {
+	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0 ||
+	    nc->daemon.max_connections != old->daemon.max_connections) {
 		/* Only a changed listen address costs a server restart;
 		 * otherwise no request is dropped by a reload. */
 		http_stop(a->http);
