@@ -415,6 +415,12 @@ int db_unit_token(struct db *db, const char *unit, char **token);
  * stored one, seq is incremented and modified set to now. */
 int db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	   tstamp now, int64_t *seq, tstamp *modified);
+/* The stored revision, read only: 0, 1 when there is none, -1 error. */
+int db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
+	       tstamp *modified);
+/* Stores (hash, seq 0, now) unless a revision is already stored. */
+int db_rev_seed(struct db *db, const char *kind, const char *id,
+		const char *hash, tstamp now);
 
 struct submission {
 	char occurrence[OCC_ID_MAX];
@@ -446,6 +452,8 @@ int db_sub_foreach(struct db *db, const char *occ,
 		   int (*fn)(void *ctx, const struct submission *s), void *ctx);
 /* History events for (occ, unit); unit NULL = the whole occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
+/* When the latest of those was recorded; 0 when none, -1 on error. */
+tstamp db_sub_last_event(struct db *db, const char *occ, const char *unit);
 
 /* The raw handle, for modules that keep their own prepared statements
  * (outbox.c).  Tables of every module are created by db.c's migrations. */
@@ -706,6 +714,7 @@ struct feed_doc {
 	unsigned gen;            /* generation it was built for */
 	void *resp;              /* struct MHD_Response * with body and headers
 				    (made once; NULL if that failed) */
+	void *resp304;           /* the same headers, no body; or NULL */
 };
 
 struct feeds *feeds_new(void);
@@ -716,7 +725,21 @@ void feeds_invalidate(struct feeds *f);
  * valid until the next feeds_* call that rebuilds or invalidates. */
 const struct feed_doc *feeds_secretariat(struct app *a);
 const struct feed_doc *feeds_unit(struct app *a, const struct unit *u);
-/* Builders (pure but for db revision bookkeeping), for tests too: return
+/* The revision bookkeeping behind SEQUENCE (one write transaction): call
+ * where the configuration changes (start, reload with the old one, stop),
+ * never on a request.  Builders only read what it stored. */
+int feeds_revise(const struct conf *old, const struct conf *c, struct db *db,
+		 tstamp now);
+/* The units' feed tokens of c into memory (created where missing). */
+int feeds_load_tokens(struct feeds *f, const struct conf *c, struct db *db);
+/* u's token when loaded for this c, else NULL (then ask db_unit_token). */
+const char *feeds_token(const struct feeds *f, const struct conf *c,
+			const struct unit *u);
+/* feeds_revise + feeds_load_tokens + invalidate, for a->conf. */
+int feeds_reload(struct app *a, const struct conf *old);
+size_t feeds_bytes(const struct feeds *f);   /* cached, for tests */
+void feeds_set_limit(struct feeds *f, size_t bytes);  /* for tests */
+/* Builders (pure views; they only read the store), for tests too: return
  * an xmalloc'ed VCALENDAR text. */
 char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 			     tstamp *modified);

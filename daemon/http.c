@@ -248,6 +248,8 @@ static enum MHD_Result serve_doc(struct MHD_Connection *mc,
 	}
 	if (not_modified(mc, doc)) {
 		*status = 304;
+		if (doc->resp304)
+			return MHD_queue_response(mc, 304, doc->resp304);
 		r = MHD_create_response_from_buffer(0, (void *)"",
 						    MHD_RESPMEM_PERSISTENT);
 	} else if (doc->resp) {
@@ -300,7 +302,7 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 				  const char *rest, int *status)
 {
 	const struct unit *u = NULL;
-	const char *tok;
+	const char *tok, *have;
 	char id[72], *want = NULL;
 	size_t n = strlen(rest);
 	bool ok;
@@ -316,12 +318,19 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 		*status = 404;
 		return reply(mc, 404, "not found\n", NULL);
 	}
-	if (db_unit_token(h->a->db, u->id, &want) < 0) {
-		*status = 503;
-		return reply(mc, 503, "state store unavailable\n", NULL);
+	/* held in memory since the last start or reload */
+	have = feeds_token(h->a->feeds, h->a->conf, u);
+	if (have) {
+		ok = ct_streq(tok, have);
+	} else {
+		if (db_unit_token(h->a->db, u->id, &want) < 0) {
+			*status = 503;
+			return reply(mc, 503, "state store unavailable\n",
+				     NULL);
+		}
+		ok = ct_streq(tok, want);
+		free(want);
 	}
-	ok = ct_streq(tok, want);
-	free(want);
 	if (!ok) {
 		*status = 404;
 		return reply(mc, 404, "not found\n", NULL);

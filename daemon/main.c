@@ -145,6 +145,7 @@ reload(struct app *a)
 		}
 	}
 	ensure_tokens(a);
+	feeds_reload(a, old);
 	app_changed(a);
 	conf_free(old);
 	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
@@ -350,6 +351,7 @@ main(int argc, char **argv)
 		fatal("cannot initialise the event loop");
 	app.loop = loop;
 	app.feeds = feeds_new();
+	feeds_reload(&app, NULL);
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
 		log_err("listen = %s: %s", app.conf->daemon.listen, err);
@@ -396,6 +398,8 @@ main(int argc, char **argv)
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);
+	/* revisions of what entered the window since the last reload */
+	feeds_revise(NULL, app.conf, app.db, clock_now(&app.clk));
 	feeds_free(app.feeds);
 	db_close(app.db);
 	conf_free(app.conf);
