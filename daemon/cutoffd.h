@@ -110,6 +110,8 @@ enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 /* journald priority prefixes ("<3>") when JOURNAL_STREAM is set. */
 void log_init(const char *ident, int verbosity);
 void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* Whether lvl would be written: skip building a costly message if not. */
+bool log_enabled(enum log_level lvl);
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

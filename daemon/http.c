@@ -464,6 +464,8 @@ static void log_request(const char *method, const char *url, int status)
 {
 	struct buf b;
 
+	if (!log_enabled(LOG_DEBUG))   /* a request's work: keep it small */
+		return;
 	buf_init(&b);
 	buf_put_escaped(&b, method, 16);
 	buf_putc(&b, ' ');

@@ -25,6 +25,12 @@ log_init(const char *ident, int verbosity)
 	log_journal = getenv("JOURNAL_STREAM") != NULL;
 }
 
+bool
+log_enabled(enum log_level lvl)
+{
+	return lvl != LOG_DEBUG || log_verbosity >= 1;
+}
+
 static const char *
 level_word(enum log_level lvl)
 {
