@@ -30,7 +30,8 @@
 #define INI_MAX_LINE 200
 #endif
 
-#define CONF_MAX_BYTES (4u << 20)
+/* 100,000 units with a head and groups each take about 13 MB */
+#define CONF_MAX_BYTES (32u << 20)
 #define SECRET_MAX_BYTES 65536
 #define MAX_ERRORS 1000
 #define MAX_STEPS 64
@@ -2385,7 +2386,7 @@ conf_load(const char *path, unsigned flags, struct diag *d)
 
 	if (read_file(path, CONF_MAX_BYTES, &text, &len) < 0) {
 		diag_add(d, path, 0, "cannot read: %s", errno == EFBIG ?
-			 "larger than 4 MiB" : strerror(errno));
+			 "larger than 32 MiB" : strerror(errno));
 		return NULL;
 	}
 	c = conf_parse(path, text, len, flags, d);
