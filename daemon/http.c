@@ -76,7 +76,9 @@ struct http {
 	struct sock *wait_head, *wait_tail;
 	struct ipcount *ips[IP_BUCKETS];
 	/* refusals and cuts since the last report */
-	unsigned long refused_ip, refused_full, cut_slow;
+	unsigned long refused_ip, refused_full, cut_slow, client_errors;
+	unsigned cut_open;          /* cut, not closed yet */
+	unsigned cut_pending;       /* cut, MHD's closing line still to come */
 	double reported;            /* monotonic time of the last report */
 };
 
@@ -572,6 +574,27 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	return cs;
 }
 
+/* libmicrohttpd 0.9.75's messages about one connection that its client
+ * broke: closed early, malformed, gone while we answered. */
+static bool client_caused(const char *msg)
+{
+	static const char *const prefixes[] = {
+		"Socket has been disconnected",
+		"Connection socket is closed",
+		"Connection was closed by remote side",
+		"Failed to send",
+		"Error processing request",
+		"Received HTTP/1.1 request without",
+		"Too large value of 'Content-Length'",
+		"Failed to parse `Content-Length'",
+	};
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 __attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -592,7 +615,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	/* the library may quote what a client sent */
 	buf_init(&b);
 	buf_put_escaped(&b, msg, sizeof(msg));
-	log_warn("http: %s", buf_str(&b));
+	if (client_caused(msg)) {
+		/* any client can cause these at will: a count a minute;
+		 * those we shut down ourselves were counted already */
+		if (h->cut_pending > 0)
+			h->cut_pending--;
+		else
+			h->client_errors++;
+		log_debug("http: %s", buf_str(&b));
+	} else {
+		log_warn("http: %s", buf_str(&b));
+	}
 	buf_free(&b);
 }
 
@@ -670,16 +703,31 @@ static void ip_release(struct http *h, struct ipcount *e)
 static void report(struct http *h, bool force)
 {
 	double now = mono();
+	struct buf b;
 
-	if (!h->refused_ip && !h->refused_full && !h->cut_slow)
+	if (!h->refused_ip && !h->refused_full && !h->cut_slow &&
+	    !h->client_errors)
 		return;
 	if (!force && now - h->reported < REFUSED_LOG_EVERY)
 		return;
-	log_warn("http: refused %lu connections over max_connections_per_ip"
-		 " = %u and %lu at max_connections = %u; closed %lu that did"
-		 " not send a request within %.0f s", h->refused_ip, h->per_ip,
-		 h->refused_full, h->max_conns, h->cut_slow, REQUEST_TIMEOUT);
-	h->refused_ip = h->refused_full = h->cut_slow = 0;
+	buf_init(&b);
+	if (h->refused_ip)
+		buf_printf(&b, "; refused %lu connections over "
+			   "max_connections_per_ip = %u", h->refused_ip,
+			   h->per_ip);
+	if (h->refused_full)
+		buf_printf(&b, "; refused %lu connections at max_connections"
+			   " = %u", h->refused_full, h->max_conns);
+	if (h->cut_slow)
+		buf_printf(&b, "; closed %lu connections that sent no whole "
+			   "request within %.0f s", h->cut_slow,
+			   REQUEST_TIMEOUT);
+	if (h->client_errors)
+		buf_printf(&b, "; %lu connections broken by their clients"
+			   " (details with -v)", h->client_errors);
+	log_warn("http: %s", buf_str(&b) + 2);
+	buf_free(&b);
+	h->refused_ip = h->refused_full = h->cut_slow = h->client_errors = 0;
 	h->reported = now;
 }
 
@@ -777,6 +825,10 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
 	}
 	if (!s)
 		return;
+	/* MHD's line about a connection comes before this notification:
+	 * with every cut one gone, none is still to come */
+	if (s->cut && h->cut_open > 0 && --h->cut_open == 0)
+		h->cut_pending = 0;
 	wait_unlink(h, s);
 	ip_release(h, s->ip);
 	if (h->nconns > 0)
@@ -796,8 +848,11 @@ static void cut_slow(struct http *h)
 
 		wait_unlink(h, s);
 		s->cut = true;
-		if (s->fd != MHD_INVALID_SOCKET)
+		if (s->fd != MHD_INVALID_SOCKET) {
 			shutdown(s->fd, SHUT_RDWR);
+			h->cut_pending++;
+			h->cut_open++;
+		}
 		h->cut_slow++;
 	}
 }
@@ -826,7 +881,8 @@ static void rearm(struct http *h)
 		if (t < 0 || w < t)
 			t = w;
 	}
-	if (h->refused_ip || h->refused_full || h->cut_slow) {
+	if (h->refused_ip || h->refused_full || h->cut_slow ||
+	    h->client_errors) {
 		double r = h->reported + REFUSED_LOG_EVERY - now;
 
 		if (r < 0)

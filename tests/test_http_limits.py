@@ -152,6 +152,12 @@ def test_slow_sender_is_closed_and_others_are_served(daemon_factory,
         time.sleep(1)
     slow_head.close()
     slow_body.close()
+    d.stop()
+    # one line for both, not one per connection
+    lines = [ln for ln in d.logtext().splitlines() if "warning" in ln and
+             "http:" in ln]
+    assert len(lines) == 1, lines
+    assert "closed 2 connections that sent no whole request" in lines[0]
     assert "head" in closed, "a dribbling header kept its connection 25 s"
     assert "body" in closed, "a dribbling body kept its connection 25 s"
     assert 8 <= closed["head"] <= 16, closed
@@ -234,3 +240,21 @@ def test_limits_accepted(tmp_path, port):
     r = subprocess.run([str(CUTOFFD), "-c", str(conf), "--check"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+
+
+def test_clients_breaking_connections_do_not_flood_the_log(daemon_factory,
+                                                           tmp_path, port):
+    """Half a request and gone, 50 times: one counted line, not 50."""
+    d = start(daemon_factory, tmp_path, port)
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            time.sleep(0.01)
+    assert healthz(d) == 200
+    d.stop()
+    lines = [ln for ln in d.logtext().splitlines()
+             if "warning" in ln and "http:" in ln]
+    assert len(lines) <= 2, lines
+    n = sum(int(m.group(1)) for ln in lines
+            for m in [re.search(r"(\d+) connections broken", ln)] if m)
+    assert 1 <= n <= 50, lines
