@@ -1145,6 +1145,16 @@ static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
 		lru_front(f, e);
 		return &e->doc;
 	}
+	/* 0.1 kept a revision per feed, written on GETs: read only now, a
+	 * floor, so that Last-Modified does not go back after an upgrade */
+	{
+		int64_t fseq;
+		tstamp fmod;
+
+		if (db_rev_get(a->db, "feed", key, &fseq, &fmod) == 0 &&
+		    fmod > mod && fmod <= now)
+			mod = fmod;
+	}
 	/* Last-Modified moves whenever the content does: also when the
 	 * content changed in a way no revision shows */
 	if (e && mod <= e->doc.modified)

@@ -629,6 +629,33 @@ static void test_sequence_without_stored_revision(void **state)
 	conf_free(old);
 }
 
+/* A state store of 0.1 holds revisions under another hash: the first
+ * start of this version counts that as a change, so SEQUENCE grows. */
+static void test_sequence_after_upgrade(void **state)
+{
+	struct fix *f = *state;
+	icalcomponent *a, *b;
+	int64_t rseq;
+	tstamp mod;
+	int s1;
+
+	assert_int_equal(db_rev(f->db, "occ", "q1/2024-03-13",
+				"0123456789abcdef", f->now - 86400, &rseq,
+				&mod), 0);
+	assert_int_equal(db_rev(f->db, "occ", "q1/2024-03-13",
+				"fedcba9876543210", f->now - 3600, &rseq,
+				&mod), 0);
+	assert_int_equal(rseq, 1);
+	a = sec_feed(f, f->now);
+	s1 = seq(event(a, "q1-2024-03-13@127.0.0.1"));
+	assert_int_equal(s1, 1);
+	assert_int_equal(feeds_revise(NULL, f->c, f->db, f->now + 30), 0);
+	b = sec_feed(f, f->now + 60);
+	assert_true(seq(event(b, "q1-2024-03-13@127.0.0.1")) > s1);
+	icalcomponent_free(a);
+	icalcomponent_free(b);
+}
+
 static void test_tokens_in_memory(void **state)
 {
 	struct fix *f = *state;
@@ -707,6 +734,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_sequence_without_stored_revision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequence_after_upgrade,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_in_memory, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cache_bounded_by_bytes,
