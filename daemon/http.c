@@ -977,7 +977,7 @@ static int listen_on(const char *spec, char **err)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
 				   sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 128) == 0)
+		    listen(fd, 511) == 0)   /* as nginx: bursts wait here */
 			break;
 		saved = errno;
 		close(fd);
