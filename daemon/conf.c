@@ -31,7 +31,8 @@
 #define INI_MAX_LINE 200
 #endif
 
-#define CONF_MAX_BYTES (4u << 20)
+/* 100,000 units with a head and groups each take about 13 MB */
+#define CONF_MAX_BYTES (32u << 20)
 #define SECRET_MAX_BYTES 65536
 #define MAX_ERRORS 1000
 #define MAX_STEPS 64
@@ -64,8 +65,8 @@ enum {
 	KD_TIMEZONE, KD_STATE, KD_LISTEN, KD_PUBLIC_URL, KD_HOLIDAYS,
 	KD_WORKDAYS, KD_ADMIN_TOKEN_FILE, KD_CALENDAR_TOKEN, KD_HORIZON,
 	KD_HISTORY, KD_TEMPLATES, KD_LANG,
-	KD_METRICS_ALLOW, KD_SINCE,
-	KD_N
+	KD_METRICS_ALLOW, KD_SINCE, KD_MAX_CONNECTIONS,
+	KD_MAX_CONNECTIONS_PER_IP, KD_N
 };
 static const char *const daemon_keys[KD_N] = {
 	[KD_TIMEZONE] = "timezone", [KD_STATE] = "state",
@@ -76,6 +77,8 @@ static const char *const daemon_keys[KD_N] = {
 	[KD_HISTORY] = "history", [KD_TEMPLATES] = "templates",
 	[KD_LANG] = "lang",
 	[KD_METRICS_ALLOW] = "metrics_allow", [KD_SINCE] = "since",
+	[KD_MAX_CONNECTIONS] = "max_connections",
+	[KD_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
 };
 
 enum {
@@ -791,6 +794,24 @@ set_daemon(struct pctx *p, int k, char *v, int line)
 			c->daemon.since_day = days_from_civil(d.y, d.m, d.d);
 			c->daemon.since_given = true;
 		}
+		break;
+	}
+	case KD_MAX_CONNECTIONS:
+	case KD_MAX_CONNECTIONS_PER_IP: {
+		/* each connection is a descriptor; the usual soft limit of
+		 * 1024 has to leave room for the store, mail and webhooks */
+		char *end;
+		long lv;
+
+		errno = 0;
+		lv = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno ||
+		    lv < 1 || lv > 4096)
+			bad(p, line, key, v, "expected a number from 1 to 4096");
+		else if (k == KD_MAX_CONNECTIONS)
+			c->daemon.max_connections = (unsigned)lv;
+		else
+			c->daemon.max_connections_per_ip = (unsigned)lv;
 		break;
 	}
 	}
@@ -2398,6 +2419,8 @@ set_defaults(struct conf *c, const char *name)
 				    getenv("CUTOFFD_DATADIR") : CUTOFFD_DATADIR);
 	c->daemon.lang = xstrdup("vi");
 	c->daemon.since_day = INT64_MIN;
+	c->daemon.max_connections = 512;
+	c->daemon.max_connections_per_ip = 256;
 
 	c->mail.transport = TRANSPORT_SMTP;
 	c->mail.url = xstrdup("smtp://127.0.0.1:25");
@@ -2540,7 +2563,7 @@ conf_load(const char *path, unsigned flags, struct diag *d)
 
 	if (read_file(path, CONF_MAX_BYTES, &text, &len) < 0) {
 		diag_add(d, path, 0, "cannot read: %s", errno == EFBIG ?
-			 "larger than 4 MiB" : strerror(errno));
+			 "larger than 32 MiB" : strerror(errno));
 		return NULL;
 	}
 	c = conf_parse(path, text, len, flags, d);

@@ -129,6 +129,8 @@ enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 /* journald priority prefixes ("<3>") when JOURNAL_STREAM is set. */
 void log_init(const char *ident, int verbosity);
 void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* Whether lvl would be written: skip building a costly message if not. */
+bool log_enabled(enum log_level lvl);
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
@@ -306,6 +308,8 @@ struct conf {
 		 * first start (conf_apply_state); since_day INT64_MIN = none */
 		int64_t since_day;
 		bool since_given;
+		unsigned max_connections;        /* HTTP, at once */
+		unsigned max_connections_per_ip; /* from one client address */
 	} daemon;
 	struct {
 		enum transport transport;
@@ -534,6 +538,12 @@ int db_unit_token(struct db *db, const char *unit, char **token);
  * stored one, seq is incremented and modified set to now. */
 int db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	   tstamp now, int64_t *seq, tstamp *modified);
+/* The stored revision, read only: 0, 1 when there is none, -1 error. */
+int db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
+	       tstamp *modified);
+/* Stores (hash, seq 0, now) unless a revision is already stored. */
+int db_rev_seed(struct db *db, const char *kind, const char *id,
+		const char *hash, tstamp now);
 
 struct submission {
 	char occurrence[OCC_ID_MAX];
@@ -571,6 +581,8 @@ int db_sub_count_sources(struct db *db,
 			 void *ctx);
 /* History events for (occ, unit); unit NULL = the whole occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
+/* When the latest of those was recorded; 0 when none, -1 on error. */
+tstamp db_sub_last_event(struct db *db, const char *occ, const char *unit);
 
 /* The regime's life cycle (0.2).  The first day this store was started
  * (the default `since`): 0 with *day set, 1 when none is recorded and
@@ -901,6 +913,7 @@ struct doc {
 	/* The server's response for this body, made on the first send, and
 	 * what releases it; both NULL until then. */
 	void *resp;
+	void *resp304;          /* the same headers, no body */
 	void (*resp_free)(void *resp);
 };
 /* Takes body (xmalloc'ed, NULL for an empty one); the ETag is a hash of
@@ -923,7 +936,21 @@ void feeds_invalidate(struct feeds *f);
  * reference to keep it longer). */
 struct doc *feeds_secretariat(struct app *a);
 struct doc *feeds_unit(struct app *a, const struct unit *u);
-/* Builders (pure but for db revision bookkeeping), for tests too: return
+/* The revision bookkeeping behind SEQUENCE (one write transaction): call
+ * where the configuration changes (start, reload with the old one, stop),
+ * never on a request.  Builders only read what it stored. */
+int feeds_revise(const struct conf *old, const struct conf *c, struct db *db,
+		 tstamp now);
+/* The units' feed tokens of c into memory (created where missing). */
+int feeds_load_tokens(struct feeds *f, const struct conf *c, struct db *db);
+/* u's token when loaded for this c, else NULL (then ask db_unit_token). */
+const char *feeds_token(const struct feeds *f, const struct conf *c,
+			const struct unit *u);
+/* feeds_revise + feeds_load_tokens + invalidate, for a->conf. */
+int feeds_reload(struct app *a, const struct conf *old);
+size_t feeds_bytes(const struct feeds *f);   /* cached, for tests */
+void feeds_set_limit(struct feeds *f, size_t bytes);  /* for tests */
+/* Builders (pure views; they only read the store), for tests too: return
  * an xmalloc'ed VCALENDAR text. */
 char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 			     tstamp *modified);

@@ -104,6 +104,8 @@ enum stmt_id {
 	ST_SUB_ALL,
 	ST_SUB_OCC,
 	ST_SUB_EVENTS,
+	ST_REV_SEED,
+	ST_SUB_LAST_EVENT,
 	ST_COUNT
 };
 
@@ -149,6 +151,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SUB_OCC] = "SELECT occurrence, unit, at, recorded, source, note"
 	    " FROM submission WHERE occurrence = ?1 ORDER BY unit",
 	[ST_SUB_EVENTS] = "SELECT count(*) FROM submission_event"
+	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
+	[ST_REV_SEED] = "INSERT OR IGNORE INTO rev(kind, id, hash, seq, modified)"
+	    " VALUES(?1, ?2, ?3, 0, ?4)",
+	[ST_SUB_LAST_EVENT] = "SELECT max(recorded) FROM submission_event"
 	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
 };
 
@@ -1345,6 +1351,48 @@ found:
 	return 0;
 }
 
+int
+db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
+	   tstamp *modified)
+{
+	sqlite3_stmt *s = stmt(db, ST_REV_GET);
+	int rc, ret = -1;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0)
+		goto out;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(s, 0);
+		*modified = sqlite3_column_int64(s, 1);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		db_fail(db, "rev get");
+	}
+out:
+	done(s);
+	return ret;
+}
+
+int
+db_rev_seed(struct db *db, const char *kind, const char *id, const char *hash,
+	    tstamp now)
+{
+	sqlite3_stmt *s = stmt(db, ST_REV_SEED);
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0 ||
+	    bind_text(db, s, 3, hash) < 0 || bind_int(db, s, 4, now) < 0) {
+		done(s);
+		return -1;
+	}
+	return run(db, s, "rev seed");
+}
+
 /* ------------------------------------------------------------ submissions */
 
 const char *
@@ -1946,4 +1994,24 @@ db_outbox_hold(struct db *db, int64_t id, tstamp t)
 		return -1;
 	}
 	return 0;
+}
+
+tstamp
+db_sub_last_event(struct db *db, const char *occ, const char *unit)
+{
+	sqlite3_stmt *s = stmt(db, ST_SUB_LAST_EVENT);
+	tstamp t = -1;
+
+	if (!s)
+		return -1;
+	if (!occ || bind_text(db, s, 1, occ) < 0 ||
+	    bind_text(db, s, 2, unit) < 0)
+		goto out;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		t = sqlite3_column_int64(s, 0);   /* NULL (none) reads 0 */
+	else
+		db_fail(db, "submission last event");
+out:
+	done(s);
+	return t;
 }

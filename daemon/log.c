@@ -47,6 +47,12 @@ log_plain(enum log_level lvl, const char *line)
 	fflush(stderr);
 }
 
+bool
+log_enabled(enum log_level lvl)
+{
+	return lvl != LOG_DEBUG || log_verbosity >= 1;
+}
+
 static const char *
 level_word(enum log_level lvl)
 {

@@ -259,7 +259,8 @@ reload(struct app *a)
 	apply_state(a->db, nc, clock_now(&a->clk), true);
 	old = a->conf;
 	a->conf = nc;
-	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0) {
+	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0 ||
+	    nc->daemon.max_connections != old->daemon.max_connections) {
 		/* Only a changed listen address costs a server restart;
 		 * otherwise no request is dropped by a reload. */
 		http_stop(a->http);
@@ -277,6 +278,7 @@ reload(struct app *a)
 		}
 	}
 	ensure_tokens(a);
+	feeds_reload(a, old);
 	app_changed(a);
 	conf_free(old);
 	metrics_reloaded(true, clock_now(&a->clk));
@@ -673,6 +675,7 @@ main(int argc, char **argv)
 	app.feeds = feeds_new();
 	app.views = views_new();
 	app.auth = auth_new();
+	feeds_reload(&app, NULL);
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
 		log_err("listen = %s: %s", app.conf->daemon.listen, err);
@@ -734,6 +737,8 @@ main(int argc, char **argv)
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);
+	/* revisions of what entered the window since the last reload */
+	feeds_revise(NULL, app.conf, app.db, clock_now(&app.clk));
 	feeds_free(app.feeds);
 	views_free(app.views);
 	auth_free(app.auth);
