@@ -4,7 +4,7 @@ import sqlite3
 
 from icalendar import Calendar
 
-from conftest import ctl, http, make_config
+from conftest import ctl, http, init_state, make_config
 
 NOW = "2024-03-20T10:00"
 UNITS = ("ld-tbxh", "tu-phap", "mttq", "p-tan-loi")
@@ -26,6 +26,7 @@ def events(body):
 
 def test_get_writes_nothing(daemon_factory, tmp_path, port):
     conf = make_config(tmp_path, port)
+    init_state(conf, port, now=NOW)
     urls = [ctl(conf, "feed-url", u).stdout.strip() for u in UNITS]
     d = daemon_factory(conf, port, now=NOW).start()
     before = revisions(tmp_path)
@@ -46,6 +47,7 @@ def test_get_writes_nothing(daemon_factory, tmp_path, port):
 
 def test_sequence_across_restarts(daemon_factory, tmp_path, port):
     conf = make_config(tmp_path, port)
+    init_state(conf, port, now=NOW)
     url = ctl(conf, "feed-url", "tu-phap").stdout.strip()
     d = daemon_factory(conf, port, now=NOW).start()
     sec1 = events(http("GET", d.base + "/calendar.ics")[2])

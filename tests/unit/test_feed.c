@@ -702,7 +702,7 @@ static void test_cache_bounded_by_bytes(void **state)
 		}
 	/* the most recent stays */
 	{
-		const struct feed_doc *d = feeds_unit(&a, conf_unit(f->c, "c"));
+		const struct doc *d = feeds_unit(&a, conf_unit(f->c, "c"));
 
 		assert_ptr_equal(feeds_unit(&a, conf_unit(f->c, "c")), d);
 	}
