@@ -326,6 +326,11 @@ struct occ {
 	bool has_period;
 	struct ymd period_from, period_to;
 	char id[OCC_ID_MAX];      /* "cycle/YYYY-MM-DD" */
+	/* an extended deadline (sched_extend): due/due_at are the new ones,
+	 * was_due/was_due_at those of the plan */
+	bool extended;
+	struct ymd was_due;
+	tstamp was_due_at;
 };
 
 /* Occurrences of every cycle whose due_at lies in [from, to), sorted by
@@ -336,7 +341,7 @@ int sched_occurrences(const struct conf *c, tstamp from, tstamp to,
  * nominal due dates. */
 int sched_occurrence(const struct conf *c, const char *id, struct occ *out);
 
-#define STEP_NAME_MAX 24
+#define STEP_NAME_MAX 40
 
 struct notice_step {
 	tstamp at;                /* quiet-hours adjusted send time */
@@ -372,6 +377,19 @@ typedef int (*plan_fn)(void *ctx, const struct plan_row *row);
  * unit, step, audience, channel); unit_id NULL = all units. */
 int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 	       submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+struct extension;
+/* sched_plan with extended deadlines: ext (n of them, any order) move the
+ * steps of their occurrence, for every unit or one; an extended
+ * occurrence's step names carry the new date ("remind-3d~20240320") so
+ * that its steps are new notices, not the ones already sent. */
+int sched_plan_ext(const struct conf *c, tstamp from, tstamp to,
+		   const char *unit_id, const struct extension *ext, size_t n,
+		   submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+/* Applies to o the extension among ext[0..n) that binds unit (its own,
+ * else the occurrence-wide one; unit NULL: only the latter).  Returns
+ * true when o was extended. */
+bool sched_extend(const struct conf *c, struct occ *o,
+		  const struct extension *ext, size_t n, const char *unit);
 /* Days a policy's steps reach before (*lo <= 0) and after (*hi >= 0) the
  * due date, repeats included; p may be NULL (0, 0). */
 void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
@@ -380,7 +398,7 @@ void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
 
 struct db;
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -391,6 +409,11 @@ void db_close(struct db *db);
 int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 void db_rollback(struct db *db);
+/* One write of several statements: a transaction of its own, or a
+ * savepoint inside the caller's (a failure undoes only that part).
+ * Pass the token to db_part_end, ok = whether to keep it. */
+int db_part_begin(struct db *db, int *token);
+int db_part_end(struct db *db, int token, bool ok);
 /* Whether the next commits survive power loss (FULL, the default) or only
  * a crash of the process (NORMAL: no fsync) until the next FULL commit or
  * db_sync.  Only the sender's outcome writes use NORMAL; see sender.c. */
@@ -414,13 +437,17 @@ int db_unit_token(struct db *db, const char *unit, char **token);
 int db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	   tstamp now, int64_t *seq, tstamp *modified);
 
+/* The ledger's tables (submissions, their history, extensions) are
+ * ledger.c's; db_sub_* are its names of 0.1 and stay for their callers. */
 struct submission {
 	char occurrence[OCC_ID_MAX];
 	char unit[72];
 	tstamp at;               /* when the report arrived */
 	tstamp recorded;         /* when it was recorded */
-	char source[16];         /* cli, api, page */
+	char source[16];         /* cli, api, page, imap, link */
 	char *note;              /* xmalloc'ed or NULL */
+	bool nil;                /* "không phát sinh": nothing to report */
+	char actor[64];          /* who recorded it; "" when unknown */
 };
 void submission_clear(struct submission *s);  /* frees note */
 /* What is wrong with a note people typed (too long, not UTF-8, control
@@ -442,7 +469,8 @@ int db_sub_get(struct db *db, const char *occ, const char *unit,
  * to stop. */
 int db_sub_foreach(struct db *db, const char *occ,
 		   int (*fn)(void *ctx, const struct submission *s), void *ctx);
-/* History events for (occ, unit); unit NULL = the whole occurrence. */
+/* History events for (occ, unit), occurrence-wide ones (an extension for
+ * every unit) included; unit NULL = every event of the occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
 
 /* The raw handle, for modules that keep their own prepared statements
@@ -486,6 +514,84 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
+ */
+
+/* ---------------------------------------------------------------- ledger.c */
+
+/* The ledger: submissions, nil returns, extended deadlines and the history
+ * of every change to them, each with its source (cli, api, page, imap,
+ * link) and actor (an admin's name, the system user of cutoffctl).  Each
+ * write is one transaction, or a savepoint inside the caller's. */
+
+#define LEDGER_ACTOR_MAX 63
+
+/* Records a report or (nil) a nil return; 0, 1 when one was already
+ * recorded (the first stands), -1. */
+int ledger_receive(struct db *db, const char *occ, const char *unit,
+		   tstamp at, bool nil, const char *source, const char *actor,
+		   const char *note, tstamp now);
+/* Removes the record; 0, 1 when there was none, -1. */
+int ledger_undo(struct db *db, const char *occ, const char *unit,
+		const char *source, const char *actor, tstamp now);
+
+/* A moved deadline: for one unit, or (unit "") every unit of the
+ * occurrence.  The per-unit one wins over the occurrence-wide one. */
+struct extension {
+	char occurrence[OCC_ID_MAX];
+	char unit[72];           /* "" = every unit */
+	struct ymd due;          /* the new due date, as given (not shifted) */
+	int minute;              /* due time; -1 = the cycle's `time` */
+	tstamp recorded;
+	char source[16];
+	char actor[LEDGER_ACTOR_MAX + 1];
+	char *note;              /* xmalloc'ed or NULL */
+};
+/* Sets (replaces) an extension; unit NULL or "" = every unit. */
+int ledger_extend(struct db *db, const char *occ, const char *unit,
+		  struct ymd due, int minute, const char *source,
+		  const char *actor, const char *note, tstamp now);
+/* Removes one; 0, 1 when there was none, -1. */
+int ledger_unextend(struct db *db, const char *occ, const char *unit,
+		    const char *source, const char *actor, tstamp now);
+/* Every extension (occ NULL) or those of one occurrence, sorted by
+ * (occurrence, unit) with the occurrence-wide one first. */
+int ledger_extensions(struct db *db, const char *occ, struct extension **out,
+		      size_t *n);
+void extensions_free(struct extension *v, size_t n);
+/* o as it applies to unit (NULL: the occurrence-wide view), extensions read
+ * from db: the due date the unit owes.  0 (o may be unchanged), -1. */
+int ledger_effective(const struct conf *c, struct db *db, struct occ *o,
+		     const char *unit);
+
+/* One history event. */
+struct ledger_event {
+	int64_t id;
+	char occurrence[OCC_ID_MAX];
+	char unit[72];           /* "" = every unit (an extension) */
+	char action[16];         /* received nil undo extend proposed confirmed */
+	tstamp at;               /* report time / new due instant; 0 = none */
+	tstamp recorded;
+	char source[16];
+	char actor[LEDGER_ACTOR_MAX + 1];
+	char *detail;            /* extend: the new due as given, "cancelled" */
+	char *note;
+};
+/* Events in the order they were recorded; occ/unit NULL = any (a unit's
+ * events include its occurrences' occurrence-wide ones). */
+int ledger_history(struct db *db, const char *occ, const char *unit,
+		   int (*fn)(void *ctx, const struct ledger_event *e),
+		   void *ctx);
+/* Latest recorded time of the events db_sub_events counts; 0 = none. */
+tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
+
+/*
+ * Schema version 3 (ledger.c's tables, created by db.c's migrations):
+ *   submission + nil INTEGER NOT NULL DEFAULT 0, actor TEXT
+ *   submission_event(id, occurrence, unit, action CHECK(received nil undo
+ *       extend proposed confirmed), at, recorded, source, actor, detail,
+ *       note)                               -- unit '' = every unit
+ *   extension(occurrence, unit, due_date TEXT, due_minute INTEGER,
+ *       recorded, source, actor, note, PRIMARY KEY(occurrence, unit))
  */
 
 /* ---------------------------------------------------------------- clock.c */

@@ -101,31 +101,6 @@ static void occ_hash(const struct conf *c, const struct occ *o, char out[17])
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* Latest history event time for (occ, unit or every unit); 0 when none.
- * Read straight from the documented schema: db.c only counts them. */
-static tstamp last_event(struct db *db, const char *occ, const char *unit)
-{
-	sqlite3 *h = (sqlite3 *)db_handle(db);
-	sqlite3_stmt *s = NULL;
-	tstamp t = 0;
-
-	if (!h || sqlite3_prepare_v2(h,
-	    "SELECT max(recorded) FROM submission_event"
-	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
-	    -1, &s, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(s, 1, occ, -1, SQLITE_STATIC);
-	if (unit)
-		sqlite3_bind_text(s, 2, unit, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, 2);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		t = sqlite3_column_int64(s, 0);
-out:
-	sqlite3_finalize(s);
-	return t;
-}
-
 struct rev {
 	int64_t seq;
 	int64_t conf_seq;        /* the part from config changes */
@@ -145,7 +120,7 @@ static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
 	ev = db_sub_events(db, o->id, unit);
 	if (ev < 0)
 		return -1;
-	last = last_event(db, o->id, unit);
+	last = ledger_last_event(db, o->id, unit);
 	out->seq = seq + ev;
 	out->conf_seq = seq;
 	out->modified = mod > last ? mod : last;
@@ -360,7 +335,10 @@ static void describe_due(const struct conf *c, const struct occ *o,
 		tz_format_vn(c->tz, o->due_at, d2);
 		buf_printf(b, "Hạn nộp: %s\n", d2);
 	}
-	if (ymd_cmp(o->due, o->nominal) != 0) {
+	if (o->extended) {
+		ymd_format_vn(o->was_due, d1);
+		buf_printf(b, "(Đã gia hạn; hạn trước đây %s.)\n", d1);
+	} else if (ymd_cmp(o->due, o->nominal) != 0) {
 		ymd_format_vn(o->nominal, d1);
 		buf_printf(b, "(Hạn theo kế hoạch %s trùng ngày nghỉ.)\n", d1);
 	}
@@ -532,6 +510,10 @@ char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 			goto fail;
 		if (ss.n > 1)
 			qsort(ss.v, ss.n, sizeof(*ss.v), sub_cmp);
+		/* the revision is of the plan's occurrence; an extension
+		 * counts through its history event */
+		if (ledger_effective(c, db, &occs[i], NULL) < 0)
+			goto fail;
 		secretariat_event(c, &occs[i], &ss, &r, now, cal);
 		if (r.modified > maxmod)
 			maxmod = r.modified;
@@ -605,10 +587,11 @@ static void add_alarms(const struct conf *c, const struct occ *o,
 }
 
 static int unit_event(const struct conf *c, struct db *db,
-		      const struct unit *u, const struct occ *o,
+		      const struct unit *u, const struct occ *plan,
 		      const struct rev *urev, tstamp now, icalcomponent *cal,
 		      tstamp *modified)
 {
+	struct occ own = *plan, *o = &own;
 	struct submission s;
 	struct notice_step *st;
 	struct rev r;
@@ -618,7 +601,10 @@ static int unit_event(const struct conf *c, struct db *db,
 	tstamp start;
 	int rc, nst;
 
-	if (occ_rev(c, db, o, u->id, now, &r) < 0)
+	if (occ_rev(c, db, plan, u->id, now, &r) < 0)
+		return -1;
+	/* the unit's own deadline (SEQUENCE counts the extension event) */
+	if (ledger_effective(c, db, o, u->id) < 0)
 		return -1;
 	rc = db_sub_get(db, o->id, u->id, &s);
 	if (rc < 0)
