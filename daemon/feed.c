@@ -122,7 +122,8 @@ static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
 		return -1;
 	last = ledger_last_event(db, o->id, unit);
 	out->seq = seq + ev;
-	out->conf_seq = seq;
+	/* an extension moves the alarms too (fewer may have passed) */
+	out->conf_seq = seq + ev;
 	out->modified = mod > last ? mod : last;
 	return 0;
 }

@@ -848,9 +848,9 @@ emit(struct plan *pl, const struct pevent *e, size_t ui, plan_fn fn,
 
 
 static ssize_t
-plan_find(const struct plan *pl, const char *id)
+plan_find(const struct plan *pl, size_t n, const char *id)
 {
-	for (size_t i = 0; i < pl->nbase; i++)
+	for (size_t i = 0; i < n; i++)
 		if (strcmp(pl->occ.v[i].id, id) == 0)
 			return (ssize_t)i;
 	return -1;
@@ -871,7 +871,8 @@ plan_extensions(struct plan *pl)
 		const struct extension *e = &pl->ext[i];
 		struct occ o;
 
-		if (e->unit[0] != '\0' || plan_find(pl, e->occurrence) >= 0)
+		if (e->unit[0] != '\0' ||
+		    plan_find(pl, pl->occ.n, e->occurrence) >= 0)
 			continue;
 		if (sched_occurrence(c, e->occurrence, &o) < 0)
 			continue;
@@ -895,7 +896,7 @@ plan_extensions(struct plan *pl)
 		    !conf_cycle_has(o.cycle, ui))
 			continue;
 		sched_extend(c, &o, pl->ext, pl->next, e->unit);
-		base = plan_find(pl, e->occurrence);
+		base = plan_find(pl, pl->nbase, e->occurrence);
 		if (base >= 0) {
 			if (pl->skip[base] == NULL)
 				pl->skip[base] = xcalloc(c->nunits + 1, 1);

@@ -1,0 +1,265 @@
+"""The ledger through the real CLI, the real daemon and its HTTP side:
+extended deadlines (plan re-armed, no burst, feeds, mails), nil returns,
+the history with source and actor."""
+import datetime as dt
+import email
+import email.policy
+import getpass
+import json
+import os
+import time
+
+import icalendar
+import pytest
+
+from conftest import ADMIN_TOKEN, ctl, http, make_config
+
+OCC = "q1/2024-03-13"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}",
+        "Content-Type": "application/json"}
+
+
+def wait_for(pred, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def plan_rows(conf, *args):
+    r = ctl(conf, "plan", *args)
+    assert r.returncode == 0, r.stderr
+    return [l.split("\t") for l in r.stdout.splitlines()]
+
+
+def feed_event(d, path, uid_part=OCC.replace("/", "-")):
+    st, _, body = d.get(path)
+    assert st == 200, body
+    cal = icalendar.Calendar.from_ical(body)
+    return next(e for e in cal.walk("VEVENT") if uid_part in str(e["UID"]))
+
+
+def maildir_msgs(tmp_path):
+    new = tmp_path / "mail" / "new"
+    if not new.is_dir():
+        return []
+    return [email.message_from_bytes(f.read_bytes(),
+                                     policy=email.policy.default)
+            for f in sorted(new.iterdir())]
+
+
+def me():
+    return os.environ.get("SUDO_USER") if os.getuid() == 0 and \
+        os.environ.get("SUDO_USER") else getpass.getuser()
+
+
+# ------------------------------------------------------------ extensions
+
+def test_extend_replans_cli(conf):
+    """The plan follows the new date for everyone, or for one unit."""
+    before = plan_rows(conf, "--from", "2024-03-01", "--to", "2024-03-31",
+                       "--unit", "tu-phap")
+    assert ["2024-03-10T08:00", OCC, "tu-phap", "remind-3d"] == before[1][:4]
+    r = ctl(conf, "extend", OCC, "2024-03-20", "--note", "Do mưa lũ")
+    assert r.returncode == 0, r.stderr
+    assert "20/03/2024" in r.stdout
+    rows = plan_rows(conf, "--from", "2024-03-01", "--to", "2024-03-31")
+    q1 = [x for x in rows if x[1] == OCC]
+    # every reminder now counts from 20/03 (a Wednesday)
+    rem = {(x[0], x[3].split("~")[0]) for x in q1
+           if x[3].startswith("remind")}
+    # (-3d is a Sunday: where it goes is the send-days rule's business)
+    assert {("2024-03-13T08:00", "remind-7d"),
+            ("2024-03-19T08:00", "remind-1d"),
+            ("2024-03-20T08:00", "remind+0d")} <= rem
+    assert all(x[3].endswith("~20240320") for x in q1)
+    assert not any(x[0].startswith("2024-03-10") for x in q1)
+    assert not any(x[0] == "2024-03-14T08:00" and x[3].startswith("escalate")
+                   for x in q1), "no escalation the day after the old date"
+    # one unit further still: only its own rows move
+    r = ctl(conf, "extend", OCC, "2024-03-27", "--unit", "tu-phap")
+    assert r.returncode == 0, r.stderr
+    rows = plan_rows(conf, "--from", "2024-03-01", "--to", "2024-04-30")
+    tp = [x for x in rows if x[1] == OCC and x[2] == "tu-phap"]
+    other = [x for x in rows if x[1] == OCC and x[2] == "mttq"]
+    assert any(x[0] == "2024-03-27T08:00" and x[3].startswith("remind+0d")
+               for x in tp)
+    assert not any(x[3].endswith("~20240320") for x in tp)
+    assert any(x[0] == "2024-03-20T08:00" and x[3].startswith("remind+0d")
+               for x in other)
+    # each (unit, step) once: the unit's own extension replaces the other
+    keys = [(x[0], x[2], x[3], x[4], x[5]) for x in rows if x[1] == OCC]
+    assert len(keys) == len(set(keys))
+    # cancelling the unit's own brings back the occurrence-wide one
+    r = ctl(conf, "extend", OCC, "--cancel", "--unit", "tu-phap")
+    assert r.returncode == 0, r.stderr
+    rows = plan_rows(conf, "--from", "2024-03-01", "--to", "2024-04-30",
+                     "--unit", "tu-phap")
+    assert any(x[0] == "2024-03-20T08:00" and x[3].startswith("remind+0d")
+               for x in rows if x[1] == OCC)
+    r = ctl(conf, "extend", OCC, "--cancel")
+    assert r.returncode == 0, r.stderr
+    assert plan_rows(conf, "--from", "2024-03-01", "--to", "2024-03-31",
+                     "--unit", "tu-phap") == before
+
+
+@pytest.mark.parametrize("args,msg", [
+    ([OCC, "2024-03-01"], "before the planned due date"),
+    ([OCC, "2026-03-01"], "more than a year"),
+    ([OCC, "20/03/2024"], "expected YYYY-MM-DD"),
+    ([OCC, "2024-03-20T25:00"], "expected YYYY-MM-DD"),
+    (["q1/2024-03-14", "2024-03-20"], "no occurrence"),
+    ([OCC, "2024-03-20", "--unit", "ghost"], "no unit ghost"),
+    ([OCC, "--cancel"], "no extension"),
+    ([OCC, "2024-03-20", "--note", "a\x1bb"], "control characters"),
+])
+def test_extend_refuses(conf, args, msg):
+    r = ctl(conf, "extend", *args)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert msg in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_extend_running_daemon(daemon_factory, tmp_path, port):
+    """Extended at 09:00 on 12/03 (after -3d and -1d went out) to 15/03:
+    nothing is sent in a burst for the steps of the new date that are
+    already past (-7d 08/03, -3d 12/03 08:00), the feeds show 15/03 with a
+    higher SEQUENCE, and the next reminder (-1d on 14/03) says the deadline
+    was extended and until when."""
+    conf = make_config(tmp_path, port)
+    d = daemon_factory(conf, port, now="2024-03-12T07:59", speed=60).start()
+    wait_for(lambda: len(maildir_msgs(tmp_path)) >= 4, what="-1d reminders")
+    time.sleep(0.5)
+    assert len(maildir_msgs(tmp_path)) == 4
+    url = ctl(conf, "feed-url", "tu-phap").stdout.strip()
+    upath = url[len(d.base):]
+    ev = feed_event(d, upath)
+    sev = feed_event(d, "/calendar.ics")
+    assert ev["DTSTART"].dt == dt.date(2024, 3, 13)
+    useq, sseq = int(ev["SEQUENCE"]), int(sev["SEQUENCE"])
+
+    r = ctl(conf, "extend", OCC, "2024-03-15", "--note", "Theo chỉ đạo")
+    assert r.returncode == 0, r.stderr
+
+    def moved():
+        e = feed_event(d, upath)
+        return e if e["DTSTART"].dt == dt.date(2024, 3, 15) else None
+    ev = wait_for(moved, what="unit feed on the new date")
+    assert int(ev["SEQUENCE"]) > useq
+    assert "gia hạn" in str(ev["DESCRIPTION"]).lower()
+    sev = feed_event(d, "/calendar.ics")
+    assert sev["DTSTART"].dt == dt.date(2024, 3, 15)
+    assert int(sev["SEQUENCE"]) > sseq
+    # the alarms count from the new date: -1d = 14/03 08:00 (+07)
+    start = ev["DTSTART"].dt
+    start = dt.datetime.combine(start, dt.time()) \
+        if not isinstance(start, dt.datetime) else start
+    when = {(start + a["TRIGGER"].dt).date() for a in ev.walk("VALARM")}
+    assert dt.date(2024, 3, 14) in when, when
+    # three simulated minutes later: still the 4 mails of 08:00
+    time.sleep(3)
+    d.stop()
+    assert len(maildir_msgs(tmp_path)) == 4, \
+        [m["X-Cutoffd-Notice"] for m in maildir_msgs(tmp_path)]
+
+    # back on 14/03 just before 08:00: the -1d of the new date goes out
+    d = daemon_factory(conf, port, now="2024-03-14T07:59", speed=60).start()
+    wait_for(lambda: len(maildir_msgs(tmp_path)) >= 8, what="new -1d")
+    time.sleep(0.5)
+    d.stop()
+    msgs = maildir_msgs(tmp_path)
+    assert len(msgs) == 8
+    new = [m for m in msgs if "~20240315" in str(m["X-Cutoffd-Notice"])]
+    assert len(new) == 4, [str(m["X-Cutoffd-Notice"]) for m in msgs]
+    body = new[0].get_body(("plain",)).get_content()
+    assert "gia hạn đến 15/03/2024" in body, body
+    assert "13/03/2024" in body            # the old date, for reference
+    assert "15/03/2024" in str(new[0]["Subject"])
+    # the earlier mails were not touched, and none went out twice
+    keys = [str(m["X-Cutoffd-Notice"]) for m in msgs]
+    assert len(keys) == len(set(keys))
+
+
+def test_extend_one_unit_feed_and_late(daemon_factory, conf, port):
+    """A unit's own extension shows in its feed only; its report after the
+    old date but before its own is not late."""
+    d = daemon_factory(conf, port, now="2024-03-14T09:00").start()
+    r = ctl(conf, "extend", OCC, "2024-03-22", "--unit", "tu-phap")
+    assert r.returncode == 0, r.stderr
+    assert "tu-phap" in r.stdout
+    tp = ctl(conf, "feed-url", "tu-phap").stdout.strip()[len(d.base):]
+    mt = ctl(conf, "feed-url", "mttq").stdout.strip()[len(d.base):]
+    wait_for(lambda: feed_event(d, tp)["DTSTART"].dt == dt.date(2024, 3, 22),
+             what="tu-phap's feed")
+    assert feed_event(d, mt)["DTSTART"].dt == dt.date(2024, 3, 13)
+    r = ctl(conf, "received", "tu-phap", OCC, now="2024-03-14T09:00")
+    assert r.returncode == 0, r.stderr
+    assert "late" not in r.stdout
+    r = ctl(conf, "received", "mttq", OCC, now="2024-03-14T09:00")
+    assert "late" in r.stdout
+    d.stop()
+
+
+# --------------------------------------------------------------- nil returns
+
+def test_nil_counts_as_submitted(conf):
+    r = ctl(conf, "received", "mttq", OCC, "--nil", "--note",
+            "Không phát sinh vụ việc", now="2024-03-12T10:00")
+    assert r.returncode == 0, r.stderr
+    assert "nil" in r.stdout
+    # no further reminder for the pair
+    rows = plan_rows(conf, "--from", "2024-03-12", "--to", "2024-04-30",
+                     "--unit", "mttq")
+    assert not [x for x in rows if x[1] == OCC]
+    # a second record of either kind is refused
+    r = ctl(conf, "received", "mttq", OCC, now="2024-03-12T10:00")
+    assert r.returncode == 1 and "already recorded" in r.stderr
+    r = ctl(conf, "undo", "mttq", OCC, now="2024-03-12T11:00")
+    assert r.returncode == 0, r.stderr
+    rows = plan_rows(conf, "--from", "2024-03-12", "--to", "2024-04-30",
+                     "--unit", "mttq")
+    assert [x for x in rows if x[1] == OCC]
+
+
+# ------------------------------------------------------------------ history
+
+def test_history_lists_every_event(conf):
+    steps = [
+        ("received", "tu-phap", OCC, "--at", "2024-03-12T09:00",
+         "--note", "Bản giấy"),
+        ("received", "mttq", OCC, "--nil"),
+        ("undo", "tu-phap", OCC),
+        ("extend", OCC, "2024-03-20"),
+        ("extend", OCC, "2024-03-25T17:00", "--unit", "ld-tbxh"),
+        ("extend", OCC, "--cancel"),
+    ]
+    for s in steps:
+        r = ctl(conf, *s, now="2024-03-12T10:00")
+        assert r.returncode == 0, (s, r.stderr)
+    r = ctl(conf, "history")
+    assert r.returncode == 0, r.stderr
+    rows = [l.split("\t") for l in r.stdout.splitlines()]
+    assert [x[3] for x in rows] == ["received", "nil", "undo", "extend",
+                                    "extend", "extend"]
+    for x in rows:
+        assert x[0] == "2024-03-12T10:00"
+        assert x[1] == OCC
+        assert x[4] == "cli"
+        assert x[5] == me()
+    assert rows[0][2] == "tu-phap" and rows[0][6] == "at 2024-03-12T09:00"
+    assert rows[0][7] == "Bản giấy"
+    assert rows[2][7] == "Bản giấy"      # the undo keeps what it undid
+    assert rows[3][2] == "*" and rows[3][6] == "until 2024-03-20"
+    assert rows[4][6] == "until 2024-03-25T17:00"
+    assert rows[5][6] == "cancelled"
+    # filters; a unit's history includes the occurrence-wide events
+    r = ctl(conf, "history", "--unit", "tu-phap")
+    acts = [l.split("\t")[3] for l in r.stdout.splitlines()]
+    assert acts == ["received", "undo", "extend", "extend"]
+    r = ctl(conf, "history", "--occurrence", "y/2023-12-13")
+    assert r.returncode == 0 and r.stdout == ""
+    r = ctl(conf, "history", "--unit", "Bad Id")
+    assert r.returncode == 1
