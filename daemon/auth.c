@@ -20,23 +20,71 @@
 #define SESSION_TTL (30 * DAY)
 
 
+/* The default admin (admin_token_file) is named this in the history. */
+#define DEFAULT_ADMIN "admin"
+
+/* The token of admin id, NULL when there is none. */
+static const char *
+token_of(const struct app *a, const char *id)
+{
+	const struct conf *c = a->conf;
+	const char *t = c->daemon.admin_token;
+
+	if (strcmp(id, DEFAULT_ADMIN) == 0 && t != NULL && t[0] != '\0')
+		return t;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (strcmp(c->admins[i].id, id) == 0 &&
+		    c->admins[i].token != NULL)
+			return c->admins[i].token;
+	return NULL;
+}
+
+/* Whose token tok is: the admin's id, or NULL.  Every token is compared
+ * (in constant time), so the answer's timing says nothing about which. */
+static const char *
+admin_of_token(const struct app *a, const char *tok)
+{
+	const struct conf *c = a->conf;
+	const char *who = NULL, *t = c->daemon.admin_token;
+
+	if (t != NULL && t[0] != '\0' && ct_streq(tok, t))
+		who = DEFAULT_ADMIN;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (c->admins[i].token != NULL &&
+		    ct_streq(tok, c->admins[i].token) && who == NULL)
+			who = c->admins[i].id;
+	return who;
+}
+
 const char *
 auth_admin_token(const struct app *a)
 {
-	const char *t = a->conf->daemon.admin_token;
+	const struct conf *c = a->conf;
+	const char *t = c->daemon.admin_token;
 
-	return t != NULL && t[0] != '\0' ? t : NULL;
+	if (t != NULL && t[0] != '\0')
+		return t;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (c->admins[i].token != NULL)
+			return c->admins[i].token;
+	return NULL;
+}
+
+/* the admin whose Bearer token q carries, or NULL */
+static const char *
+bearer_admin(const struct app *a, const struct http_req *q)
+{
+	char tok[512];
+
+	if (auth_admin_token(a) == NULL || !req_bearer(q, tok, sizeof(tok)))
+		return NULL;
+	return admin_of_token(a, tok);
 }
 
 static bool
 bearer_ok(const struct app *a, const struct http_req *q)
 {
-	const char *admin = auth_admin_token(a);
-	char tok[512];
-
-	if (admin == NULL || !req_bearer(q, tok, sizeof(tok)))
-		return false;
-	return ct_streq(tok, admin);
+	return bearer_admin(a, q) != NULL;
 }
 
 /* 0 when the request carries the admin token, else r is filled */
@@ -71,25 +119,27 @@ hmac_hex(const char *key, const char *msg, char out[65])
 	out[64] = '\0';
 }
 
-/* "EXPIRY.MAC": expiry in clock seconds, so a changed admin token or the
- * passing of time ends every session without server-side state. */
+/* "EXPIRY.ADMIN.MAC": expiry in clock seconds and the admin's id, MAC
+ * keyed with that admin's token, so a changed token or the passing of
+ * time ends its sessions without server-side state. */
 static char *
-session_make(const char *admin, tstamp exp)
+session_make(const char *id, const char *token, tstamp exp)
 {
-	char msg[64], mac[65];
+	char msg[128], mac[65];
 
-	snprintf(msg, sizeof(msg), "session|%" PRId64, exp);
-	hmac_hex(admin, msg, mac);
-	return xasprintf("%" PRId64 ".%s", exp, mac);
+	snprintf(msg, sizeof(msg), "session|%s|%" PRId64, id, exp);
+	hmac_hex(token, msg, mac);
+	return xasprintf("%" PRId64 ".%s.%s", exp, id, mac);
 }
 
-/* The value of the session cookie when valid, into out. */
+/* The value of the session cookie when valid, into out; its admin's id
+ * into *who (a pointer into the configuration). */
 static bool
 session_get(const struct app *a, const struct http_req *q, tstamp now,
-	    char *out, size_t size)
+	    char *out, size_t size, const char **who)
 {
-	const char *admin = auth_admin_token(a), *p = q->cookie;
-	char val[160], *dot, *end, *good;
+	const char *admin = auth_admin_token(a), *p = q->cookie, *token;
+	char val[160], id[72], *dot, *dot2, *end, *good;
 	long long exp;
 	bool ok;
 
@@ -115,17 +165,54 @@ session_get(const struct app *a, const struct http_req *q, tstamp now,
 	dot = strchr(val, '.');
 	if (dot == NULL)
 		return false;
+	dot2 = strchr(dot + 1, '.');
+	if (dot2 == NULL || (size_t)(dot2 - dot - 1) >= sizeof(id))
+		return false;
+	memcpy(id, dot + 1, (size_t)(dot2 - dot - 1));
+	id[dot2 - dot - 1] = '\0';
 	errno = 0;
 	exp = strtoll(val, &end, 10);
-	if (end != dot || errno != 0 || exp <= now)
+	if (end != dot || errno != 0 || exp <= now || !valid_id(id))
 		return false;
-	good = session_make(admin, (tstamp)exp);
+	token = token_of(a, id);
+	if (token == NULL)
+		return false;
+	good = session_make(id, token, (tstamp)exp);
 	ok = ct_streq(val, good);
 	free(good);
 	if (!ok || strlen(val) >= size)
 		return false;
 	snprintf(out, size, "%s", val);
+	if (who != NULL)
+		*who = strcmp(id, DEFAULT_ADMIN) == 0 ? DEFAULT_ADMIN
+			: admin_of_token(a, token);
 	return true;
+}
+
+/* the token behind a valid session value (its id field) */
+static const char *
+session_token(const struct app *a, const char *sess)
+{
+	const char *dot = strchr(sess, '.'), *dot2;
+	char id[72];
+
+	if (dot == NULL || (dot2 = strchr(dot + 1, '.')) == NULL ||
+	    (size_t)(dot2 - dot - 1) >= sizeof(id))
+		return NULL;
+	memcpy(id, dot + 1, (size_t)(dot2 - dot - 1));
+	id[dot2 - dot - 1] = '\0';
+	return token_of(a, id);
+}
+
+const char *
+auth_actor(struct app *a, const struct http_req *q, tstamp now)
+{
+	const char *who = bearer_admin(a, q);
+	char sess[160];
+
+	if (who == NULL && !session_get(a, q, now, sess, sizeof(sess), &who))
+		return NULL;
+	return who;
 }
 
 static void
@@ -143,10 +230,10 @@ auth_session(struct app *a, const struct http_req *q, tstamp now,
 {
 	char sess[160];
 
-	if (!session_get(a, q, now, sess, sizeof(sess)))
+	if (!session_get(a, q, now, sess, sizeof(sess), NULL))
 		return false;
 	if (csrf != NULL)
-		csrf_token(auth_admin_token(a), sess, csrf);
+		csrf_token(session_token(a, sess), sess, csrf);
 	return true;
 }
 
@@ -163,7 +250,8 @@ auth_read_allowed(struct app *a, const struct http_req *q,
 	tok = form_get(args, "token");
 	if (tok != NULL && ct_streq(tok, cal))
 		return true;
-	return bearer_ok(a, q) || session_get(a, q, now, sess, sizeof(sess));
+	return bearer_ok(a, q) ||
+	       session_get(a, q, now, sess, sizeof(sess), NULL);
 }
 int
 auth_form(struct app *a, const struct http_req *q, const struct form *fm,
@@ -172,11 +260,11 @@ auth_form(struct app *a, const struct http_req *q, const struct form *fm,
 	char sess[160], want[65];
 	const char *csrf = form_get(fm, "csrf");
 
-	if (!session_get(a, q, now, sess, sizeof(sess))) {
+	if (!session_get(a, q, now, sess, sizeof(sess), NULL)) {
 		resp_html_msg(r, 403, "Cần đăng nhập quản trị.");
 		return -1;
 	}
-	csrf_token(auth_admin_token(a), sess, want);
+	csrf_token(session_token(a, sess), sess, want);
 	if (csrf == NULL || !ct_streq(csrf, want)) {
 		resp_html_msg(r, 403, "Phiên làm việc không hợp lệ, hãy tải lại "
 			      "trang.");
@@ -188,7 +276,7 @@ auth_form(struct app *a, const struct http_req *q, const struct form *fm,
 void
 auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 {
-	const char *admin = auth_admin_token(a), *tok;
+	const char *admin = auth_admin_token(a), *tok, *who = NULL;
 	struct form fm;
 	tstamp now = clock_now(&a->clk);
 	char *sess;
@@ -201,13 +289,15 @@ auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 	if (req_form(q, r, &fm) < 0)
 		return;
 	tok = form_get(&fm, "token");
-	if (tok == NULL || !ct_streq(tok, admin)) {
+	if (tok != NULL)
+		who = admin_of_token(a, tok);
+	if (who == NULL) {
 		log_warn("status page: failed admin login");
 		resp_redirect(r, "/?login=failed");
 		form_free(&fm);
 		return;
 	}
-	sess = session_make(admin, now + SESSION_TTL);
+	sess = session_make(who, token_of(a, who), now + SESSION_TTL);
 	secure = strncmp(a->conf->daemon.public_url ?
 			 a->conf->daemon.public_url : "", "https:", 6) == 0;
 	free(r->set_cookie);

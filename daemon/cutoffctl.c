@@ -266,19 +266,28 @@ static int
 cmd_status(struct conf *c, int argc, char **argv)
 {
 	struct db *db;
+	const char *occ = NULL;
+	bool csv = false;
 	int rc;
 
-	if (argc > 2) {
-		usage(stderr);
-		return EXIT_USER;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--csv") == 0 && !csv) {
+			csv = true;
+		} else if (argv[i][0] != '-' && occ == NULL) {
+			occ = argv[i];
+		} else {
+			usage(stderr);
+			return EXIT_USER;
+		}
 	}
 	db = open_state(c, true);
 	if (db == NULL)
 		return EXIT_STATE;
-	rc = status_print(c, db, now_of(c), argc == 2 ? argv[1] : NULL, stdout);
+	rc = csv ? status_print_csv(c, db, now_of(c), occ, stdout)
+		 : status_print(c, db, now_of(c), occ, stdout);
 	db_close(db);
 	if (rc == 1) {
-		user_error("no occurrence %s", argv[1]);
+		user_error("no occurrence %s", occ);
 		return EXIT_USER;
 	}
 	return rc < 0 ? EXIT_STATE : 0;
@@ -413,24 +422,6 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	return 0;
 }
 
-/* DATE of `extend`: YYYY-MM-DD (the cycle's due time) or with THH:MM */
-static int
-parse_due(const char *s, struct ymd *d, int *minute)
-{
-	char date[11];
-	size_t n = strlen(s);
-
-	if (n == 10)
-		return parse_ymd(s, d) == 0 ? (*minute = -1, 0) : -1;
-	if (n != 16 || s[10] != 'T')
-		return -1;
-	memcpy(date, s, 10);
-	date[10] = '\0';
-	if (parse_ymd(date, d) < 0 || parse_hhmm(s + 11, true, minute) < 0)
-		return -1;
-	return 0;
-}
-
 static int
 cmd_extend(struct conf *c, int argc, char **argv)
 {
@@ -476,25 +467,17 @@ cmd_extend(struct conf *c, int argc, char **argv)
 	}
 	plan = occ;
 	if (!cancel) {
-		int64_t days;
+		const char *why;
 
-		if (parse_due(argv[optind + 1], &due, &minute) < 0) {
+		if (ledger_parse_due(argv[optind + 1], &due, &minute) < 0) {
 			user_error("%s: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM",
 				   argv[optind + 1]);
 			return EXIT_USER;
 		}
-		days = days_from_civil(due.y, due.m, due.d) -
-		       days_from_civil(plan.due.y, plan.due.m, plan.due.d);
-		ymd_format_vn(plan.due, d1);
-		if (days < 0) {
-			user_error("%s is before the planned due date %s: an "
-				   "extension moves a deadline later",
-				   argv[optind + 1], d1);
-			return EXIT_USER;
-		}
-		if (days > 366) {
-			user_error("%s is more than a year after the planned due "
-				   "date %s", argv[optind + 1], d1);
+		why = ledger_extension_problem(&plan, due);
+		if (why != NULL) {
+			ymd_format_vn(plan.due, d1);
+			user_error("%s %s (%s)", argv[optind + 1], why, d1);
 			return EXIT_USER;
 		}
 	}

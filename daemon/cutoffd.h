@@ -228,6 +228,16 @@ struct unit {
 	size_t ngroups;
 };
 
+/* [admin ID]: an admin with a token of its own; the actor of what it
+ * records.  [daemon] admin_token_file is the admin named "admin". */
+struct admin {
+	char *id;
+	int line;
+	char *name;          /* display name, may be NULL */
+	char *token_file;    /* resolved; from `credential` too */
+	char *token;         /* contents; NULL when not read */
+};
+
 struct conf {
 	char *path;          /* as given */
 	char *dir;           /* directory of path, for relative paths */
@@ -282,6 +292,8 @@ struct conf {
 	size_t nunits;
 	char **groups;          /* sorted unique group names */
 	size_t ngroups;
+	struct admin *admins;   /* [admin ID] sections */
+	size_t nadmins;
 
 	struct tz *tz;
 	struct holidays hol;
@@ -329,6 +341,7 @@ struct occ {
 	/* an extended deadline (sched_extend): due/due_at are the new ones,
 	 * was_due/was_due_at those of the plan */
 	bool extended;
+	int ext_minute;           /* due time of the extended deadline */
 	struct ymd was_due;
 	tstamp was_due_at;
 };
@@ -546,6 +559,13 @@ struct extension {
 	char actor[LEDGER_ACTOR_MAX + 1];
 	char *note;              /* xmalloc'ed or NULL */
 };
+/* An extension's DATE: "YYYY-MM-DD" (minute -1: the cycle's time) or
+ * "YYYY-MM-DDTHH:MM". */
+int ledger_parse_due(const char *s, struct ymd *d, int *minute);
+/* Why due is no extension of the planned occurrence (earlier than its
+ * due date, or more than LEDGER_EXTEND_MAX_DAYS after), or NULL. */
+#define LEDGER_EXTEND_MAX_DAYS 366
+const char *ledger_extension_problem(const struct occ *plan, struct ymd due);
 /* Sets (replaces) an extension; unit NULL or "" = every unit. */
 int ledger_extend(struct db *db, const char *occ, const char *unit,
 		  struct ymd due, int minute, const char *source,
@@ -857,7 +877,7 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 /* The status model: who submitted what for the occurrences on show, and
  * the notices that failed (built from conf, state and now), and its views
  * as bytes: `cutoffctl status` text and /status.json. */
-enum ustate { US_SUBMITTED, US_MISSING, US_NOTDUE };
+enum ustate { US_SUBMITTED, US_MISSING, US_NOTDUE, US_NIL };
 const char *status_state_name(enum ustate s);   /* "submitted", ... */
 
 struct st_unit {
@@ -865,6 +885,12 @@ struct st_unit {
 	enum ustate state;
 	bool late;
 	tstamp at;
+	/* the unit's own deadline (an extension), else the occurrence's */
+	tstamp due_at;
+	struct ymd due;
+	bool own_due;            /* an extension for this unit alone */
+	char source[16];         /* of the record; "" when none */
+	char *note;              /* of the record, or NULL */
 };
 
 struct st_occ {
@@ -872,6 +898,7 @@ struct st_occ {
 	struct st_unit *u;
 	size_t nu;
 	size_t nsub, nlate, nmiss, nnotdue;
+	size_t nnil;             /* nil returns, counted in nsub too */
 };
 
 struct st_fail {
@@ -911,6 +938,13 @@ void status_json_write(const struct conf *c, const struct status *s,
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
+/* The /status.csv document of s (csv.c): one row per (occurrence, unit),
+ * UTF-8 with a BOM, CRLF, RFC 4180 quoting. */
+void status_csv_write(const struct conf *c, const struct status *s,
+		      struct buf *b);
+/* `cutoffctl status --csv` */
+int status_print_csv(const struct conf *c, struct db *db, tstamp now,
+		     const char *occ, FILE *out);
 
 /* ------------------------------------------------------------------ req.c */
 
@@ -987,7 +1021,10 @@ void url_esc(struct buf *b, const char *s);
 /* Who may do what: the admin token (Bearer for the API, a session cookie
  * and CSRF tokens for the page's forms) and the calendar token that
  * guards reading the status when set. */
-const char *auth_admin_token(const struct app *a);   /* NULL: none set */
+const char *auth_admin_token(const struct app *a);   /* NULL: no admin */
+/* The admin q acts as (Bearer token, else session): "admin" for
+ * [daemon] admin_token_file, else an [admin ID]'s id; NULL: none. */
+const char *auth_actor(struct app *a, const struct http_req *q, tstamp now);
 /* 0 when q carries the admin token, else -1 with r filled (401/403) */
 int auth_api(struct app *a, const struct http_req *q, struct http_resp *r);
 /* an admin session (cookie) is open: its CSRF token into csrf (may be
@@ -1015,6 +1052,9 @@ void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* GET /status.json */
 void api_status(struct app *a, const struct http_req *q, struct http_resp *r);
+/* GET /status.csv (?cycle=, ?group=, ?occurrence=) */
+void api_status_csv(struct app *a, const struct http_req *q,
+		    struct http_resp *r);
 /* /api/...: rest is the path after "/api" ("", "/submissions/..."). */
 void api_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	       const char *rest);

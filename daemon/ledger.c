@@ -459,6 +459,41 @@ due_text(struct ymd d, int minute, char *out, size_t size)
 }
 
 int
+ledger_parse_due(const char *s, struct ymd *d, int *minute)
+{
+	char date[11];
+	size_t n = strlen(s);
+
+	if (n == 10) {
+		if (parse_ymd(s, d) < 0)
+			return -1;
+		*minute = -1;
+		return 0;
+	}
+	if (n != 16 || s[10] != 'T')
+		return -1;
+	memcpy(date, s, 10);
+	date[10] = '\0';
+	if (parse_ymd(date, d) < 0 || parse_hhmm(s + 11, true, minute) < 0)
+		return -1;
+	return 0;
+}
+
+const char *
+ledger_extension_problem(const struct occ *plan, struct ymd due)
+{
+	int64_t days = days_from_civil(due.y, due.m, due.d) -
+		days_from_civil(plan->due.y, plan->due.m, plan->due.d);
+
+	if (days < 0)
+		return "is before the planned due date: an extension moves a "
+		       "deadline later";
+	if (days > LEDGER_EXTEND_MAX_DAYS)
+		return "is more than a year after the planned due date";
+	return NULL;
+}
+
+int
 ledger_extend(struct db *db, const char *occ, const char *unit,
 	      struct ymd due, int minute, const char *source,
 	      const char *actor, const char *note, tstamp now)

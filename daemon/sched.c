@@ -450,6 +450,7 @@ sched_extend(const struct conf *c, struct occ *o, const struct extension *ext,
 	/* the date the admin chose stands: no holiday shift */
 	o->due = e->due;
 	o->due_at = tz_mktime(c->tz, e->due, minute);
+	o->ext_minute = minute;
 	o->extended = true;
 	return true;
 }

@@ -25,12 +25,14 @@
 #define FAILED_MAX 50               /* failed notices listed */
 #define FAILED_SCAN 1000            /* rows read before filtering */
 
-static const char *const ustate_name[] = { "submitted", "missing", "not-due" };
+static const char *const ustate_name[] = { "submitted", "missing", "not-due",
+					   "nil" };
 
 const char *
 status_state_name(enum ustate s)
 {
-	return (unsigned)s < 3 ? ustate_name[s] : "?";
+	return (unsigned)s < sizeof(ustate_name) / sizeof(ustate_name[0])
+		? ustate_name[s] : "?";
 }
 
 /* ------------------------------------------------------------ the model */
@@ -39,6 +41,9 @@ struct subrec {
 	char occ[OCC_ID_MAX];
 	char unit[72];
 	tstamp at;
+	bool nil;
+	char source[16];
+	char *note;
 };
 
 struct subset {
@@ -69,7 +74,20 @@ collect_sub(void *ctx, const struct submission *s)
 	snprintf(r->occ, sizeof(r->occ), "%s", s->occurrence);
 	snprintf(r->unit, sizeof(r->unit), "%s", s->unit);
 	r->at = s->at;
+	r->nil = s->nil;
+	snprintf(r->source, sizeof(r->source), "%s", s->source);
+	r->note = xstrdup(s->note);
 	return 0;
+}
+
+static void
+subset_clear(struct subset *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		free(set->v[i].note);
+	free(set->v);
+	set->v = NULL;
+	set->n = set->cap = 0;
 }
 
 static const struct subrec *
@@ -172,8 +190,11 @@ status_free(struct status *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->nocc; i++)
+	for (size_t i = 0; i < s->nocc; i++) {
+		for (size_t j = 0; j < s->occ[i].nu; j++)
+			free(s->occ[i].u[j].note);
 		free(s->occ[i].u);
+	}
 	free(s->occ);
 	for (size_t i = 0; i < s->nfail; i++) {
 		struct st_fail *x = &s->fail[i];
@@ -283,15 +304,17 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	struct status *s;
 	struct subset set = { 0 };
 	struct occ *occs = NULL;
-	size_t nocc = 0;
+	struct extension *ext = NULL;
+	size_t nocc = 0, next = 0;
 	int rc;
 
 	rc = pick_occs(c, now, f, &occs, &nocc);
 	if (rc != 0)
 		return rc;
-	if (db_sub_foreach(db, f->occ, collect_sub, &set) < 0) {
+	if (db_sub_foreach(db, f->occ, collect_sub, &set) < 0 ||
+	    ledger_extensions(db, f->occ, &ext, &next) < 0) {
 		free(occs);
-		free(set.v);
+		subset_clear(&set);
 		return -1;
 	}
 	if (set.n > 1)
@@ -305,25 +328,43 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		struct st_occ *so = &s->occ[s->nocc];
 
 		so->o = occs[i];
+		/* the occurrence's own extension; a unit's own below */
+		sched_extend(c, &so->o, ext, next, NULL);
 		so->u = xcalloc(cy->nunits + 1, sizeof(*so->u));
 		for (size_t j = 0; j < cy->nunits; j++) {
 			const struct unit *u = &c->units[cy->units[j]];
 			const struct subrec *r;
 			struct st_unit *su;
+			struct occ uo = so->o;
 
 			if (f->group != NULL && !unit_in_group(u, f->group))
 				continue;
 			su = &so->u[so->nu++];
 			su->u = u;
+			for (size_t k = 0; k < next; k++) {
+				if (strcmp(ext[k].unit, u->id) == 0 &&
+				    strcmp(ext[k].occurrence, uo.id) == 0) {
+					su->own_due = sched_extend(c, &uo, ext,
+								   next, u->id);
+					break;
+				}
+			}
+			su->due_at = uo.due_at;
+			su->due = uo.due;
 			r = subset_find(&set, so->o.id, u->id);
 			if (r != NULL) {
-				su->state = US_SUBMITTED;
+				su->state = r->nil ? US_NIL : US_SUBMITTED;
 				su->at = r->at;
-				su->late = r->at > so->o.due_at;
+				su->late = r->at > su->due_at;
+				snprintf(su->source, sizeof(su->source), "%s",
+					 r->source);
+				su->note = xstrdup(r->note);
 				so->nsub++;
+				if (r->nil)
+					so->nnil++;
 				if (su->late)
 					so->nlate++;
-			} else if (so->o.due_at <= now) {
+			} else if (su->due_at <= now) {
 				su->state = US_MISSING;
 				so->nmiss++;
 			} else {
@@ -340,7 +381,8 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		s->nocc++;
 	}
 	free(occs);
-	free(set.v);
+	subset_clear(&set);
+	extensions_free(ext, next);
 	if (load_failed(c, db, f, s) < 0) {
 		status_free(s);
 		return -1;
@@ -364,7 +406,7 @@ void
 status_fmt_due(const struct occ *o, char *out, size_t size)
 {
 	char d[16];
-	int m = o->cycle->due_minute;
+	int m = o->extended ? o->ext_minute : o->cycle->due_minute;
 
 	ymd_format_vn(o->due, d);
 	snprintf(out, size, "%s %02d:%02d", d, m / 60 % 100, m % 60);
@@ -390,19 +432,32 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		char due[32];
 
 		status_fmt_due(&so->o, due, sizeof(due));
-		buf_printf(&b, "%s  %s  due %s  submitted %zu/%zu\n", so->o.id,
-			   so->o.cycle->title ? so->o.cycle->title : "", due,
-			   so->nsub, so->nu);
+		buf_printf(&b, "%s  %s  due %s", so->o.id,
+			   so->o.cycle->title ? so->o.cycle->title : "", due);
+		if (so->o.extended) {
+			struct occ was = so->o;
+
+			was.extended = false;
+			was.due = so->o.was_due;
+			status_fmt_due(&was, due, sizeof(due));
+			buf_printf(&b, " (extended, was %s)", due);
+		}
+		buf_printf(&b, "  submitted %zu/%zu\n", so->nsub, so->nu);
 		for (size_t j = 0; j < so->nu; j++) {
 			const struct st_unit *su = &so->u[j];
 			char at[20];
 
 			buf_printf(&b, "%s\t%s", su->u->id,
 				   ustate_name[su->state]);
-			if (su->state == US_SUBMITTED) {
+			if (su->state == US_SUBMITTED || su->state == US_NIL) {
 				tz_format_iso(c->tz, su->at, at);
 				buf_printf(&b, "\t%s%s", at,
 					   su->late ? "\tlate" : "");
+			}
+			/* a unit's own deadline: "due" and the date */
+			if (su->own_due) {
+				tz_format_iso(c->tz, su->due_at, at);
+				buf_printf(&b, "\tdue %s", at);
 			}
 			buf_putc(&b, '\n');
 		}
@@ -462,6 +517,12 @@ json_occ(const struct conf *c, const struct st_occ *so)
 	json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
 	json_object_set_new(jo, "not_due",
 			    json_integer((json_int_t)so->nnotdue));
+	json_object_set_new(jo, "nil", json_integer((json_int_t)so->nnil));
+	if (so->o.extended) {
+		json_object_set_new(jo, "extended", json_true());
+		tz_format_iso(c->tz, so->o.was_due_at, t);
+		json_object_set_new(jo, "planned_due", json_string(t));
+	}
 	for (size_t j = 0; j < so->nu; j++) {
 		const struct st_unit *su = &so->u[j];
 		json_t *ju = json_object();
@@ -472,12 +533,25 @@ json_occ(const struct conf *c, const struct st_occ *so)
 						su->u->name : su->u->id));
 		json_object_set_new(ju, "state",
 				    json_string(ustate_name[su->state]));
-		if (su->state == US_SUBMITTED) {
+		if (su->state == US_SUBMITTED || su->state == US_NIL) {
 			tz_format_iso(c->tz, su->at, t);
 			json_object_set_new(ju, "at", json_string(t));
 			if (su->late)
 				json_object_set_new(ju, "late", json_true());
+			json_object_set_new(ju, "source",
+					    json_string(su->source));
+			if (su->note != NULL &&
+			    utf8_valid(su->note, strlen(su->note)))
+				json_object_set_new(ju, "note",
+						    json_string(su->note));
 		}
+		/* every unit's own due date, extended or not */
+		tz_format_iso(c->tz, su->due_at, t);
+		json_object_set_new(ju, "due", json_string(t));
+		ymd_format_vn(su->due, d);
+		json_object_set_new(ju, "due_date", json_string(d));
+		if (su->own_due)
+			json_object_set_new(ju, "extended", json_true());
 		json_array_append_new(units, ju);
 	}
 	json_object_set_new(jo, "units", units);
