@@ -263,3 +263,237 @@ def test_history_lists_every_event(conf):
     assert r.returncode == 0 and r.stdout == ""
     r = ctl(conf, "history", "--unit", "Bad Id")
     assert r.returncode == 1
+
+
+# ------------------------------------------------ the API, named admins
+
+LAN = "lan-token-0123456789abcdef"
+MINH = "minh-token-0123456789abcdef"
+ADMINS = """
+[admin lan]
+name       = Nguyễn Thị Lan
+token_file = lan.token
+
+[admin minh]
+credential = minh.token
+"""
+
+
+def admin_conf(tmp_path, port):
+    (tmp_path / "lan.token").write_text(LAN + "\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "minh.token").write_text(MINH + "\n")
+    from conftest import UNITS
+    return make_config(tmp_path, port, units=UNITS + ADMINS), creds
+
+
+def bearer(tok):
+    return {"Authorization": f"Bearer {tok}",
+            "Content-Type": "application/json"}
+
+
+def api(d, method, path, obj=None, tok=ADMIN_TOKEN, raw=None):
+    body = raw if raw is not None else (
+        json.dumps(obj).encode() if obj is not None else None)
+    st, _, b = http(method, d.base + path, body, bearer(tok))
+    return st, (json.loads(b) if b.strip().startswith(b"{") else b)
+
+
+def status_occ(d, occ=OCC):
+    st, _, body = d.get("/status.json")
+    assert st == 200
+    return next(o for o in json.loads(body)["occurrences"] if o["id"] == occ)
+
+
+@pytest.fixture
+def ad(daemon_factory, tmp_path, port):
+    conf, creds = admin_conf(tmp_path, port)
+    d = daemon_factory(conf, port, now="2024-03-12T10:00",
+                       env={"CREDENTIALS_DIRECTORY": str(creds)}).start()
+    d.conf_path = conf
+    yield d
+    d.stop()
+
+
+def test_api_extensions(ad):
+    d = ad
+    st, j = api(d, "POST", "/api/extensions",
+                {"occurrence": OCC, "due": "2024-03-20",
+                 "note": "Theo Công văn số 12"}, tok=LAN)
+    assert st == 201, j
+    assert j["due_date"] == "20/03/2024" and j["unit"] is None
+    assert j["actor"] == "lan" and j["source"] == "api"
+    assert j["planned_due"] == "2024-03-14T00:00"     # end of 13/03
+    st, j = api(d, "POST", "/api/extensions",
+                {"occurrence": OCC, "due": "2024-03-21"}, tok=LAN)
+    assert st == 200 and j["due_date"] == "21/03/2024"   # replaced
+    o = status_occ(d)
+    assert o["due_date"] == "21/03/2024" and o["extended"] is True
+    # one unit, with a time, by the other admin (a systemd credential)
+    st, j = api(d, "POST", "/api/extensions",
+                {"occurrence": OCC, "due": "2024-03-25T17:00",
+                 "unit": "tu-phap"}, tok=MINH)
+    assert st == 201, j
+    assert j["due"] == "2024-03-25T17:00" and j["actor"] == "minh"
+    o = status_occ(d)
+    u = {x["unit"]: x for x in o["units"]}
+    assert u["tu-phap"]["due"] == "2024-03-25T17:00"
+    assert u["tu-phap"]["extended"] is True
+    assert u["mttq"]["due_date"] == "21/03/2024"
+    r = ctl(d.conf_path, "status", OCC, now="2024-03-12T10:00")
+    assert "due 21/03/2024" in r.stdout and "extended, was 13/03/2024" \
+        in r.stdout
+    assert "tu-phap\tnot-due\tdue 2024-03-25T17:00" in r.stdout
+    st, j = api(d, "GET", "/api/extensions?occurrence=" + OCC)
+    assert st == 200 and len(j["extensions"]) == 2
+    # cancel, then nothing left to cancel
+    st, j = api(d, "DELETE", f"/api/extensions/{OCC}/tu-phap", tok=MINH)
+    assert st == 200 and j["deleted"] is True
+    st, _ = api(d, "DELETE", f"/api/extensions/{OCC}/tu-phap", tok=MINH)
+    assert st == 404
+    st, _ = api(d, "DELETE", f"/api/extensions/{OCC}")
+    assert st == 200
+    assert status_occ(d)["due_date"] == "13/03/2024"
+    # every change in the history, each admin by name
+    rows = [l.split("\t") for l in
+            ctl(d.conf_path, "history", "--occurrence", OCC).stdout
+            .splitlines()]
+    assert [(x[2], x[3], x[4], x[5], x[6]) for x in rows] == [
+        ("*", "extend", "api", "lan", "until 2024-03-20"),
+        ("*", "extend", "api", "lan", "until 2024-03-21"),
+        ("tu-phap", "extend", "api", "minh", "until 2024-03-25T17:00"),
+        ("tu-phap", "extend", "api", "minh", "cancelled"),
+        ("*", "extend", "api", "admin", "cancelled"),
+    ]
+    assert rows[0][7] == "Theo Công văn số 12"
+
+
+@pytest.mark.parametrize("body,tok,expect", [
+    ({"occurrence": OCC, "due": "2024-03-20"}, None, 401),
+    ({"occurrence": OCC, "due": "2024-03-20"}, "wrong-token-0123456789", 401),
+    ({"occurrence": OCC}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": "2024-03-01"}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": "20/03/2024"}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": 20240320}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": "2024-03-20", "x": "1"}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": "2024-03-20", "unit": "ghost"},
+     ADMIN_TOKEN, 400),
+    ({"occurrence": "q1/2024-03-14", "due": "2024-03-20"}, ADMIN_TOKEN, 400),
+    ({"occurrence": OCC, "due": "2024-03-20", "note": "a\u0007"},
+     ADMIN_TOKEN, 400),
+    (b'{"occurrence": "q1/2024-03-13", "occurrence": "x", "due": "2024-03-20"}',
+     ADMIN_TOKEN, 400),
+    (b'[1]', ADMIN_TOKEN, 400),
+])
+def test_api_extensions_refuse(ad, body, tok, expect):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = bearer(tok) if tok else {"Content-Type": "application/json"}
+    st, _, b = http("POST", ad.base + "/api/extensions", raw, headers)
+    assert st == expect, b
+    assert json.loads(b)["error"]
+    assert status_occ(ad)["due_date"] == "13/03/2024"   # nothing changed
+
+
+def test_api_nil_and_actors(ad):
+    d = ad
+    st, j = api(d, "POST", "/api/submissions",
+                {"unit": "mttq", "occurrence": OCC, "nil": True,
+                 "note": "Không phát sinh vụ việc"}, tok=LAN)
+    assert st == 201, j
+    assert j["state"] == "nil" and j["nil"] is True and j["actor"] == "lan"
+    st, j = api(d, "POST", "/api/submissions",
+                {"unit": "tu-phap", "occurrence": OCC, "nil": "yes"})
+    assert st == 400
+    st, j = api(d, "POST", "/api/submissions",
+                {"unit": "tu-phap", "occurrence": OCC, "nil": False})
+    assert st == 201 and j["state"] == "submitted" and j["actor"] == "admin"
+    o = status_occ(d)
+    assert o["submitted"] == 2 and o["nil"] == 1
+    u = {x["unit"]: x for x in o["units"]}
+    assert u["mttq"]["state"] == "nil"
+    assert u["mttq"]["note"] == "Không phát sinh vụ việc"
+    assert u["mttq"]["source"] == "api"
+    st, j = api(d, "GET", "/api/submissions?occurrence=" + OCC)
+    assert {s["unit"]: s["state"] for s in j["submissions"]} == {
+        "mttq": "nil", "tu-phap": "submitted"}
+    r = ctl(d.conf_path, "status", OCC, now="2024-03-12T10:00")
+    assert any(l.startswith("mttq\tnil\t") for l in r.stdout.splitlines())
+    st, _ = api(d, "DELETE", f"/api/submissions/{OCC}/mttq", tok=MINH)
+    assert st == 200
+    rows = [l.split("\t") for l in
+            ctl(d.conf_path, "history", "--unit", "mttq").stdout.splitlines()]
+    assert [(x[3], x[4], x[5]) for x in rows] == [
+        ("nil", "api", "lan"), ("undo", "api", "minh")]
+
+
+def post_form(d, path, fields, cookie=None):
+    """(status, headers, body) of a form POST, redirects not followed."""
+    import http.client
+    import urllib.parse
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if cookie:
+        headers["Cookie"] = cookie
+    c.request("POST", path, urllib.parse.urlencode(fields), headers)
+    r = c.getresponse()
+    out = (r.status, r.headers, r.read())
+    c.close()
+    return out
+
+
+def test_page_nil_note_and_actor(ad):
+    """Logged in as lan on the page: a nil return with a click, recorded
+    as lan from the page; notes and "Không phát sinh" are shown."""
+    import re
+    d = ad
+    r = ctl(d.conf_path, "received", "tu-phap", OCC, "--note",
+            "Gửi qua <b>bưu điện</b>", now="2024-03-12T10:00")
+    assert r.returncode == 0
+    st, hdr, _ = post_form(d, "/login", {"token": LAN})
+    assert st == 303
+    cookie = hdr["Set-Cookie"].split(";")[0]
+    st, _, page = d.get("/", headers={"Cookie": cookie})
+    page = page.decode()
+    assert "Gửi qua &lt;b&gt;bưu điện&lt;/b&gt;" in page   # escaped
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    st, _, b = post_form(d, "/mark", {"occurrence": OCC, "unit": "ld-tbxh",
+                                      "nil": "1", "csrf": csrf}, cookie)
+    assert st == 303, b
+    page = d.get("/", headers={"Cookie": cookie})[2].decode()
+    assert "Không phát sinh" in page
+    u = {x["unit"]: x for x in status_occ(d)["units"]}
+    assert u["ld-tbxh"]["state"] == "nil"
+    rows = [l.split("\t") for l in
+            ctl(d.conf_path, "history", "--unit", "ld-tbxh").stdout
+            .splitlines()]
+    assert [(x[3], x[4], x[5]) for x in rows] == [("nil", "page", "lan")]
+    # another admin's session is another actor; a forged one is refused
+    forged = cookie.replace(".lan.", ".minh.")
+    st, _, _ = post_form(d, "/mark", {"occurrence": OCC, "unit": "mttq",
+                                      "csrf": csrf}, forged)
+    assert st == 403
+
+
+@pytest.mark.parametrize("extra,msg", [
+    ("[admin x]\nname = X\n", "admin 'x' needs one of token_file or "
+     "credential"),
+    ("[admin x]\ntoken_file = lan.token\n", "has the token of admin 'lan'"),
+    ("[admin x]\ntoken_file = short.token\n", "at least 16"),
+    ("[admin x]\ntoken_file = admin.token\n",
+     "has the token of [daemon] admin_token_file"),
+    ("[admin admin]\ntoken_file = other.token\n", "'admin' is the name"),
+    ("[admin x]\ncredential = ../etc/passwd\n", "not a path"),
+    ("[admin Bad]\ntoken_file = lan.token\n", "invalid admin id"),
+])
+def test_admin_config_errors(tmp_path, port, extra, msg):
+    (tmp_path / "lan.token").write_text(LAN + "\n")
+    (tmp_path / "short.token").write_text("short\n")
+    (tmp_path / "other.token").write_text("other-token-0123456789abcdef\n")
+    from conftest import UNITS
+    conf = make_config(tmp_path, port, units=UNITS +
+                       "\n[admin lan]\ntoken_file = lan.token\n\n" + extra)
+    r = ctl(conf, "check")
+    assert r.returncode == 1, r.stdout
+    assert msg in r.stderr, r.stderr
+    assert f"{conf}:" in r.stderr          # FILE:LINE
