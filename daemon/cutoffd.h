@@ -346,6 +346,14 @@ struct occ {
 	tstamp was_due_at;
 };
 
+/* The due time of o in minutes (1440 = end of day): the extension's when
+ * extended, else the cycle's `time`. */
+static inline int
+occ_due_minute(const struct occ *o)
+{
+	return o->extended ? o->ext_minute : o->cycle->due_minute;
+}
+
 /* Occurrences of every cycle whose due_at lies in [from, to), sorted by
  * due_at then id.  *out is xmalloc'ed (free it). */
 int sched_occurrences(const struct conf *c, tstamp from, tstamp to,

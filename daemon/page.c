@@ -211,6 +211,10 @@ page_section(struct page *pg, const struct st_occ *so)
 		   due, so->nsub, so->nu);
 	buf_puts(b, "<p class=\"muted\">Mã kỳ: ");
 	html_esc(b, so->o.id);
+	if (so->o.extended) {
+		ymd_format_vn(so->o.was_due, d1);
+		buf_printf(b, " · Đã gia hạn (hạn theo kế hoạch %s)", d1);
+	}
 	if (so->o.has_period) {
 		ymd_format_vn(so->o.period_from, d1);
 		ymd_format_vn(so->o.period_to, d2);

@@ -406,7 +406,7 @@ void
 status_fmt_due(const struct occ *o, char *out, size_t size)
 {
 	char d[16];
-	int m = o->extended ? o->ext_minute : o->cycle->due_minute;
+	int m = occ_due_minute(o);
 
 	ymd_format_vn(o->due, d);
 	snprintf(out, size, "%s %02d:%02d", d, m / 60 % 100, m % 60);

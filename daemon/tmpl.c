@@ -504,7 +504,7 @@ format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 {
 	char d[16];
 
-	if (o->cycle != NULL && o->cycle->due_minute >= 1440) {
+	if (o->cycle != NULL && occ_due_minute(o) >= 1440) {
 		ymd_format_vn(o->due, d);
 		snprintf(out, size, "%s 24:00", d);
 		return;
