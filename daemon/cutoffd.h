@@ -609,6 +609,13 @@ struct ledger_event {
 int ledger_history(struct db *db, const char *occ, const char *unit,
 		   int (*fn)(void *ctx, const struct ledger_event *e),
 		   void *ctx);
+/* Appends one event to the history (for other modules' events, e.g. a
+ * report detected in the mailbox: "proposed", "confirmed"); at may be
+ * NULL.  Refuses an action outside the list above.  0 or -1. */
+int ledger_event_add(struct db *db, const char *occ, const char *unit,
+		     const char *action, const tstamp *at, const char *source,
+		     const char *actor, const char *detail, const char *note,
+		     tstamp now);
 /* Latest recorded time of the events db_sub_events counts; 0 = none. */
 tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
 

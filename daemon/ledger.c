@@ -224,6 +224,28 @@ add_event(struct db *db, const char *occ, const char *unit,
 	return run(db, s, "history event");
 }
 
+int
+ledger_event_add(struct db *db, const char *occ, const char *unit,
+		 const char *action, const tstamp *at, const char *source,
+		 const char *actor, const char *detail, const char *note,
+		 tstamp now)
+{
+	static const char *const actions[] = {
+		"received", "nil", "undo", "extend", "proposed", "confirmed",
+		NULL,
+	};
+	size_t i;
+
+	for (i = 0; actions[i] != NULL; i++)
+		if (action != NULL && strcmp(action, actions[i]) == 0)
+			break;
+	if (actions[i] == NULL || !args_ok(occ, unit, source, actor, note) ||
+	    (detail != NULL && note_problem(detail, strlen(detail)) != NULL))
+		return -1;
+	return add_event(db, occ, unit, action, at, now, source, actor, detail,
+			 note);
+}
+
 /* -------------------------------------------------------- submissions */
 
 static void
