@@ -1,7 +1,7 @@
 /*
- * api.c - the JSON side: GET /status.json, GET /status.csv and the
- * ledger's API (Bearer admin token; the admin it belongs to is the actor
- * recorded in the history):
+ * api.c - the machine-readable side: GET /status.json and /status.csv
+ * (from memory, see status.c) and the ledger's API (Bearer admin token;
+ * the admin it belongs to is the actor recorded in the history):
  *   GET|POST   /api/submissions                     list / record
  *   GET|DELETE /api/submissions/CYCLE/YYYY-MM-DD/UNIT
  *   GET|POST   /api/extensions                      list / set
@@ -18,14 +18,35 @@
 #define DAY 86400
 #define FUTURE_SLACK 3600           /* `at` may be this far ahead (clocks) */
 
-void
-api_status(struct app *a, const struct http_req *q, struct http_resp *r)
+static void
+build_json(const struct conf *c, const struct status *s,
+	   const struct status_filter *f, void *ctx, struct buf *out)
+{
+	(void)f;
+	(void)ctx;
+	status_json_write(c, s, out);
+}
+
+static void
+build_csv(const struct conf *c, const struct status *s,
+	  const struct status_filter *f, void *ctx, struct buf *out)
+{
+	(void)f;
+	(void)ctx;
+	status_csv_write(c, s, out);
+}
+
+/* A status document from memory (see status.c): the same access rule and
+ * filters for every one. */
+static void
+serve_view(struct app *a, const struct http_req *q, struct http_resp *r,
+	   enum view_slot slot, const char *type, view_build_fn build)
 {
 	struct form args;
 	struct status_filter f;
-	struct status *s = NULL;
 	const char *err;
 	tstamp now = clock_now(&a->clk);
+	struct doc *d;
 
 	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
 	if (!auth_read_allowed(a, q, &args, now)) {
@@ -38,26 +59,28 @@ api_status(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_error(r, 400, err);
 		goto out;
 	}
-	if (status_build(a->conf, a->db, now, &f, &s) != 0) {
+	d = views_doc(a->views, a->conf, a->db, now, &f, slot, type, build,
+		      NULL);
+	if (d == NULL) {
 		resp_error(r, 500, "state store unavailable");
 		goto out;
 	}
 	r->status = 200;
-	r->content_type = DOC_JSON;
-	buf_reset(&r->body);
-	status_json_write(a->conf, s, &r->body);
+	r->doc = doc_ref(d);
 out:
-	status_free(s);
 	form_free(&args);
 }
 
-void
-api_status_csv(struct app *a, const struct http_req *q, struct http_resp *r)
+/* /status.csv?occurrence=: one occurrence, built per request (the views
+ * in memory are per cycle and group) */
+static void
+csv_one(struct app *a, const struct http_req *q, struct http_resp *r,
+	const char *occ)
 {
 	struct form args;
 	struct status_filter f;
 	struct status *s = NULL;
-	const char *err, *occ;
+	const char *err;
 	tstamp now = clock_now(&a->clk);
 	int rc;
 
@@ -72,9 +95,7 @@ api_status_csv(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_error(r, 400, err);
 		goto out;
 	}
-	occ = form_get(&args, "occurrence");
-	if (occ != NULL)
-		f.occ = occ;
+	f.occ = occ;
 	rc = status_build(a->conf, a->db, now, &f, &s);
 	if (rc == 1) {
 		resp_error(r, 404, "unknown occurrence");
@@ -91,6 +112,35 @@ api_status_csv(struct app *a, const struct http_req *q, struct http_resp *r)
 out:
 	status_free(s);
 	form_free(&args);
+}
+
+void
+api_status(struct app *a, const struct http_req *q, struct http_resp *r)
+{
+	serve_view(a, q, r, VIEW_JSON, DOC_JSON, build_json);
+}
+
+void
+api_status_csv(struct app *a, const struct http_req *q, struct http_resp *r)
+{
+	struct form args;
+	char occ[OCC_ID_MAX];
+	const char *o;
+
+	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
+	o = form_get(&args, "occurrence");
+	if (o != NULL && strlen(o) >= sizeof occ) {
+		form_free(&args);
+		resp_error(r, 404, "unknown occurrence");
+		return;
+	}
+	snprintf(occ, sizeof occ, "%s", o != NULL ? o : "");
+	form_free(&args);
+	if (o != NULL) {
+		csv_one(a, q, r, occ);
+		return;
+	}
+	serve_view(a, q, r, VIEW_CSV, DOC_CSV, build_csv);
 }
 
 static void

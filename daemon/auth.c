@@ -1,24 +1,240 @@
 /*
  * auth.c - who may do what on the web side: the admin token (Bearer for
  * the API; a session cookie and a CSRF token per session for the page's
- * forms) and the calendar token that guards reading the status when set:
- * then the page and /status.json need it too (?token=), or an admin
- * session or Bearer token, since they show what the secretariat feed
- * shows.
+ * forms), the throttle on wrong admin tokens, and the calendar token that
+ * guards reading the status when set: then the page and /status.json need
+ * it too (?token=), or an admin session or Bearer token, since they show
+ * what the secretariat feed shows.
+ *
+ * Sessions live in this process's memory: a logout ends one for good (the
+ * old cookie opens nothing), a changed admin token ends them all, and a
+ * restart logs every admin out (they log in again; nothing else is lost).
+ * The cookie is 32 random bytes; only its SHA-256 is kept.
+ *
+ * Several admins: [daemon] admin_token_file is the admin "admin", each
+ * [admin ID] section one more with a token of its own.  A Bearer token or
+ * a session says which admin acts; that id is the actor the ledger
+ * records.  A session holds its admin's id and a fingerprint of that
+ * admin's token, so changing one admin's token ends only their sessions.
+ *
+ * The throttle counts wrong admin tokens per client address (an IPv6
+ * client by its /64): THROTTLE_FREE are free, then each one doubles a
+ * wait (1 s, 2 s, 4 s ... an hour at most) during which every attempt
+ * from there, right or wrong, gets 429 with Retry-After.  The table has
+ * THROTTLE_SLOTS entries; when full, the address quiet for longest goes.
+ * Behind a reverse proxy every client has the proxy's address: a guesser
+ * then delays the real admin too, which is the price of not trusting
+ * X-Forwarded-For.
  */
 #include "cutoffd.h"
 
-#include <errno.h>
-#include <inttypes.h>
+#include <arpa/inet.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #define DAY 86400
-#define SESSION_TTL (30 * DAY)
+#define SESSION_TTL (7 * DAY)
+#define SESSIONS_MAX 256
+#define THROTTLE_FREE 5             /* wrong tokens before the first wait */
+#define THROTTLE_MAX_WAIT 3600.0    /* seconds */
+#define THROTTLE_FORGET 3600.0      /* a quiet hour forgets an address */
+#define THROTTLE_SLOTS 1024
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
+struct session {
+	bool used;
+	unsigned char id[32];        /* SHA-256 of the cookie's value */
+	unsigned char admin[32];     /* SHA-256 of the admin token then */
+	char who[72];                /* the admin's id */
+	char csrf[65];
+	tstamp expires;              /* daemon clock */
+};
+
+struct strike {
+	char key[48];                /* address, or an IPv6 /64 */
+	unsigned fails;
+	double last;                 /* monotonic seconds */
+	double until;                /* no attempt before this */
+};
+
+struct auth {
+	struct session s[SESSIONS_MAX];
+	struct strike t[THROTTLE_SLOTS];
+	size_t nt;
+};
+
+struct auth *
+auth_new(void)
+{
+	return xcalloc(1, sizeof(struct auth));
+}
+
+void
+auth_free(struct auth *au)
+{
+	if (au != NULL)
+		OPENSSL_cleanse(au, sizeof(*au));
+	free(au);
+}
+
+static void
+sha256(const char *s, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	if (EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL) != 1)
+		fatal("SHA-256 unavailable");
+}
+
+/* ------------------------------------------------------------ throttle */
+
+/* Real time, not the daemon's clock: guessing happens at the speed of the
+ * wall clock whatever --speed says. */
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The client's key: its address, an IPv6 one cut to its /64 (one host
+ * commonly holds a whole /64). */
+static void
+client_key(const char *client, char *out, size_t size)
+{
+	struct in6_addr a6;
+
+	if (client != NULL && strchr(client, ':') != NULL &&
+	    inet_pton(AF_INET6, client, &a6) == 1) {
+		memset(a6.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &a6, out, (socklen_t)size) != NULL) {
+			snprintf(out + strlen(out), size - strlen(out), "/64");
+			return;
+		}
+	}
+	snprintf(out, size, "%s", client != NULL ? client : "?");
+}
+
+static struct strike *
+strike_find(struct auth *au, const char *client, double now, bool create)
+{
+	char key[48];
+	size_t victim = 0;
+
+	client_key(client, key, sizeof(key));
+	for (size_t i = 0; i < au->nt; i++) {
+		struct strike *t = &au->t[i];
+
+		if (strcmp(t->key, key) != 0)
+			continue;
+		/* a quiet hour after the last wait forgets the address */
+		if (now - t->last > THROTTLE_FORGET && now >= t->until) {
+			t->fails = 0;
+			t->until = 0;
+		}
+		return t;
+	}
+	if (!create)
+		return NULL;
+	if (au->nt < THROTTLE_SLOTS) {
+		victim = au->nt++;
+	} else {
+		for (size_t i = 1; i < au->nt; i++)
+			if (au->t[i].last < au->t[victim].last)
+				victim = i;
+	}
+	memset(&au->t[victim], 0, sizeof(au->t[victim]));
+	snprintf(au->t[victim].key, sizeof(au->t[victim].key), "%s", key);
+	return &au->t[victim];
+}
+
+/* Seconds this client must still wait before trying a token, 0 if none. */
+static int
+throttle_wait(struct app *a, const struct http_req *q)
+{
+	double now = mono();
+	struct strike *t;
+
+	if (a->auth == NULL)
+		return 0;
+	t = strike_find(a->auth, q->client, now, false);
+	if (t == NULL || now >= t->until)
+		return 0;
+	return (int)ceil(t->until - now);
+}
+
+/* A wrong admin token from q's client: logged (with the address, which
+ * getnameinfo made numeric, escaped all the same), counted, and a wait
+ * set once the free ones are used up. */
+static void
+throttle_fail(struct app *a, const struct http_req *q, const char *what)
+{
+	double now = mono(), wait = 0;
+	struct strike *t = NULL;
+	struct buf b;
+
+	if (a->auth != NULL) {
+		t = strike_find(a->auth, q->client, now, true);
+		t->fails++;
+		t->last = now;
+		if (t->fails >= THROTTLE_FREE) {
+			wait = ldexp(1.0, (int)MIN(t->fails - THROTTLE_FREE,
+						    12u));
+			if (wait > THROTTLE_MAX_WAIT)
+				wait = THROTTLE_MAX_WAIT;
+			t->until = now + wait;
+		}
+	}
+	buf_init(&b);
+	buf_put_escaped(&b, q->client != NULL ? q->client : "?", 64);
+	if (wait > 0)
+		log_warn("%s: wrong admin token from %s (%u in a row); its "
+			 "next attempt waits %.0f s", what, buf_str(&b),
+			 t->fails, wait);
+	else
+		log_warn("%s: wrong admin token from %s", what, buf_str(&b));
+	buf_free(&b);
+}
+
+static void
+throttle_ok(struct app *a, const struct http_req *q)
+{
+	struct strike *t;
+
+	if (a->auth == NULL)
+		return;
+	t = strike_find(a->auth, q->client, mono(), false);
+	if (t != NULL) {
+		t->fails = 0;
+		t->until = 0;
+	}
+}
+
+/* 429 with Retry-After when the client must wait, as JSON or a page */
+static bool
+throttled(struct app *a, const struct http_req *q, struct http_resp *r,
+	  bool json)
+{
+	int wait = throttle_wait(a, q);
+
+	if (wait <= 0)
+		return false;
+	if (json)
+		resp_error(r, 429, "too many wrong admin tokens from this "
+			   "address; retry later");
+	else
+		resp_html_msg(r, 429, "Nhập sai mã quản trị quá nhiều lần. "
+			      "Hãy thử lại sau ít phút.");
+	r->retry_after = wait;
+	return true;
+}
 
 /* The default admin (admin_token_file) is named this in the history. */
 #define DEFAULT_ADMIN "admin"
@@ -87,153 +303,141 @@ bearer_ok(const struct app *a, const struct http_req *q)
 	return bearer_admin(a, q) != NULL;
 }
 
-/* 0 when the request carries the admin token, else r is filled */
+/* 0 when the request carries the admin token, else r is filled.  Only a
+ * token that was sent and is wrong counts against the client: a request
+ * without one is not a guess. */
 int
 auth_api(struct app *a, const struct http_req *q, struct http_resp *r)
 {
+	char tok[512];
+
 	if (auth_admin_token(a) == NULL) {
 		resp_error(r, 403, "API disabled: no admin token configured");
 		return -1;
 	}
+	if (throttled(a, q, r, true))
+		return -1;
 	if (!bearer_ok(a, q)) {
+		if (req_bearer(q, tok, sizeof(tok)))
+			throttle_fail(a, q, "api");
 		resp_error(r, 401, "missing or wrong admin token");
 		resp_hdr(r, "WWW-Authenticate", "Bearer realm=\"cutoffd\"");
 		return -1;
 	}
+	throttle_ok(a, q);
 	return 0;
 }
 
 /* ------------------------------------------------------------ sessions */
 
-/* HMAC-SHA256(key, msg) as 64 hex chars */
-static void
-hmac_hex(const char *key, const char *msg, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
-
-	HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg,
-	     strlen(msg), md, &len);
-	for (unsigned int i = 0; i < len && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[64] = '\0';
-}
-
-/* "EXPIRY.ADMIN.MAC": expiry in clock seconds and the admin's id, MAC
- * keyed with that admin's token, so a changed token or the passing of
- * time ends its sessions without server-side state. */
-static char *
-session_make(const char *id, const char *token, tstamp exp)
-{
-	char msg[128], mac[65];
-
-	snprintf(msg, sizeof(msg), "session|%s|%" PRId64, id, exp);
-	hmac_hex(token, msg, mac);
-	return xasprintf("%" PRId64 ".%s.%s", exp, id, mac);
-}
-
-/* The value of the session cookie when valid, into out; its admin's id
- * into *who (a pointer into the configuration). */
+/* The value of q's session cookie into out, or false. */
 static bool
-session_get(const struct app *a, const struct http_req *q, tstamp now,
-	    char *out, size_t size, const char **who)
+cookie_value(const struct http_req *q, char *out, size_t size)
 {
-	const char *admin = auth_admin_token(a), *p = q->cookie, *token;
-	char val[160], id[72], *dot, *dot2, *end, *good;
-	long long exp;
-	bool ok;
+	const char *p = q->cookie;
 
-	if (admin == NULL || p == NULL)
-		return false;
-	while (*p != '\0') {
+	while (p != NULL && *p != '\0') {
 		size_t n;
 
 		while (*p == ' ' || *p == ';')
 			p++;
 		n = strcspn(p, ";");
 		if (n > 8 && strncmp(p, "session=", 8) == 0) {
-			if (n - 8 >= sizeof(val))
+			if (n - 8 >= size)
 				return false;
-			memcpy(val, p + 8, n - 8);
-			val[n - 8] = '\0';
-			break;
+			memcpy(out, p + 8, n - 8);
+			out[n - 8] = '\0';
+			return true;
 		}
 		p += n;
 	}
-	if (*p == '\0')
-		return false;
-	dot = strchr(val, '.');
-	if (dot == NULL)
-		return false;
-	dot2 = strchr(dot + 1, '.');
-	if (dot2 == NULL || (size_t)(dot2 - dot - 1) >= sizeof(id))
-		return false;
-	memcpy(id, dot + 1, (size_t)(dot2 - dot - 1));
-	id[dot2 - dot - 1] = '\0';
-	errno = 0;
-	exp = strtoll(val, &end, 10);
-	if (end != dot || errno != 0 || exp <= now || !valid_id(id))
-		return false;
-	token = token_of(a, id);
-	if (token == NULL)
-		return false;
-	good = session_make(id, token, (tstamp)exp);
-	ok = ct_streq(val, good);
-	free(good);
-	if (!ok || strlen(val) >= size)
-		return false;
-	snprintf(out, size, "%s", val);
-	if (who != NULL)
-		*who = strcmp(id, DEFAULT_ADMIN) == 0 ? DEFAULT_ADMIN
-			: admin_of_token(a, token);
-	return true;
+	return false;
 }
 
-/* the token behind a valid session value (its id field) */
-static const char *
-session_token(const struct app *a, const char *sess)
+/* q's open session, or NULL: known, not expired, opened with the token
+ * its admin still has. */
+static struct session *
+session_find(struct app *a, const struct http_req *q, tstamp now)
 {
-	const char *dot = strchr(sess, '.'), *dot2;
-	char id[72];
+	const char *admin;
+	unsigned char id[32], fp[32];
+	char val[160];
 
-	if (dot == NULL || (dot2 = strchr(dot + 1, '.')) == NULL ||
-	    (size_t)(dot2 - dot - 1) >= sizeof(id))
+	if (a->auth == NULL || auth_admin_token(a) == NULL ||
+	    !cookie_value(q, val, sizeof(val)) || strlen(val) != 64)
 		return NULL;
-	memcpy(id, dot + 1, (size_t)(dot2 - dot - 1));
-	id[dot2 - dot - 1] = '\0';
-	return token_of(a, id);
+	sha256(val, id);
+	for (size_t i = 0; i < SESSIONS_MAX; i++) {
+		struct session *s = &a->auth->s[i];
+
+		/* hashes of random values: comparing them leaks nothing */
+		if (!s->used || memcmp(s->id, id, sizeof(id)) != 0)
+			continue;
+		admin = token_of(a, s->who);
+		if (admin != NULL)
+			sha256(admin, fp);
+		if (s->expires <= now || admin == NULL ||
+		    memcmp(s->admin, fp, sizeof(fp)) != 0) {
+			memset(s, 0, sizeof(*s));
+			return NULL;
+		}
+		return s;
+	}
+	return NULL;
+}
+
+/* A new session; its cookie value (64 hex) into cookie.  When the table
+ * is full, the session closest to its end makes room. */
+static int
+session_open(struct app *a, tstamp now, const char *who, char cookie[65])
+{
+	struct session *s = NULL;
+
+	for (size_t i = 0; i < SESSIONS_MAX; i++) {
+		struct session *x = &a->auth->s[i];
+
+		if (!x->used || x->expires <= now) {
+			s = x;
+			break;
+		}
+		if (s == NULL || x->expires < s->expires)
+			s = x;
+	}
+	memset(s, 0, sizeof(*s));
+	if (random_hex(cookie, 32) < 0 || random_hex(s->csrf, 32) < 0)
+		return -1;
+	sha256(cookie, s->id);
+	sha256(token_of(a, who), s->admin);
+	snprintf(s->who, sizeof(s->who), "%s", who);
+	s->expires = now + SESSION_TTL;
+	s->used = true;
+	return 0;
 }
 
 const char *
 auth_actor(struct app *a, const struct http_req *q, tstamp now)
 {
 	const char *who = bearer_admin(a, q);
-	char sess[160];
+	struct session *s;
 
-	if (who == NULL && !session_get(a, q, now, sess, sizeof(sess), &who))
-		return NULL;
-	return who;
-}
-
-static void
-csrf_token(const char *admin, const char *session, char out[65])
-{
-	char *msg = xasprintf("csrf|%s", session);
-
-	hmac_hex(admin, msg, out);
-	free(msg);
+	if (who != NULL)
+		return who;
+	s = session_find(a, q, now);
+	/* the id as the configuration holds it: it outlives the request */
+	return s != NULL ? (strcmp(s->who, DEFAULT_ADMIN) == 0 ? DEFAULT_ADMIN
+			    : admin_of_token(a, token_of(a, s->who))) : NULL;
 }
 
 bool
 auth_session(struct app *a, const struct http_req *q, tstamp now,
 	     char csrf[65])
 {
-	char sess[160];
+	struct session *s = session_find(a, q, now);
 
-	if (!session_get(a, q, now, sess, sizeof(sess), NULL))
+	if (s == NULL)
 		return false;
 	if (csrf != NULL)
-		csrf_token(session_token(a, sess), sess, csrf);
+		memcpy(csrf, s->csrf, 65);
 	return true;
 }
 
@@ -243,34 +447,39 @@ auth_read_allowed(struct app *a, const struct http_req *q,
 		  const struct form *args, tstamp now)
 {
 	const char *cal = a->conf->daemon.calendar_token, *tok;
-	char sess[160];
 
 	if (cal == NULL || cal[0] == '\0')
 		return true;
 	tok = form_get(args, "token");
 	if (tok != NULL && ct_streq(tok, cal))
 		return true;
-	return bearer_ok(a, q) ||
-	       session_get(a, q, now, sess, sizeof(sess), NULL);
+	return bearer_ok(a, q) || session_find(a, q, now) != NULL;
 }
 int
 auth_form(struct app *a, const struct http_req *q, const struct form *fm,
 	  tstamp now, struct http_resp *r)
 {
-	char sess[160], want[65];
+	struct session *s = session_find(a, q, now);
 	const char *csrf = form_get(fm, "csrf");
 
-	if (!session_get(a, q, now, sess, sizeof(sess), NULL)) {
+	if (s == NULL) {
 		resp_html_msg(r, 403, "Cần đăng nhập quản trị.");
 		return -1;
 	}
-	csrf_token(session_token(a, sess), sess, want);
-	if (csrf == NULL || !ct_streq(csrf, want)) {
+	if (csrf == NULL || !ct_streq(csrf, s->csrf)) {
 		resp_html_msg(r, 403, "Phiên làm việc không hợp lệ, hãy tải lại "
 			      "trang.");
 		return -1;
 	}
 	return 0;
+}
+
+static bool
+secure_cookie(const struct app *a)
+{
+	const char *u = a->conf->daemon.public_url;
+
+	return u != NULL && strncmp(u, "https:", 6) == 0;
 }
 
 void
@@ -279,47 +488,59 @@ auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 	const char *admin = auth_admin_token(a), *tok, *who = NULL;
 	struct form fm;
 	tstamp now = clock_now(&a->clk);
-	char *sess;
-	bool secure;
+	char cookie[65];
 
 	if (admin == NULL) {
 		resp_html_msg(r, 403, "Chưa cấu hình mã quản trị.");
 		return;
 	}
+	if (a->auth == NULL) {
+		resp_html_msg(r, 503, "Không mở được phiên làm việc.");
+		return;
+	}
 	if (req_form(q, r, &fm) < 0)
 		return;
+	if (throttled(a, q, r, false))
+		goto out;
 	tok = form_get(&fm, "token");
 	if (tok != NULL)
 		who = admin_of_token(a, tok);
 	if (who == NULL) {
-		log_warn("status page: failed admin login");
+		throttle_fail(a, q, "status page login");
 		resp_redirect(r, "/?login=failed");
-		form_free(&fm);
-		return;
+		goto out;
 	}
-	sess = session_make(who, token_of(a, who), now + SESSION_TTL);
-	secure = strncmp(a->conf->daemon.public_url ?
-			 a->conf->daemon.public_url : "", "https:", 6) == 0;
+	throttle_ok(a, q);
+	if (session_open(a, now, who, cookie) < 0) {
+		resp_html_msg(r, 503, "Không mở được phiên làm việc.");
+		goto out;
+	}
 	free(r->set_cookie);
 	r->set_cookie = xasprintf("session=%s; Path=/; Max-Age=%d; HttpOnly; "
-				  "SameSite=Strict%s", sess, SESSION_TTL,
-				  secure ? "; Secure" : "");
-	free(sess);
+				  "SameSite=Strict%s", cookie, SESSION_TTL,
+				  secure_cookie(a) ? "; Secure" : "");
+	OPENSSL_cleanse(cookie, sizeof(cookie));
 	resp_redirect(r, "/");
+out:
 	form_free(&fm);
 }
 
+/* Ends the session on the server: the cookie, wherever a copy of it went,
+ * opens nothing any more. */
 void
 auth_logout(struct app *a, const struct http_req *q, struct http_resp *r)
 {
 	struct form fm;
+	tstamp now = clock_now(&a->clk);
 
 	if (req_form(q, r, &fm) < 0)
 		return;
-	if (auth_form(a, q, &fm, clock_now(&a->clk), r) == 0) {
+	if (auth_form(a, q, &fm, now, r) == 0) {
+		memset(session_find(a, q, now), 0, sizeof(struct session));
 		free(r->set_cookie);
-		r->set_cookie = xstrdup("session=; Path=/; Max-Age=0; HttpOnly; "
-					"SameSite=Strict");
+		r->set_cookie = xasprintf("session=; Path=/; Max-Age=0; "
+					  "HttpOnly; SameSite=Strict%s",
+					  secure_cookie(a) ? "; Secure" : "");
 		resp_redirect(r, "/");
 	}
 	form_free(&fm);

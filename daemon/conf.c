@@ -36,7 +36,7 @@
 #define MAX_STEPS 64
 #define MAX_OFFSET_DAYS 3660
 #define MAX_DURATION (3660 * 86400LL)
-#define ADMIN_TOKEN_MIN 16
+#define ADMIN_TOKEN_MIN 32
 
 /* ------------------------------------------------------ sections and keys */
 
@@ -2147,9 +2147,11 @@ load_secrets(struct pctx *p)
 				    "only hold printable ASCII without spaces");
 				free(text);
 			} else if (n < ADMIN_TOKEN_MIN) {
-				err(p, line, "admin_token_file: the token must "
-				    "be at least %d characters",
-				    ADMIN_TOKEN_MIN);
+				err(p, line, "admin_token_file: the token in "
+				    "%s must be at least %d characters (it "
+				    "has %zu; e.g. openssl rand -hex 32)",
+				    c->daemon.admin_token_file,
+				    ADMIN_TOKEN_MIN, n);
 				free(text);
 			} else {
 				c->daemon.admin_token = text;

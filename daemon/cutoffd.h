@@ -655,6 +655,8 @@ int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
 struct ev_loop;
 struct feeds;
+struct views;
+struct auth;
 struct http;
 struct sender;
 struct engine;
@@ -668,6 +670,8 @@ struct app {
 	struct db *db;
 	struct clock clk;
 	struct feeds *feeds;
+	struct views *views;     /* status.c: the status views in memory */
+	struct auth *auth;       /* auth.c: admin sessions, login throttle */
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
@@ -855,6 +859,7 @@ struct doc {
 	char etag[48];           /* quoted strong ETag of the body */
 	tstamp modified;         /* Last-Modified (0: not sent) */
 	tstamp built;            /* clock time of the build */
+	unsigned long serial;    /* a view's build number (0: not sent) */
 	/* The server's response for this body, made on the first send, and
 	 * what releases it; both NULL until then. */
 	void *resp;
@@ -924,6 +929,8 @@ struct st_fail {
 
 struct status {
 	tstamp now;
+	tstamp stale_at;         /* time alone may change the model from here */
+	size_t bytes;            /* roughly, what it holds */
 	struct st_occ *occ;
 	size_t nocc;
 	struct st_fail *fail;
@@ -950,16 +957,48 @@ int status_print(const struct conf *c, struct db *db, tstamp now,
 /* The /status.json document of s, appended to b. */
 void status_json_write(const struct conf *c, const struct status *s,
 		       struct buf *b);
+/* The /status.csv document of s (contract: BOM, CRLF, RFC 4180). */
+void status_csv_write(const struct conf *c, const struct status *s,
+		      struct buf *b);
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
-/* The /status.csv document of s (csv.c): one row per (occurrence, unit),
- * UTF-8 with a BOM, CRLF, RFC 4180 quoting. */
-void status_csv_write(const struct conf *c, const struct status *s,
-		      struct buf *b);
-/* `cutoffctl status --csv` */
+/* `cutoffctl status --csv`: the rows of status_csv_write */
 int status_print_csv(const struct conf *c, struct db *db, tstamp now,
 		     const char *occ, FILE *out);
+
+/* The views in memory: per filter, the model and its documents, built
+ * once per change of configuration or state (or when time alone changes
+ * them) on the first request after it, and shared by every request until
+ * then (see status.c).  A new view is one more slot and one builder. */
+enum view_slot {
+	VIEW_JSON,               /* /status.json */
+	VIEW_CSV,                /* /status.csv */
+	VIEW_PAGE,               /* the page for anonymous readers */
+	VIEW_PAGE_TOKEN,         /* the same let in by the calendar token */
+	VIEW_SLOTS
+};
+typedef void (*view_build_fn)(const struct conf *c, const struct status *s,
+			      const struct status_filter *f, void *ctx,
+			      struct buf *out);
+struct views *views_new(void);
+void views_free(struct views *vs);
+/* Marks every view stale (configuration or submissions changed). */
+void views_invalidate(struct views *vs);
+/* The model for f, fresh; NULL when it cannot be built.  Valid until the
+ * next views_* call. */
+const struct status *views_status(struct views *vs, const struct conf *c,
+				  struct db *db, tstamp now,
+				  const struct status_filter *f);
+/* The document of slot for f, built by build(ctx) into a doc of type when
+ * missing or stale; NULL when the model cannot be built.  Valid until the
+ * next views_* call (take a reference to keep it). */
+struct doc *views_doc(struct views *vs, const struct conf *c, struct db *db,
+		      tstamp now, const struct status_filter *f,
+		      enum view_slot slot, const char *type,
+		      view_build_fn build, void *ctx);
+/* Documents built so far (tests). */
+unsigned long views_builds(const struct views *vs);
 
 /* ------------------------------------------------------------------ req.c */
 
@@ -985,10 +1024,14 @@ struct http_resp {
 	int status;
 	const char *content_type;
 	struct buf body;
+	/* or the answer is this shared document (a reference, dropped by
+	 * http.c), served with its ETag and 304 on a conditional GET */
+	struct doc *doc;
 	char *location;          /* xmalloc'ed, for redirects */
 	char *set_cookie;        /* xmalloc'ed */
+	int retry_after;         /* > 0: a Retry-After header, seconds */
 	/* extra headers (static strings), unused slots have name NULL:
-	 * WWW-Authenticate (401), Allow (405), Retry-After (429) */
+	 * WWW-Authenticate (401), Allow (405) */
 	struct http_hdr {
 		const char *name, *value;
 	} hdr[6];
@@ -1036,11 +1079,14 @@ void url_esc(struct buf *b, const char *s);
 /* Who may do what: the admin token (Bearer for the API, a session cookie
  * and CSRF tokens for the page's forms) and the calendar token that
  * guards reading the status when set. */
+struct auth *auth_new(void);           /* sessions and throttle, in memory */
+void auth_free(struct auth *au);
 const char *auth_admin_token(const struct app *a);   /* NULL: no admin */
 /* The admin q acts as (Bearer token, else session): "admin" for
  * [daemon] admin_token_file, else an [admin ID]'s id; NULL: none. */
 const char *auth_actor(struct app *a, const struct http_req *q, tstamp now);
-/* 0 when q carries the admin token, else -1 with r filled (401/403) */
+/* 0 when q carries the admin token, else -1 with r filled (401/403, 429
+ * while q's address is throttled for wrong tokens) */
 int auth_api(struct app *a, const struct http_req *q, struct http_resp *r);
 /* an admin session (cookie) is open: its CSRF token into csrf (may be
  * NULL) */
@@ -1053,7 +1099,8 @@ int auth_form(struct app *a, const struct http_req *q, const struct form *fm,
 /* May q read the status (page, JSON)?  args: its query. */
 bool auth_read_allowed(struct app *a, const struct http_req *q,
 		       const struct form *args, tstamp now);
-/* POST /login and POST /logout */
+/* POST /login (throttled per client address like the API's token) and
+ * POST /logout (ends the session on the server) */
 void auth_login(struct app *a, const struct http_req *q, struct http_resp *r);
 void auth_logout(struct app *a, const struct http_req *q, struct http_resp *r);
 
@@ -1065,9 +1112,9 @@ void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* ------------------------------------------------------------------ api.c */
 
-/* GET /status.json */
+/* GET /status.json and GET /status.csv */
 void api_status(struct app *a, const struct http_req *q, struct http_resp *r);
-/* GET /status.csv (?cycle=, ?group=, ?occurrence=) */
+/* (?cycle=, ?group=, ?occurrence=) */
 void api_status_csv(struct app *a, const struct http_req *q,
 		    struct http_resp *r);
 /* /api/...: rest is the path after "/api" ("", "/submissions/..."). */

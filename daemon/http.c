@@ -168,11 +168,14 @@ static void http_date(tstamp t, char *out, size_t n)
 		snprintf(out, n, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
-/* The headers of a shared document, chosen by what it is. */
+/* The headers of a shared document, chosen by what it is.  The status
+ * views are revalidated on every use (no-cache): they change with every
+ * submission; the feeds may be kept a few minutes by calendar clients. */
 static bool doc_headers(struct MHD_Response *r, const struct doc *doc)
 {
-	char date[40];
+	char date[40], serial[24];
 	bool cal = strcmp(doc->type, DOC_CALENDAR) == 0;
+	bool html = strcmp(doc->type, DOC_HTML) == 0;
 
 	if (doc->modified > 0) {
 		http_date(doc->modified, date, sizeof(date));
@@ -180,6 +183,19 @@ static bool doc_headers(struct MHD_Response *r, const struct doc *doc)
 					    date) != MHD_YES)
 			return false;
 	}
+	/* which build this is: the tests see that views are not rebuilt
+	 * per request */
+	if (doc->serial > 0) {
+		snprintf(serial, sizeof(serial), "%lu", doc->serial);
+		if (MHD_add_response_header(r, "X-Cutoffd-Built",
+					    serial) != MHD_YES)
+			return false;
+	}
+	if (html &&
+	    (MHD_add_response_header(r, "Content-Security-Policy",
+				     CSP) != MHD_YES ||
+	     MHD_add_response_header(r, "X-Frame-Options", "DENY") != MHD_YES))
+		return false;
 	return common_headers(r) &&
 	       MHD_add_response_header(r, "Content-Type",
 				       doc->type) == MHD_YES &&
@@ -315,6 +331,14 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 	return serve_doc(mc, feeds_unit(h->a, u), status);
 }
 
+static bool retry_after(struct MHD_Response *mr, int seconds)
+{
+	char v[16];
+
+	snprintf(v, sizeof(v), "%d", seconds);
+	return MHD_add_response_header(mr, "Retry-After", v) == MHD_YES;
+}
+
 static bool extra_headers(struct MHD_Response *mr, const struct http_resp *r)
 {
 	for (size_t i = 0; i < sizeof(r->hdr) / sizeof(r->hdr[0]); i++) {
@@ -430,6 +454,10 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 						 : "internal error\n", NULL);
 		goto out;
 	}
+	if (r.doc) {
+		ret = serve_doc(mc, r.doc, status);
+		goto out;
+	}
 	*status = r.status >= 100 && r.status <= 599 ? r.status : 500;
 	len = r.body.len;
 	body = buf_steal(&r.body);
@@ -463,6 +491,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	    (r.set_cookie && (str_has_crlf(r.set_cookie) ||
 	     MHD_add_response_header(mr, "Set-Cookie",
 				     r.set_cookie) != MHD_YES)) ||
+	    (r.retry_after > 0 && !retry_after(mr, r.retry_after)) ||
 	    !extra_headers(mr, &r)) {
 		MHD_destroy_response(mr);
 		*status = 500;
@@ -472,6 +501,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	ret = MHD_queue_response(mc, (unsigned)*status, mr);
 	MHD_destroy_response(mr);
 out:
+	doc_unref(r.doc);
 	buf_free(&r.body);
 	free(r.location);
 	free(r.set_cookie);

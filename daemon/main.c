@@ -54,6 +54,7 @@ app_changed(struct app *a)
 	a->data_version = db_data_version(a->db);
 	if (a->feeds != NULL)
 		feeds_invalidate(a->feeds);
+	views_invalidate(a->views);
 	if (a->engine != NULL)
 		engine_replan(a->engine);
 	if (a->sender != NULL)
@@ -350,6 +351,8 @@ main(int argc, char **argv)
 		fatal("cannot initialise the event loop");
 	app.loop = loop;
 	app.feeds = feeds_new();
+	app.views = views_new();
+	app.auth = auth_new();
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
 		log_err("listen = %s: %s", app.conf->daemon.listen, err);
@@ -397,6 +400,8 @@ main(int argc, char **argv)
 	sender_stop(app.sender);
 	http_stop(app.http);
 	feeds_free(app.feeds);
+	views_free(app.views);
+	auth_free(app.auth);
 	db_close(app.db);
 	conf_free(app.conf);
 	free(wal);

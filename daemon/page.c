@@ -451,18 +451,41 @@ page_locked(struct app *a, struct http_resp *r, bool login_failed)
 }
 
 
+struct page_ctx {
+	struct app *a;
+	const char *token;
+};
+
+/* the page as every anonymous reader sees it, for the views in memory */
+static void
+build_page(const struct conf *c, const struct status *s,
+	   const struct status_filter *f, void *ctx, struct buf *out)
+{
+	const struct page_ctx *pc = ctx;
+	struct page pg = { .a = pc->a, .s = s, .f = f, .b = out };
+
+	(void)c;
+	page_render(&pg, pc->token, NULL);
+}
+
+/* The anonymous page (with the calendar token or without) comes from
+ * memory; an admin's (CSRF tokens, buttons) or one with a notice is
+ * rendered per request from the model in memory, which costs a few
+ * hundred rows at most (PAGE_ROWS_MAX). */
 void
 page_get(struct app *a, const struct http_req *q, struct http_resp *r)
 {
 	struct form args;
 	struct status_filter f;
-	struct status *s = NULL;
-	const char *err;
+	const char *err, *tok = NULL, *cal = a->conf->daemon.calendar_token;
 	tstamp now = clock_now(&a->clk);
+	bool failed;
+	struct page pg;
 
 	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
+	failed = form_get(&args, "login") != NULL;
 	if (!auth_read_allowed(a, q, &args, now)) {
-		page_locked(a, r, form_get(&args, "login") != NULL);
+		page_locked(a, r, failed);
 		goto out;
 	}
 	err = status_filter_set(a->conf, form_get(&args, "cycle"),
@@ -473,25 +496,38 @@ page_get(struct app *a, const struct http_req *q, struct http_resp *r)
 			      : "Không có nhóm đơn vị này.");
 		goto out;
 	}
-	if (status_build(a->conf, a->db, now, &f, &s) != 0) {
+	if (cal != NULL && cal[0] != '\0')
+		tok = form_get(&args, "token");
+	memset(&pg, 0, sizeof(pg));
+	pg.logged = auth_session(a, q, now, pg.csrf);
+	if (!pg.logged && !failed && (tok == NULL || ct_streq(tok, cal))) {
+		struct page_ctx pc = { a, tok != NULL ? cal : NULL };
+		struct doc *d;
+
+		d = views_doc(a->views, a->conf, a->db, now, &f,
+			      tok != NULL ? VIEW_PAGE_TOKEN : VIEW_PAGE,
+			      DOC_HTML, build_page, &pc);
+		if (d == NULL) {
+			resp_html_msg(r, 500, "Không đọc được dữ liệu.");
+			goto out;
+		}
+		r->status = 200;
+		r->doc = doc_ref(d);
+		goto out;
+	}
+	pg.a = a;
+	pg.f = &f;
+	pg.b = &r->body;
+	pg.s = views_status(a->views, a->conf, a->db, now, &f);
+	if (pg.s == NULL) {
 		resp_html_msg(r, 500, "Không đọc được dữ liệu.");
 		goto out;
 	}
-	{
-		struct page pg = { .a = a, .s = s, .f = &f, .b = &r->body };
-		const char *cal = a->conf->daemon.calendar_token;
-		const char *tok = cal != NULL && cal[0] != '\0'
-				  ? form_get(&args, "token") : NULL;
-
-		pg.logged = auth_session(a, q, now, pg.csrf);
-		r->status = 200;
-		r->content_type = DOC_HTML;
-		buf_reset(&r->body);
-		page_render(&pg, tok, form_get(&args, "login") != NULL
-			    ? "Mã quản trị không đúng." : NULL);
-	}
+	r->status = 200;
+	r->content_type = DOC_HTML;
+	buf_reset(&r->body);
+	page_render(&pg, tok, failed ? "Mã quản trị không đúng." : NULL);
 out:
-	status_free(s);
 	form_free(&args);
 }
 

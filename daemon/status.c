@@ -24,6 +24,12 @@
 #define DEFAULT_HORIZON (400 * DAY)
 #define FAILED_MAX 50               /* failed notices listed */
 #define FAILED_SCAN 1000            /* rows read before filtering */
+/* A view is rebuilt at least this often (virtual seconds), for what the
+ * time of day changes on it ("overdue 3 hours", "updated at"). */
+#define VIEW_MAX_AGE 60
+#define VIEWS_MAX 64                /* cached filter combinations */
+#define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static const char *const ustate_name[] = { "submitted", "missing", "not-due",
 					   "nil" };
@@ -43,7 +49,7 @@ struct subrec {
 	tstamp at;
 	bool nil;
 	char source[16];
-	char *note;
+	char *note;              /* moved into the model when matched */
 };
 
 struct subset {
@@ -81,16 +87,14 @@ collect_sub(void *ctx, const struct submission *s)
 }
 
 static void
-subset_clear(struct subset *set)
+subset_free(struct subset *set)
 {
 	for (size_t i = 0; i < set->n; i++)
 		free(set->v[i].note);
 	free(set->v);
-	set->v = NULL;
-	set->n = set->cap = 0;
 }
 
-static const struct subrec *
+static struct subrec *
 subset_find(const struct subset *set, const char *occ, const char *unit)
 {
 	struct subrec key;
@@ -136,10 +140,13 @@ status_filter_set(const struct conf *c, const char *cy, const char *g,
 	return NULL;
 }
 
-/* The occurrences to show, see the comment at the top. */
+/* The occurrences to show, see the comment at the top.  *change: the
+ * earliest instant after now at which time alone changes what is shown
+ * (an occurrence falls due, enters the upcoming window or leaves the
+ * history). */
 static int
 pick_occs(const struct conf *c, tstamp now, const struct status_filter *f,
-	  struct occ **out, size_t *n)
+	  struct occ **out, size_t *n, tstamp *change)
 {
 	struct occ *all = NULL, *v;
 	size_t nall = 0, k = 0;
@@ -175,8 +182,14 @@ pick_occs(const struct conf *c, tstamp now, const struct status_filter *f,
 			seen_next[ci] = true;
 			keep = true;
 		}
-		if (keep)
+		if (keep) {
 			v[k++] = *o;
+			if (o->due_at > now)
+				*change = MIN(*change, o->due_at);
+			*change = MIN(*change, o->due_at + hist);
+		} else if (o->due_at > now + SOON) {
+			*change = MIN(*change, o->due_at - SOON);
+		}
 	}
 	free(seen_next);
 	free(all);
@@ -308,13 +321,15 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	size_t nocc = 0, next = 0;
 	int rc;
 
-	rc = pick_occs(c, now, f, &occs, &nocc);
+	tstamp change = now + VIEW_MAX_AGE;
+
+	rc = pick_occs(c, now, f, &occs, &nocc, &change);
 	if (rc != 0)
 		return rc;
 	if (db_sub_foreach(db, f->occ, collect_sub, &set) < 0 ||
 	    ledger_extensions(db, f->occ, &ext, &next) < 0) {
 		free(occs);
-		subset_clear(&set);
+		subset_free(&set);
 		return -1;
 	}
 	if (set.n > 1)
@@ -322,6 +337,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 
 	s = xcalloc(1, sizeof(*s));
 	s->now = now;
+	s->stale_at = change;
 	s->occ = xcalloc(nocc + 1, sizeof(*s->occ));
 	for (size_t i = 0; i < nocc; i++) {
 		const struct cycle *cy = occs[i].cycle;
@@ -333,7 +349,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		so->u = xcalloc(cy->nunits + 1, sizeof(*so->u));
 		for (size_t j = 0; j < cy->nunits; j++) {
 			const struct unit *u = &c->units[cy->units[j]];
-			const struct subrec *r;
+			struct subrec *r;
 			struct st_unit *su;
 			struct occ uo = so->o;
 
@@ -355,10 +371,11 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 			if (r != NULL) {
 				su->state = r->nil ? US_NIL : US_SUBMITTED;
 				su->at = r->at;
+				memcpy(su->source, r->source,
+				       sizeof(su->source));
+				su->note = r->note;
+				r->note = NULL;
 				su->late = r->at > su->due_at;
-				snprintf(su->source, sizeof(su->source), "%s",
-					 r->source);
-				su->note = xstrdup(r->note);
 				so->nsub++;
 				if (r->nil)
 					so->nnil++;
@@ -381,8 +398,11 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		s->nocc++;
 	}
 	free(occs);
-	subset_clear(&set);
+	subset_free(&set);
 	extensions_free(ext, next);
+	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
+	for (size_t i = 0; i < s->nocc; i++)
+		s->bytes += s->occ[i].nu * sizeof(struct st_unit);
 	if (load_failed(c, db, f, s) < 0) {
 		status_free(s);
 		return -1;
@@ -616,4 +636,272 @@ status_json_write(const struct conf *c, const struct status *s,
 	}
 	json_put(b, fails);
 	buf_puts(b, "}\n");
+}
+
+/* ----------------------------------------------------------------- CSV */
+
+/* One RFC 4180 field: quoted when it holds a comma, quote, CR or LF (and
+ * when it starts with = + - @, which a spreadsheet would run as a
+ * formula: a leading apostrophe inside the quotes defuses it). */
+static void
+csv_field(struct buf *b, const char *s, bool last)
+{
+	bool formula = s[0] == '=' || s[0] == '+' || s[0] == '-' ||
+		       s[0] == '@';
+
+	if (formula || strpbrk(s, ",\"\r\n") != NULL) {
+		buf_putc(b, '"');
+		if (formula)
+			buf_putc(b, '\'');
+		for (; *s != '\0'; s++) {
+			if (*s == '"')
+				buf_putc(b, '"');
+			buf_putc(b, *s);
+		}
+		buf_putc(b, '"');
+	} else {
+		buf_puts(b, s);
+	}
+	buf_puts(b, last ? "\r\n" : ",");
+}
+
+/* /status.csv: one row per (occurrence, unit), for Excel and LibreOffice:
+ * UTF-8 with a BOM, CRLF line ends, RFC 4180 quoting, dates dd/mm/yyyy. */
+void
+status_csv_write(const struct conf *c, const struct status *s, struct buf *b)
+{
+	buf_puts(b, "\xEF\xBB\xBF");
+	buf_puts(b, "occurrence,title,due,unit,name,state,received,source,"
+		 "note\r\n");
+	for (size_t i = 0; i < s->nocc; i++) {
+		const struct st_occ *so = &s->occ[i];
+
+		for (size_t j = 0; j < so->nu; j++) {
+			const struct st_unit *su = &so->u[j];
+			bool sub = su->state == US_SUBMITTED ||
+				   su->state == US_NIL;
+			char at[20] = "", due[16];
+
+			/* the unit's own due date: extended where extended */
+			ymd_format_vn(su->due, due);
+			if (sub)
+				tz_format_vn(c->tz, su->at, at);
+			csv_field(b, so->o.id, false);
+			csv_field(b, so->o.cycle->title ? so->o.cycle->title
+							 : so->o.cycle->id,
+				  false);
+			csv_field(b, due, false);
+			csv_field(b, su->u->id, false);
+			csv_field(b, su->u->name ? su->u->name : su->u->id,
+				  false);
+			csv_field(b, status_state_name(su->state), false);
+			csv_field(b, at, false);
+			csv_field(b, sub ? su->source : "", false);
+			/* a note that is not UTF-8 (written into the store by
+			 * hand) would spoil the whole file for Excel */
+			csv_field(b, sub && su->note != NULL &&
+				  utf8_valid(su->note, strlen(su->note))
+				  ? su->note : "", true);
+		}
+	}
+}
+
+int
+status_print_csv(const struct conf *c, struct db *db, tstamp now,
+		 const char *occ, FILE *out)
+{
+	struct status_filter f = { .occ = occ };
+	struct status *s = NULL;
+	struct buf b;
+	int rc;
+
+	rc = status_build(c, db, now, &f, &s);
+	if (rc != 0)
+		return rc;
+	buf_init(&b);
+	status_csv_write(c, s, &b);
+	fwrite(b.p != NULL ? b.p : "", 1, b.len, out);
+	buf_free(&b);
+	status_free(s);
+	return 0;
+}
+
+/* ---------------------------------------------------- views in memory */
+
+/* The model and its documents per filter, built once per change of
+ * configuration or state and kept until the next one:
+ *   - stale when views_invalidate was called (a reload, a submission:
+ *     main.c's app_changed), when this connection changed a row since
+ *     (an outbox outcome, the engine's new rows), or at the instant time
+ *     alone changes the model (status_build's stale_at);
+ *   - rebuilt on the first request after that, so a burst of requests
+ *     costs one build;
+ *   - each document is a shared struct doc: any number of readers, slow
+ *     ones included, send the same bytes.
+ * Filter combinations come from the configuration (ids checked against
+ * it), so they are few; they are still bounded by count and bytes, the
+ * least recently used going first. */
+struct view {
+	char key[160];           /* "cycle|group" */
+	struct status *s;
+	struct doc *doc[VIEW_SLOTS];
+	size_t bytes;
+	unsigned gen;
+	int64_t changes;         /* db_total_changes at the build */
+	uint64_t used;
+};
+
+struct views {
+	unsigned gen;
+	uint64_t tick;
+	unsigned long builds;
+	struct view *v[VIEWS_MAX];
+	size_t n;
+	size_t bytes;
+};
+
+struct views *
+views_new(void)
+{
+	struct views *vs = xcalloc(1, sizeof(*vs));
+
+	vs->gen = 1;
+	return vs;
+}
+
+static void
+view_clear(struct views *vs, struct view *e)
+{
+	for (size_t k = 0; k < VIEW_SLOTS; k++) {
+		doc_release(e->doc[k]);
+		e->doc[k] = NULL;
+	}
+	status_free(e->s);
+	e->s = NULL;
+	vs->bytes -= e->bytes;
+	e->bytes = 0;
+}
+
+void
+views_free(struct views *vs)
+{
+	if (vs == NULL)
+		return;
+	for (size_t i = 0; i < vs->n; i++) {
+		view_clear(vs, vs->v[i]);
+		free(vs->v[i]);
+	}
+	free(vs);
+}
+
+void
+views_invalidate(struct views *vs)
+{
+	if (vs != NULL)
+		vs->gen++;
+}
+
+unsigned long
+views_builds(const struct views *vs)
+{
+	return vs != NULL ? vs->builds : 0;
+}
+
+/* Drops least recently used views other than keep until the bounds hold. */
+static void
+views_trim(struct views *vs, const struct view *keep)
+{
+	while (vs->n > 0 && (vs->n > VIEWS_MAX - 1 ||
+			     vs->bytes > VIEWS_MAX_BYTES)) {
+		size_t victim = SIZE_MAX;
+
+		for (size_t i = 0; i < vs->n; i++)
+			if (vs->v[i] != keep &&
+			    (victim == SIZE_MAX ||
+			     vs->v[i]->used < vs->v[victim]->used))
+				victim = i;
+		if (victim == SIZE_MAX)
+			return;
+		view_clear(vs, vs->v[victim]);
+		free(vs->v[victim]);
+		vs->v[victim] = vs->v[--vs->n];
+	}
+}
+
+/* The view of f with a fresh model, or NULL when it cannot be built. */
+static struct view *
+view_get(struct views *vs, const struct conf *c, struct db *db, tstamp now,
+	 const struct status_filter *f)
+{
+	struct view *e = NULL;
+	struct status *s = NULL;
+	char key[160];
+	int64_t changes = db_total_changes(db);
+
+	snprintf(key, sizeof(key), "%s|%s", f->cycle ? f->cycle->id : "",
+		 f->group ? f->group : "");
+	for (size_t i = 0; i < vs->n; i++)
+		if (strcmp(vs->v[i]->key, key) == 0)
+			e = vs->v[i];
+	if (e != NULL && e->s != NULL && e->gen == vs->gen &&
+	    e->changes == changes && now >= e->s->now && now < e->s->stale_at) {
+		e->used = ++vs->tick;
+		return e;
+	}
+	if (status_build(c, db, now, f, &s) != 0)
+		return NULL;
+	if (e == NULL) {
+		if (vs->n == VIEWS_MAX)
+			views_trim(vs, NULL);
+		e = xcalloc(1, sizeof(*e));
+		snprintf(e->key, sizeof(e->key), "%s", key);
+		vs->v[vs->n++] = e;
+	}
+	view_clear(vs, e);
+	e->s = s;
+	e->bytes = s->bytes;
+	vs->bytes += e->bytes;
+	e->gen = vs->gen;
+	e->changes = changes;
+	e->used = ++vs->tick;
+	log_debug("status view [%s]: model built, %zu occurrences", key,
+		  s->nocc);
+	views_trim(vs, e);
+	return e;
+}
+
+const struct status *
+views_status(struct views *vs, const struct conf *c, struct db *db,
+	     tstamp now, const struct status_filter *f)
+{
+	struct view *e = vs != NULL ? view_get(vs, c, db, now, f) : NULL;
+
+	return e != NULL ? e->s : NULL;
+}
+
+struct doc *
+views_doc(struct views *vs, const struct conf *c, struct db *db, tstamp now,
+	  const struct status_filter *f, enum view_slot slot,
+	  const char *type, view_build_fn build, void *ctx)
+{
+	struct view *e = vs != NULL ? view_get(vs, c, db, now, f) : NULL;
+	struct buf b;
+	size_t len;
+
+	if (e == NULL || (unsigned)slot >= VIEW_SLOTS)
+		return NULL;
+	if (e->doc[slot] != NULL)
+		return e->doc[slot];
+	buf_init(&b);
+	build(c, e->s, f, ctx, &b);
+	len = b.len;
+	e->doc[slot] = doc_new(buf_steal(&b), len, type);
+	e->doc[slot]->built = e->s->now;
+	e->doc[slot]->serial = ++vs->builds;
+	e->bytes += len;
+	vs->bytes += len;
+	log_debug("status view [%s] %d: built, %zu bytes, etag %s", e->key,
+		  (int)slot, len, e->doc[slot]->etag);
+	views_trim(vs, e);
+	return e->doc[slot];
 }

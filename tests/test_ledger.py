@@ -267,8 +267,8 @@ def test_history_lists_every_event(conf):
 
 # ------------------------------------------------ the API, named admins
 
-LAN = "lan-token-0123456789abcdef"
-MINH = "minh-token-0123456789abcdef"
+LAN = "lan-token-0123456789abcdef0123456789"
+MINH = "minh-token-0123456789abcdef0123456789"
 ADMINS = """
 [admin lan]
 name       = Nguyễn Thị Lan
@@ -371,7 +371,8 @@ def test_api_extensions(ad):
 
 @pytest.mark.parametrize("body,tok,expect", [
     ({"occurrence": OCC, "due": "2024-03-20"}, None, 401),
-    ({"occurrence": OCC, "due": "2024-03-20"}, "wrong-token-0123456789", 401),
+    ({"occurrence": OCC, "due": "2024-03-20"},
+     "wrong-token-0123456789-0123456789-x", 401),
     ({"occurrence": OCC}, ADMIN_TOKEN, 400),
     ({"occurrence": OCC, "due": "2024-03-01"}, ADMIN_TOKEN, 400),
     ({"occurrence": OCC, "due": "20/03/2024"}, ADMIN_TOKEN, 400),
@@ -468,18 +469,29 @@ def test_page_nil_note_and_actor(ad):
             ctl(d.conf_path, "history", "--unit", "ld-tbxh").stdout
             .splitlines()]
     assert [(x[3], x[4], x[5]) for x in rows] == [("nil", "page", "lan")]
-    # another admin's session is another actor; a forged one is refused
-    forged = cookie.replace(".lan.", ".minh.")
+    # another admin's session is another actor; its CSRF token is its own
+    st, hdr, _ = post_form(d, "/login", {"token": MINH})
+    assert st == 303
+    cookie2 = hdr["Set-Cookie"].split(";")[0]
     st, _, _ = post_form(d, "/mark", {"occurrence": OCC, "unit": "mttq",
-                                      "csrf": csrf}, forged)
+                                      "csrf": csrf}, cookie2)
     assert st == 403
+    page = d.get("/", headers={"Cookie": cookie2})[2].decode()
+    csrf2 = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    st, _, _ = post_form(d, "/mark", {"occurrence": OCC, "unit": "mttq",
+                                      "csrf": csrf2}, cookie2)
+    assert st == 303
+    rows = [l.split("\t") for l in
+            ctl(d.conf_path, "history", "--unit", "mttq").stdout.splitlines()]
+    assert [(x[3], x[4], x[5]) for x in rows] == [("received", "page",
+                                                   "minh")]
 
 
 @pytest.mark.parametrize("extra,msg", [
     ("[admin x]\nname = X\n", "admin 'x' needs one of token_file or "
      "credential"),
     ("[admin x]\ntoken_file = lan.token\n", "has the token of admin 'lan'"),
-    ("[admin x]\ntoken_file = short.token\n", "at least 16"),
+    ("[admin x]\ntoken_file = short.token\n", "at least 32"),
     ("[admin x]\ntoken_file = admin.token\n",
      "has the token of [daemon] admin_token_file"),
     ("[admin admin]\ntoken_file = other.token\n", "'admin' is the name"),
@@ -489,7 +501,8 @@ def test_page_nil_note_and_actor(ad):
 def test_admin_config_errors(tmp_path, port, extra, msg):
     (tmp_path / "lan.token").write_text(LAN + "\n")
     (tmp_path / "short.token").write_text("short\n")
-    (tmp_path / "other.token").write_text("other-token-0123456789abcdef\n")
+    (tmp_path / "other.token").write_text(
+        "other-token-0123456789abcdef0123456789\n")
     from conftest import UNITS
     conf = make_config(tmp_path, port, units=UNITS +
                        "\n[admin lan]\ntoken_file = lan.token\n\n" + extra)

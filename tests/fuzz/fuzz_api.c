@@ -31,6 +31,8 @@ cleanup(void)
 {
 	char *cmd = xasprintf("rm -rf '%s'", dbdir);
 
+	views_free(app.views);
+	auth_free(app.auth);
 	db_close(app.db);
 	if (system(cmd) != 0)
 		fprintf(stderr, "fuzz_api: could not remove %s\n", dbdir);
@@ -57,7 +59,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	diag_free(&d);
-	app.conf->daemon.admin_token = xstrdup("fuzz-admin-token-0123456789");
+	app.conf->daemon.admin_token =
+		xstrdup("fuzz-admin-token-0123456789abcdef");
 	if (mkdtemp(dbdir) == NULL)
 		abort();
 	atexit(cleanup);
@@ -66,6 +69,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	free(path);
 	if (app.db == NULL)
 		abort();
+	app.views = views_new();
+	app.auth = auth_new();
 	clock_init(&app.clk, true, tz_mktime(app.conf->tz,
 					     (struct ymd){2024, 3, 20}, 600), 1.0);
 	return 0;
@@ -107,6 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.body_len = (size_t)(end - p);
 	q.client = "127.0.0.1";
 	http_dispatch(&app, &q, &r);
+	doc_unref(r.doc);
 	buf_free(&r.body);
 	free(r.location);
 	free(r.set_cookie);

@@ -724,7 +724,8 @@ test_load_files(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	assert_non_null(getcwd(cwd, sizeof cwd));
-	paths[0] = write_tmp(dir, "admin.token", "0123456789abcdef0123\n");
+	paths[0] = write_tmp(dir, "admin.token",
+			     "0123456789abcdef0123456789abcdef\n");
 	paths[1] = write_tmp(dir, "smtp.pw", "pa ss\n");
 	/* "whsec_" + base64("secret-key!") */
 	paths[2] = write_tmp(dir, "hook.key", "whsec_c2VjcmV0LWtleSE=\n");
@@ -740,7 +741,8 @@ test_load_files(void **state)
 	if (c == NULL)
 		dump(&d);
 	assert_non_null(c);
-	assert_string_equal(c->daemon.admin_token, "0123456789abcdef0123");
+	assert_string_equal(c->daemon.admin_token,
+			    "0123456789abcdef0123456789abcdef");
 	assert_string_equal(c->mail.password, "pa ss");
 	assert_int_equal(c->webhook.secret_len, 11);
 	assert_memory_equal(c->webhook.secret, "secret-key!", 11);
@@ -754,7 +756,7 @@ test_load_files(void **state)
 	c = conf_load(conf, 0, &d);
 	assert_null(c);
 	text = xasprintf("%s:4: ", conf);
-	EXPECT(&d, text, "at least 16 characters");
+	EXPECT(&d, text, "at least 32 characters (it has 5");
 	free(text);
 	text = xasprintf("%s:6: ", conf);
 	EXPECT(&d, text, "password_file: cannot read");

@@ -69,7 +69,7 @@ static const char conf_text[] =
 	"email = c@example.vn\n"
 	"groups = g2\n";
 
-#define TOKEN "s3cret-admin-token"
+#define TOKEN "s3cret-admin-token-0123456789abcdef"
 
 struct fix {
 	struct app a;
@@ -129,6 +129,8 @@ setup(void **state)
 	f->now = local(f, "2024-03-14T10:00");
 	clock_init(&f->a.clk, true, f->now, 1.0);
 	f->a.changed = count_changed;
+	f->a.views = views_new();
+	f->a.auth = auth_new();
 	changed = 0;
 	*state = f;
 	return 0;
@@ -141,6 +143,8 @@ teardown(void **state)
 	DIR *dir;
 	struct dirent *e;
 
+	views_free(f->a.views);
+	auth_free(f->a.auth);
 	db_close(f->a.db);
 	conf_free(f->a.conf);
 	dir = opendir(f->dir);
@@ -205,6 +209,13 @@ run(struct fix *f, struct call *c, const char *method, const char *path,
 	c->q.body = body;
 	c->q.body_len = body ? strlen(body) : 0;
 	rc = http_dispatch(&f->a, &c->q, &c->r);
+	if (c->r.doc != NULL) {
+		/* a shared document from memory: read it as a body */
+		buf_add(&c->r.body, c->r.doc->body, c->r.doc->len);
+		c->r.content_type = c->r.doc->type;
+		doc_unref(c->r.doc);
+		c->r.doc = NULL;
+	}
 	if (rc == 0 && c->r.content_type != NULL &&
 	    strncmp(c->r.content_type, "application/json", 16) == 0) {
 		c->j = json_loads(buf_str(&c->r.body), 0, NULL);
@@ -735,6 +746,15 @@ test_page_mark(void **state)
 	assert_int_equal(c.r.status, 303);
 	assert_non_null(strstr(c.r.set_cookie, "Max-Age=0"));
 	call_free(&c);
+	/* ... and ends the session: the old cookie opens nothing */
+	c.q.cookie = cookie;
+	assert_false(auth_session(&f->a, &c.q, f->now, NULL));
+	c.q.content_type = "application/x-www-form-urlencoded";
+	assert_int_equal(run(f, &c, "POST", "/mark", NULL, csrf_body), 0);
+	assert_int_equal(c.r.status, 403);
+	call_free(&c);
+	free(cookie);
+	cookie = login(f);
 
 	/* a session dies with its expiry */
 	c.q.cookie = cookie;
@@ -849,6 +869,98 @@ test_helpers(void **state)
 	assert_non_null(note_problem("\xff", 1));
 }
 
+/* The views come from memory: built once per change, not per request. */
+static void
+test_views(void **state)
+{
+	struct fix *f = *state;
+	struct call c = { 0 };
+	unsigned long n;
+	json_t *u;
+
+	seed(f);
+	assert_int_equal(run(f, &c, "GET", "/status.json", NULL, NULL), 0);
+	assert_int_equal(c.r.status, 200);
+	call_free(&c);
+	n = views_builds(f->a.views);
+	assert_int_equal(n, 1);
+	assert_int_equal(run(f, &c, "GET", "/status.json", NULL, NULL), 0);
+	call_free(&c);
+	assert_int_equal(run(f, &c, "HEAD", "/status.json", NULL, NULL), 0);
+	call_free(&c);
+	assert_int_equal(views_builds(f->a.views), n);
+
+	/* the anonymous page too; an admin's is rendered per request */
+	assert_int_equal(run(f, &c, "GET", "/", NULL, NULL), 0);
+	call_free(&c);
+	assert_int_equal(run(f, &c, "GET", "/", NULL, NULL), 0);
+	call_free(&c);
+	assert_int_equal(views_builds(f->a.views), n + 1);
+
+	/* a submission makes them stale */
+	assert_int_equal(post(f, &c, "{\"unit\": \"c\", \"occurrence\": "
+			      "\"q1/2024-03-13\"}"), 201);
+	call_free(&c);
+	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
+			 0);
+	u = json_array_get(json_object_get(json_array_get(json_object_get(
+		c.j, "occurrences"), 0), "units"), 2);
+	assert_string_equal(json_string_value(json_object_get(u, "state")),
+			    "submitted");
+	call_free(&c);
+	assert_int_equal(views_builds(f->a.views), n + 2);
+
+	/* and so does time: not due at 16:59:30, missing at 17:00:05 */
+	assert_int_equal(db_sub_undo(f->a.db, "q1/2024-03-13", "c", "cli",
+				     f->now), 0);
+	clock_init(&f->a.clk, true, local(f, "2024-03-13T16:59:30"), 0.0);
+	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
+			 0);
+	u = json_array_get(json_object_get(json_array_get(json_object_get(
+		c.j, "occurrences"), 0), "units"), 2);
+	assert_string_equal(json_string_value(json_object_get(u, "state")),
+			    "not-due");
+	call_free(&c);
+	clock_init(&f->a.clk, true, local(f, "2024-03-13T17:00") + 5, 0.0);
+	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
+			 0);
+	u = json_array_get(json_object_get(json_array_get(json_object_get(
+		c.j, "occurrences"), 0), "units"), 2);
+	assert_string_equal(json_string_value(json_object_get(u, "state")),
+			    "missing");
+	call_free(&c);
+}
+
+static void
+test_csv(void **state)
+{
+	struct fix *f = *state;
+	struct call c = { 0 };
+	const char *csv;
+
+	seed(f);
+	assert_int_equal(post(f, &c, "{\"unit\": \"c\", \"occurrence\": "
+			      "\"q1/2024-03-13\", \"note\": "
+			      "\"=1, \\\"hai\\\"\\ndòng\"}"), 201);
+	call_free(&c);
+	assert_int_equal(run(f, &c, "GET", "/status.csv", "cycle=q1", NULL), 0);
+	assert_int_equal(c.r.status, 200);
+	assert_string_equal(c.r.content_type,
+			    "text/csv; charset=utf-8; header=present");
+	csv = buf_str(&c.r.body);
+	assert_memory_equal(csv, "\xEF\xBB\xBFoccurrence,title,due,unit,name,"
+			    "state,received,source,note\r\n", 59);
+	assert_non_null(strstr(csv, "\r\nq1/2024-03-13,Báo cáo quý I,"
+			       "13/03/2024,b,Phòng B,submitted,"
+			       "14/03/2024 08:00,cli,\r\n"));
+	/* RFC 4180 quoting; a formula is defused */
+	assert_non_null(strstr(csv, ",c,Ban Chỉ đạo phường C,submitted,"
+			       "14/03/2024 10:00,api,\"'=1, \"\"hai\"\"\n"
+			       "dòng\"\r\n"));
+	assert_null(strstr(csv, "\n\n"));
+	call_free(&c);
+}
+
 int
 main(void)
 {
@@ -869,6 +981,8 @@ main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_calendar_token, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_csv, setup, teardown),
 	};
 
 	log_init("test_status", 0);
