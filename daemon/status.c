@@ -565,13 +565,15 @@ json_occ(const struct conf *c, const struct st_occ *so)
 				json_object_set_new(ju, "note",
 						    json_string(su->note));
 		}
-		/* every unit's own due date, extended or not */
-		tz_format_iso(c->tz, su->due_at, t);
-		json_object_set_new(ju, "due", json_string(t));
-		ymd_format_vn(su->due, d);
-		json_object_set_new(ju, "due_date", json_string(d));
-		if (su->own_due)
+		/* a unit's own deadline; else the occurrence's holds (at
+		 * 10,000 units, two fields each would cost half a megabyte) */
+		if (su->own_due) {
+			tz_format_iso(c->tz, su->due_at, t);
+			json_object_set_new(ju, "due", json_string(t));
+			ymd_format_vn(su->due, d);
+			json_object_set_new(ju, "due_date", json_string(d));
 			json_object_set_new(ju, "extended", json_true());
+		}
 		json_array_append_new(units, ju);
 	}
 	json_object_set_new(jo, "units", units);
