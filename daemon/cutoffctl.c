@@ -512,6 +512,7 @@ cmd_extend(struct conf *c, int argc, char **argv)
 
 struct hist_ctx {
 	const struct conf *conf;
+	const char *unit;        /* --unit, or NULL */
 	struct buf b;
 };
 
@@ -519,7 +520,16 @@ static int
 hist_row(void *ctx, const struct ledger_event *e)
 {
 	struct hist_ctx *h = ctx;
+	const struct unit *u;
+	struct occ o;
 	char t[20];
+
+	/* a unit's history: occurrence-wide extensions of its cycles only */
+	if (h->unit != NULL && e->unit[0] == '\0' &&
+	    (u = conf_unit(h->conf, h->unit)) != NULL &&
+	    sched_occurrence(h->conf, e->occurrence, &o) == 0 &&
+	    !conf_cycle_has(o.cycle, (size_t)(u - h->conf->units)))
+		return 0;
 
 	tz_format_iso(h->conf->tz, e->recorded, t);
 	buf_printf(&h->b, "%s\t", t);
@@ -595,6 +605,7 @@ cmd_history(struct conf *c, int argc, char **argv)
 	db = open_state(c, true);
 	if (db == NULL)
 		return EXIT_STATE;
+	h.unit = unit;
 	buf_init(&h.b);
 	rc = ledger_history(db, occ, unit, hist_row, &h);
 	fputs(buf_str(&h.b), stdout);
