@@ -42,6 +42,7 @@ struct page {
 	const struct status_filter *f;
 	bool logged;
 	char csrf[65];
+	const char *who;         /* the admin logged in (its id) */
 	struct buf *b;
 };
 
@@ -294,8 +295,20 @@ page_login(struct page *pg)
 	if (auth_admin_token(pg->a) == NULL)
 		return;
 	if (pg->logged) {
+		const char *name = pg->who;
+
+		/* which admin: what they record carries their name */
+		for (size_t i = 0; name != NULL && i < pg->a->conf->nadmins; i++)
+			if (strcmp(pg->a->conf->admins[i].id, name) == 0 &&
+			    pg->a->conf->admins[i].name != NULL)
+				name = pg->a->conf->admins[i].name;
 		buf_puts(b, "<form class=\"i\" method=\"post\" action=\"/logout\">"
-			 "<span class=\"muted\">Đã đăng nhập quản trị</span> ");
+			 "<span class=\"muted\">Đã đăng nhập quản trị");
+		if (name != NULL) {
+			buf_puts(b, ": ");
+			html_esc(b, name);
+		}
+		buf_puts(b, "</span> ");
 		put_hidden(b, "csrf", pg->csrf);
 		buf_puts(b, "<button type=\"submit\">Đăng xuất</button></form>");
 		return;
@@ -500,6 +513,8 @@ page_get(struct app *a, const struct http_req *q, struct http_resp *r)
 		tok = form_get(&args, "token");
 	memset(&pg, 0, sizeof(pg));
 	pg.logged = auth_session(a, q, now, pg.csrf);
+	if (pg.logged)
+		pg.who = auth_actor(a, q, now);
 	if (!pg.logged && !failed && (tok == NULL || ct_streq(tok, cal))) {
 		struct page_ctx pc = { a, tok != NULL ? cal : NULL };
 		struct doc *d;

@@ -457,6 +457,7 @@ def test_page_nil_note_and_actor(ad):
     st, _, page = d.get("/", headers={"Cookie": cookie})
     page = page.decode()
     assert "Gửi qua &lt;b&gt;bưu điện&lt;/b&gt;" in page   # escaped
+    assert "Đã đăng nhập quản trị: Nguyễn Thị Lan" in page
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
     st, _, b = post_form(d, "/mark", {"occurrence": OCC, "unit": "ld-tbxh",
                                       "nil": "1", "csrf": csrf}, cookie)
