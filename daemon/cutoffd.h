@@ -773,6 +773,17 @@ int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 typedef bool (*outbox_keep_fn)(void *ctx, const struct notice *n,
 			       const char **why);
 int outbox_cancel(struct db *db, outbox_keep_fn keep, void *ctx, tstamp now);
+/* Failed rows and pending rows already tried once, newest first (at most
+ * scan rows read); fn returns non-zero to stop.  The strings are valid
+ * during the call only. */
+struct outbox_trouble {
+	const char *occurrence, *unit, *step, *audience, *channel, *error;
+	tstamp at;               /* failed: when; retrying: next try */
+	bool retrying;
+};
+int outbox_troubles(struct db *db, size_t scan,
+		    int (*fn)(void *ctx, const struct outbox_trouble *t),
+		    void *ctx);
 
 /* curlev.c: curl multi on a libev loop.  done() gets every finished easy
  * handle (already removed from the multi; the caller owns it). */

@@ -652,3 +652,49 @@ out:
 	free(why);
 	return ret;
 }
+
+/* For the status views: what the secretariat must see, since nobody else
+ * will. */
+int outbox_troubles(struct db *db, size_t scan,
+		    int (*fn)(void *ctx, const struct outbox_trouble *t),
+		    void *ctx)
+{
+	static const char sql[] =
+		"SELECT occurrence, unit, step, audience, channel,"
+		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
+		" state = 'pending'"
+		" FROM outbox WHERE state = 'failed'"
+		" OR (state = 'pending' AND attempts > 0)"
+		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
+	sqlite3 *h = db_handle(db);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (!h || sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)scan);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct outbox_trouble t;
+		const char *col[6];
+
+		for (int i = 0; i < 6; i++) {
+			col[i] = (const char *)sqlite3_column_text(st, i);
+			if (!col[i])
+				col[i] = "";
+		}
+		t.occurrence = col[0];
+		t.unit = col[1];
+		t.step = col[2];
+		t.audience = col[3];
+		t.channel = col[4];
+		t.error = col[5];
+		t.at = sqlite3_column_int64(st, 6);
+		t.retrying = sqlite3_column_int(st, 7) != 0;
+		if (fn(ctx, &t) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

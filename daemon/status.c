@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #define DAY 86400
 #define SOON (45 * DAY)             /* upcoming occurrences shown */
@@ -27,6 +26,7 @@
 /* A view is rebuilt at least this often (virtual seconds), for what the
  * time of day changes on it ("overdue 3 hours", "updated at"). */
 #define VIEW_MAX_AGE 60
+#define VIEW_RETRY 5                /* after a failed rebuild */
 #define VIEWS_MAX 64                /* cached filter combinations */
 #define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -223,14 +223,6 @@ status_free(struct status *s)
 	free(s);
 }
 
-static char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return xstrdup(t != NULL ? (const char *)t : "");
-}
-
 static bool
 fail_matches(const struct conf *c, const struct status_filter *f,
 	     const char *occ, const char *unit)
@@ -252,59 +244,46 @@ fail_matches(const struct conf *c, const struct status_filter *f,
 	return true;
 }
 
+struct fail_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+};
+
+static int
+collect_fail(void *ctx, const struct outbox_trouble *t)
+{
+	struct fail_ctx *fc = ctx;
+	struct st_fail *x;
+
+	if (fc->s->nfail == FAILED_MAX)
+		return 1;
+	if (!fail_matches(fc->c, fc->f, t->occurrence, t->unit))
+		return 0;
+	x = &fc->s->fail[fc->s->nfail++];
+	x->occ = xstrdup(t->occurrence);
+	x->unit = xstrdup(t->unit);
+	x->step = xstrdup(t->step);
+	x->aud = xstrdup(t->audience);
+	x->ch = xstrdup(t->channel);
+	x->err = xstrdup(t->error);
+	x->at = t->at;
+	x->retrying = t->retrying;
+	return 0;
+}
+
 /* Notices that failed for good, and those waiting to be retried after a
  * temporary failure, newest first: the secretariat must see them, since
  * nobody else will. */
 static int
-load_failed(const struct conf *c, struct db *db, const struct status_filter *f,
-	    struct status *s)
+load_failed(const struct conf *c, struct db *db,
+	    const struct status_filter *f, struct status *s)
 {
-	static const char sql[] =
-		"SELECT occurrence, unit, step, audience, channel,"
-		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
-		" state = 'pending'"
-		" FROM outbox WHERE state = 'failed'"
-		" OR (state = 'pending' AND attempts > 0)"
-		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
-	sqlite3 *h = (sqlite3 *)db_handle(db);
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct fail_ctx fc = { c, f, s };
 
-	if (h == NULL)
-		return -1;
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
-		return -1;
-	}
-	sqlite3_bind_int(st, 1, FAILED_SCAN);
 	s->fail = xcalloc(FAILED_MAX, sizeof(*s->fail));
-	for (;;) {
-		const char *occ, *unit;
-		struct st_fail *x;
-
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW)
-			break;
-		if (s->nfail == FAILED_MAX)
-			continue;
-		occ = (const char *)sqlite3_column_text(st, 0);
-		unit = (const char *)sqlite3_column_text(st, 1);
-		if (occ == NULL || unit == NULL ||
-		    !fail_matches(c, f, occ, unit))
-			continue;
-		x = &s->fail[s->nfail++];
-		x->occ = col_text(st, 0);
-		x->unit = col_text(st, 1);
-		x->step = col_text(st, 2);
-		x->aud = col_text(st, 3);
-		x->ch = col_text(st, 4);
-		x->err = col_text(st, 5);
-		x->at = sqlite3_column_int64(st, 6);
-		x->retrying = sqlite3_column_int(st, 7) != 0;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_err("status: failed notices: %s", sqlite3_errmsg(h));
+	if (outbox_troubles(db, FAILED_SCAN, collect_fail, &fc) < 0) {
+		log_err("status: cannot read the failed notices");
 		return -1;
 	}
 	return 0;
@@ -505,12 +484,12 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 }
 
 /* ---------------------------------------------------------------- JSON */
-/* One occurrence and its units as a JSON object. */
+/* One occurrence as a JSON object, without its units. */
 static json_t *
 json_occ(const struct conf *c, const struct st_occ *so)
 {
 	char t[20];
-	json_t *jo = json_object(), *units = json_array();
+	json_t *jo = json_object();
 	char d[20];
 
 	json_object_set_new(jo, "id", json_string(so->o.id));
@@ -543,41 +522,96 @@ json_occ(const struct conf *c, const struct st_occ *so)
 		tz_format_iso(c->tz, so->o.was_due_at, t);
 		json_object_set_new(jo, "planned_due", json_string(t));
 	}
+	return jo;
+}
+
+/* s as a JSON string, as jansson writes it (UTF-8 kept, control
+ * characters escaped): the unit rows are the bulk of the document, and
+ * an object per row would cost a few allocations each. */
+static void
+json_str(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *run = s;
+
+	if (!utf8_valid(s, strlen(s)))
+		s = run = "(not UTF-8)";
+	buf_putc(b, '"');
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char esc[7] = "\\u00";
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		buf_add(b, run, (size_t)(s - run));
+		run = s + 1;
+		switch (ch) {
+		case '"': buf_puts(b, "\\\""); break;
+		case '\\': buf_puts(b, "\\\\"); break;
+		case '\b': buf_puts(b, "\\b"); break;
+		case '\f': buf_puts(b, "\\f"); break;
+		case '\n': buf_puts(b, "\\n"); break;
+		case '\r': buf_puts(b, "\\r"); break;
+		case '\t': buf_puts(b, "\\t"); break;
+		default:
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			esc[6] = '\0';
+			buf_puts(b, esc);
+			break;
+		}
+	}
+	buf_add(b, run, (size_t)(s - run));
+	buf_putc(b, '"');
+}
+
+static void
+json_units(const struct conf *c, const struct st_occ *so, struct buf *b)
+{
+	char t[20];
+
+	buf_puts(b, "[");
 	for (size_t j = 0; j < so->nu; j++) {
 		const struct st_unit *su = &so->u[j];
-		json_t *ju = json_object();
 
-		json_object_set_new(ju, "unit", json_string(su->u->id));
-		json_object_set_new(ju, "name",
-				    json_string(su->u->name ?
-						su->u->name : su->u->id));
-		json_object_set_new(ju, "state",
-				    json_string(ustate_name[su->state]));
+		buf_puts(b, j > 0 ? ",{\"unit\":" : "{\"unit\":");
+		json_str(b, su->u->id);
+		buf_puts(b, ",\"name\":");
+		json_str(b, su->u->name ? su->u->name : su->u->id);
+		buf_puts(b, ",\"state\":\"");
+		buf_puts(b, ustate_name[su->state]);
+		buf_putc(b, '"');
 		if (su->state == US_SUBMITTED || su->state == US_NIL) {
 			tz_format_iso(c->tz, su->at, t);
-			json_object_set_new(ju, "at", json_string(t));
+			buf_puts(b, ",\"at\":\"");
+			buf_puts(b, t);
+			buf_putc(b, '"');
 			if (su->late)
-				json_object_set_new(ju, "late", json_true());
-			json_object_set_new(ju, "source",
-					    json_string(su->source));
+				buf_puts(b, ",\"late\":true");
+			buf_puts(b, ",\"source\":");
+			json_str(b, su->source);
 			if (su->note != NULL &&
-			    utf8_valid(su->note, strlen(su->note)))
-				json_object_set_new(ju, "note",
-						    json_string(su->note));
+			    utf8_valid(su->note, strlen(su->note))) {
+				buf_puts(b, ",\"note\":");
+				json_str(b, su->note);
+			}
 		}
 		/* a unit's own deadline; else the occurrence's holds (at
 		 * 10,000 units, two fields each would cost half a megabyte) */
 		if (su->own_due) {
+			char d[16];
+
 			tz_format_iso(c->tz, su->due_at, t);
-			json_object_set_new(ju, "due", json_string(t));
+			buf_puts(b, ",\"due\":\"");
+			buf_puts(b, t);
 			ymd_format_vn(su->due, d);
-			json_object_set_new(ju, "due_date", json_string(d));
-			json_object_set_new(ju, "extended", json_true());
+			buf_puts(b, "\",\"due_date\":\"");
+			buf_puts(b, d);
+			buf_puts(b, "\",\"extended\":true");
 		}
-		json_array_append_new(units, ju);
+		buf_putc(b, '}');
 	}
-	json_object_set_new(jo, "units", units);
-	return jo;
+	buf_puts(b, "]");
 }
 
 /* Appends j, compact, and releases it. */
@@ -612,6 +646,13 @@ status_json_write(const struct conf *c, const struct status *s,
 		if (i > 0)
 			buf_putc(b, ',');
 		json_put(b, json_occ(c, &s->occ[i]));
+		/* the object's closing brace gives way to its units */
+		if (b->len > 0 && b->p[b->len - 1] == '}') {
+			b->len--;
+			buf_puts(b, ",\"units\":");
+			json_units(c, &s->occ[i], b);
+			buf_putc(b, '}');
+		}
 	}
 	buf_puts(b, "],\"failed\":");
 	fails = json_array();
@@ -850,8 +891,20 @@ view_get(struct views *vs, const struct conf *c, struct db *db, tstamp now,
 		e->used = ++vs->tick;
 		return e;
 	}
-	if (status_build(c, db, now, f, &s) != 0)
-		return NULL;
+	if (status_build(c, db, now, f, &s) != 0) {
+		if (e == NULL || e->s == NULL)
+			return NULL;
+		/* the state store cannot be read (locked, gone): the last
+		 * view is better than none; try again in a few seconds, not
+		 * on every request */
+		log_warn("status view [%s]: cannot rebuild; serving the last "
+			 "one", key);
+		e->gen = vs->gen;
+		e->changes = changes;
+		e->s->stale_at = now + VIEW_RETRY;
+		e->used = ++vs->tick;
+		return e;
+	}
 	if (e == NULL) {
 		if (vs->n == VIEWS_MAX)
 			views_trim(vs, NULL);

@@ -1,8 +1,8 @@
 /*
  * test_status.c - the status model, `cutoffctl status`, /status.json, the
  * page and the submissions API, through http_dispatch (the route table)
- * with hand-made requests (no HTTP server).  Includes api.c to reach its
- * statics.
+ * with hand-made requests (no HTTP server).  Includes api.c and status.c
+ * to reach their statics.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../daemon/api.c"
+#include "../../daemon/status.c"
 
 #include <sqlite3.h>
 #include <strings.h>
@@ -869,6 +870,16 @@ test_helpers(void **state)
 	assert_non_null(note_problem("\xff", 1));
 }
 
+/* the state of unit i of the first occurrence in a /status.json answer */
+static const char *
+first_state(const struct call *c, size_t i)
+{
+	json_t *o = json_array_get(json_object_get(c->j, "occurrences"), 0);
+
+	return json_string_value(json_object_get(json_array_get(
+		json_object_get(o, "units"), i), "state"));
+}
+
 /* The views come from memory: built once per change, not per request. */
 static void
 test_views(void **state)
@@ -876,7 +887,6 @@ test_views(void **state)
 	struct fix *f = *state;
 	struct call c = { 0 };
 	unsigned long n;
-	json_t *u;
 
 	seed(f);
 	assert_int_equal(run(f, &c, "GET", "/status.json", NULL, NULL), 0);
@@ -903,10 +913,7 @@ test_views(void **state)
 	call_free(&c);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "submitted");
+	assert_string_equal(first_state(&c, 2), "submitted");
 	call_free(&c);
 	assert_int_equal(views_builds(f->a.views), n + 2);
 
@@ -916,19 +923,26 @@ test_views(void **state)
 	clock_init(&f->a.clk, true, local(f, "2024-03-13T16:59:30"), 0.0);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "not-due");
+	assert_string_equal(first_state(&c, 2), "not-due");
 	call_free(&c);
 	clock_init(&f->a.clk, true, local(f, "2024-03-13T17:00") + 5, 0.0);
 	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
 			 0);
-	u = json_array_get(json_object_get(json_array_get(json_object_get(
-		c.j, "occurrences"), 0), "units"), 2);
-	assert_string_equal(json_string_value(json_object_get(u, "state")),
-			    "missing");
+	assert_string_equal(first_state(&c, 2), "missing");
 	call_free(&c);
+
+	/* a store that cannot be read: the last view is served */
+	n = views_builds(f->a.views);
+	assert_int_equal(sqlite3_exec((sqlite3 *)db_handle(f->a.db),
+				      "DROP TABLE outbox", NULL, NULL, NULL),
+			 SQLITE_OK);
+	views_invalidate(f->a.views);
+	assert_int_equal(run(f, &c, "GET", "/status.json", "cycle=q1", NULL),
+			 0);
+	assert_int_equal(c.r.status, 200);
+	assert_string_equal(first_state(&c, 2), "missing");
+	call_free(&c);
+	assert_int_equal(views_builds(f->a.views), n);
 }
 
 static void
@@ -961,11 +975,37 @@ test_csv(void **state)
 	call_free(&c);
 }
 
+/* The unit rows are written by hand: byte for byte what jansson writes. */
+static void
+test_json_str(void **state)
+{
+	static const char *const v[] = {
+		"", "a", "Tên \"lạ\" \\ <b>\t/x", "\x01\x1f\x7f\b\f\n\r",
+		"Ủy ban Mặt trận Tổ quốc", "\xe2\x80\xa8 end",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct buf b;
+		json_t *j = json_string(v[i]);
+		char *want = json_dumps(j, JSON_ENCODE_ANY);
+
+		json_decref(j);
+		buf_init(&b);
+		json_str(&b, v[i]);
+		assert_non_null(want);
+		assert_string_equal(buf_str(&b), want);
+		free(want);
+		buf_free(&b);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_json_str),
 		cmocka_unit_test_setup_teardown(test_print, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_print_failed, setup,
 						teardown),
