@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from conftest import ADMIN_TOKEN, CUTOFFCTL, ctl, http, make_config
+from conftest import ADMIN_TOKEN, CUTOFFCTL, Daemon, ctl, http, make_config
 
 OCC = "q1/2024-03-13"
 NOW = "2024-03-14T10:00"
@@ -21,6 +21,21 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}",
 NOTE = 'Đã nhận bản giấy, "hỏa tốc"\ncòn thiếu phụ lục'
 HEADER = ["occurrence", "title", "due", "unit", "name", "state",
           "received", "source", "note"]
+
+
+def make_store(conf, port):
+    """The state store, made as an installation makes it: by the daemon's
+    first start (on 01/03/2024, so nothing here is before `since`)."""
+    d = Daemon(conf, port, now="2024-03-01T00:00")
+    d.start()
+    assert d.stop() == 0, d.logtext()
+
+
+@pytest.fixture
+def conf(tmp_path, port):
+    c = make_config(tmp_path, port)
+    make_store(c, port)
+    return c
 
 
 def fill(conf):
@@ -81,6 +96,7 @@ def test_cli_csv(conf):
 def test_http_csv_same_rows_and_access(daemon_factory, tmp_path, port):
     conf = make_config(tmp_path, port,
                        extra_daemon="calendar_token = cal-token-42")
+    make_store(conf, port)
     fill(conf)
     d = daemon_factory(conf, port, now=NOW).start()
     st, hdr, _ = d.get("/status.csv")
