@@ -11,6 +11,12 @@
  * restart logs every admin out (they log in again; nothing else is lost).
  * The cookie is 32 random bytes; only its SHA-256 is kept.
  *
+ * Several admins: [daemon] admin_token_file is the admin "admin", each
+ * [admin ID] section one more with a token of its own.  A Bearer token or
+ * a session says which admin acts; that id is the actor the ledger
+ * records.  A session holds its admin's id and a fingerprint of that
+ * admin's token, so changing one admin's token ends only their sessions.
+ *
  * The throttle counts wrong admin tokens per client address (an IPv6
  * client by its /64): THROTTLE_FREE are free, then each one doubles a
  * wait (1 s, 2 s, 4 s ... an hour at most) during which every attempt
@@ -44,6 +50,7 @@ struct session {
 	bool used;
 	unsigned char id[32];        /* SHA-256 of the cookie's value */
 	unsigned char admin[32];     /* SHA-256 of the admin token then */
+	char who[72];                /* the admin's id */
 	char csrf[65];
 	tstamp expires;              /* daemon clock */
 };
@@ -229,23 +236,71 @@ throttled(struct app *a, const struct http_req *q, struct http_resp *r,
 	return true;
 }
 
+/* The default admin (admin_token_file) is named this in the history. */
+#define DEFAULT_ADMIN "admin"
+
+/* The token of admin id, NULL when there is none. */
+static const char *
+token_of(const struct app *a, const char *id)
+{
+	const struct conf *c = a->conf;
+	const char *t = c->daemon.admin_token;
+
+	if (strcmp(id, DEFAULT_ADMIN) == 0 && t != NULL && t[0] != '\0')
+		return t;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (strcmp(c->admins[i].id, id) == 0 &&
+		    c->admins[i].token != NULL)
+			return c->admins[i].token;
+	return NULL;
+}
+
+/* Whose token tok is: the admin's id, or NULL.  Every token is compared
+ * (in constant time), so the answer's timing says nothing about which. */
+static const char *
+admin_of_token(const struct app *a, const char *tok)
+{
+	const struct conf *c = a->conf;
+	const char *who = NULL, *t = c->daemon.admin_token;
+
+	if (t != NULL && t[0] != '\0' && ct_streq(tok, t))
+		who = DEFAULT_ADMIN;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (c->admins[i].token != NULL &&
+		    ct_streq(tok, c->admins[i].token) && who == NULL)
+			who = c->admins[i].id;
+	return who;
+}
+
 const char *
 auth_admin_token(const struct app *a)
 {
-	const char *t = a->conf->daemon.admin_token;
+	const struct conf *c = a->conf;
+	const char *t = c->daemon.admin_token;
 
-	return t != NULL && t[0] != '\0' ? t : NULL;
+	if (t != NULL && t[0] != '\0')
+		return t;
+	for (size_t i = 0; i < c->nadmins; i++)
+		if (c->admins[i].token != NULL)
+			return c->admins[i].token;
+	return NULL;
+}
+
+/* the admin whose Bearer token q carries, or NULL */
+static const char *
+bearer_admin(const struct app *a, const struct http_req *q)
+{
+	char tok[512];
+
+	if (auth_admin_token(a) == NULL || !req_bearer(q, tok, sizeof(tok)))
+		return NULL;
+	return admin_of_token(a, tok);
 }
 
 static bool
 bearer_ok(const struct app *a, const struct http_req *q)
 {
-	const char *admin = auth_admin_token(a);
-	char tok[512];
-
-	if (admin == NULL || !req_bearer(q, tok, sizeof(tok)))
-		return false;
-	return ct_streq(tok, admin);
+	return bearer_admin(a, q) != NULL;
 }
 
 /* 0 when the request carries the admin token, else r is filled.  Only a
@@ -299,27 +354,30 @@ cookie_value(const struct http_req *q, char *out, size_t size)
 	return false;
 }
 
-/* q's open session, or NULL: known, not expired, opened with the admin
- * token in force. */
+/* q's open session, or NULL: known, not expired, opened with the token
+ * its admin still has. */
 static struct session *
 session_find(struct app *a, const struct http_req *q, tstamp now)
 {
-	const char *admin = auth_admin_token(a);
+	const char *admin;
 	unsigned char id[32], fp[32];
 	char val[160];
 
-	if (a->auth == NULL || admin == NULL ||
+	if (a->auth == NULL || auth_admin_token(a) == NULL ||
 	    !cookie_value(q, val, sizeof(val)) || strlen(val) != 64)
 		return NULL;
 	sha256(val, id);
-	sha256(admin, fp);
 	for (size_t i = 0; i < SESSIONS_MAX; i++) {
 		struct session *s = &a->auth->s[i];
 
 		/* hashes of random values: comparing them leaks nothing */
 		if (!s->used || memcmp(s->id, id, sizeof(id)) != 0)
 			continue;
-		if (s->expires <= now || memcmp(s->admin, fp, sizeof(fp)) != 0) {
+		admin = token_of(a, s->who);
+		if (admin != NULL)
+			sha256(admin, fp);
+		if (s->expires <= now || admin == NULL ||
+		    memcmp(s->admin, fp, sizeof(fp)) != 0) {
 			memset(s, 0, sizeof(*s));
 			return NULL;
 		}
@@ -331,7 +389,7 @@ session_find(struct app *a, const struct http_req *q, tstamp now)
 /* A new session; its cookie value (64 hex) into cookie.  When the table
  * is full, the session closest to its end makes room. */
 static int
-session_open(struct app *a, tstamp now, char cookie[65])
+session_open(struct app *a, tstamp now, const char *who, char cookie[65])
 {
 	struct session *s = NULL;
 
@@ -349,10 +407,25 @@ session_open(struct app *a, tstamp now, char cookie[65])
 	if (random_hex(cookie, 32) < 0 || random_hex(s->csrf, 32) < 0)
 		return -1;
 	sha256(cookie, s->id);
-	sha256(auth_admin_token(a), s->admin);
+	sha256(token_of(a, who), s->admin);
+	snprintf(s->who, sizeof(s->who), "%s", who);
 	s->expires = now + SESSION_TTL;
 	s->used = true;
 	return 0;
+}
+
+const char *
+auth_actor(struct app *a, const struct http_req *q, tstamp now)
+{
+	const char *who = bearer_admin(a, q);
+	struct session *s;
+
+	if (who != NULL)
+		return who;
+	s = session_find(a, q, now);
+	/* the id as the configuration holds it: it outlives the request */
+	return s != NULL ? (strcmp(s->who, DEFAULT_ADMIN) == 0 ? DEFAULT_ADMIN
+			    : admin_of_token(a, token_of(a, s->who))) : NULL;
 }
 
 bool
@@ -412,7 +485,7 @@ secure_cookie(const struct app *a)
 void
 auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 {
-	const char *admin = auth_admin_token(a), *tok;
+	const char *admin = auth_admin_token(a), *tok, *who = NULL;
 	struct form fm;
 	tstamp now = clock_now(&a->clk);
 	char cookie[65];
@@ -430,13 +503,15 @@ auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 	if (throttled(a, q, r, false))
 		goto out;
 	tok = form_get(&fm, "token");
-	if (tok == NULL || !ct_streq(tok, admin)) {
+	if (tok != NULL)
+		who = admin_of_token(a, tok);
+	if (who == NULL) {
 		throttle_fail(a, q, "status page login");
 		resp_redirect(r, "/?login=failed");
 		goto out;
 	}
 	throttle_ok(a, q);
-	if (session_open(a, now, cookie) < 0) {
+	if (session_open(a, now, who, cookie) < 0) {
 		resp_html_msg(r, 503, "Không mở được phiên làm việc.");
 		goto out;
 	}

@@ -58,6 +58,7 @@ enum sec {
 	S_POLICY,
 	S_CYCLE,
 	S_UNIT,
+	S_ADMIN,
 	S_COUNT
 };
 
@@ -129,6 +130,13 @@ static const char *const unit_keys[KU_N] = {
 	[KU_WEBHOOK] = "webhook", [KU_GROUPS] = "groups",
 };
 
+/* [admin NAME]: one more admin, with a token of its own */
+enum { KA_NAME, KA_TOKEN_FILE, KA_CREDENTIAL, KA_N };
+static const char *const admin_keys[KA_N] = {
+	[KA_NAME] = "name", [KA_TOKEN_FILE] = "token_file",
+	[KA_CREDENTIAL] = "credential",
+};
+
 #define KMAX 16
 
 struct secdef {
@@ -154,6 +162,7 @@ static const struct secdef secdefs[S_COUNT] = {
 	[S_CYCLE] = { "cycle", cycle_keys, KC_N, true, 0 },
 	[S_UNIT] = { "unit", unit_keys, KU_N, true,
 		     1u << KU_HEAD | 1u << KU_WEBHOOK | 1u << KU_GROUPS },
+	[S_ADMIN] = { "admin", admin_keys, KA_N, true, 0 },
 };
 
 /* What we remember of one section while parsing. */
@@ -190,8 +199,8 @@ struct pctx {
 	enum sec sec;
 	size_t idx;          /* of the current policy/cycle/unit */
 	struct secinfo single[S_COUNT];
-	struct secinfo *paux, *caux, *uaux;
-	size_t pcap, ccap, ucap;
+	struct secinfo *paux, *caux, *uaux, *aaux;
+	size_t pcap, ccap, ucap, acap;
 
 	/* the key being collected */
 	bool pend;
@@ -1433,6 +1442,42 @@ set_unit(struct pctx *p, int k, char *v, int line)
 	}
 }
 
+static void
+set_admin(struct pctx *p, int k, char *v, int line)
+{
+	struct conf *c = p->c;
+	struct admin *ad = &c->admins[p->idx];
+	const char *dir;
+
+	switch (k) {
+	case KA_NAME:
+		if (str_has_crlf(v) || strlen(v) > 63) {
+			bad(p, line, "name", v, "one line of at most 63 bytes");
+			break;
+		}
+		replace(&ad->name, xstrdup(v));
+		break;
+	case KA_TOKEN_FILE:
+		replace(&ad->token_file, resolve(c, v));
+		break;
+	case KA_CREDENTIAL:
+		/* systemd's LoadCredential=: a file in $CREDENTIALS_DIRECTORY */
+		if (strchr(v, '/') != NULL || strcmp(v, ".") == 0 ||
+		    strcmp(v, "..") == 0) {
+			bad(p, line, "credential", v, "a credential name, "
+			    "not a path");
+			break;
+		}
+		/* outside the service (cutoffctl, --check by hand) there is
+		 * no credential: that admin just cannot log in here */
+		dir = getenv("CREDENTIALS_DIRECTORY");
+		if (dir == NULL || *dir == '\0')
+			break;
+		replace(&ad->token_file, xasprintf("%s/%s", dir, v));
+		break;
+	}
+}
+
 /* --------------------------------------------------------- line handling */
 
 static struct secinfo *
@@ -1450,6 +1495,8 @@ cur_si(struct pctx *p)
 		return &p->caux[p->idx];
 	case S_UNIT:
 		return &p->uaux[p->idx];
+	case S_ADMIN:
+		return &p->aaux[p->idx];
 	default:
 		return NULL;
 	}
@@ -1494,6 +1541,7 @@ flush(struct pctx *p)
 		case S_POLICY: set_policy(p, p->pkey, v, p->pline); break;
 		case S_CYCLE: set_cycle(p, p->pkey, v, p->pline); break;
 		case S_UNIT: set_unit(p, p->pkey, v, p->pline); break;
+		case S_ADMIN: set_admin(p, p->pkey, v, p->pline); break;
 		default: break;
 		}
 	}
@@ -1542,6 +1590,21 @@ new_object(struct pctx *p, enum sec s, const char *id)
 		c->cycles[n].due_minute = 1440;
 		si = &p->caux[n];
 		c->ncycles++;
+		break;
+	case S_ADMIN:
+		n = c->nadmins;
+		cap = &p->acap;
+		if (n == *cap) {
+			*cap = *cap ? *cap * 2 : 4;
+			c->admins = xrealloc(c->admins,
+					     *cap * sizeof *c->admins);
+			p->aaux = xrealloc(p->aaux, *cap * sizeof *p->aaux);
+		}
+		memset(&c->admins[n], 0, sizeof c->admins[n]);
+		c->admins[n].id = xstrdup(id);
+		c->admins[n].line = p->line;
+		si = &p->aaux[n];
+		c->nadmins++;
 		break;
 	default:
 		n = c->nunits;
@@ -2258,6 +2321,37 @@ load_secrets(struct pctx *p)
 			}
 		}
 	}
+	for (size_t i = 0; i < c->nadmins; i++) {
+		struct admin *ad = &c->admins[i];
+
+		line = p->aaux[i].kl[KA_TOKEN_FILE] ? p->aaux[i].kl[KA_TOKEN_FILE]
+			: p->aaux[i].kl[KA_CREDENTIAL];
+		if (ad->token_file == NULL ||
+		    read_secret(p, "token_file", ad->token_file, line, &text,
+				&n) < 0)
+			continue;
+		for (q = (const unsigned char *)text; *q > 0x20 && *q < 0x7f;
+		     q++)
+			;
+		if (*q != '\0' || n < ADMIN_TOKEN_MIN) {
+			err(p, line, "admin '%s': the token must be at least %d "
+			    "printable ASCII characters without spaces",
+			    ad->id, ADMIN_TOKEN_MIN);
+			free(text);
+			continue;
+		}
+		/* the token tells who acts: two admins may not share one */
+		if (c->daemon.admin_token != NULL &&
+		    strcmp(text, c->daemon.admin_token) == 0)
+			err(p, line, "admin '%s' has the token of [daemon] "
+			    "admin_token_file", ad->id);
+		for (size_t j = 0; j < i; j++)
+			if (c->admins[j].token != NULL &&
+			    strcmp(text, c->admins[j].token) == 0)
+				err(p, line, "admin '%s' has the token of admin "
+				    "'%s'", ad->id, c->admins[j].id);
+		ad->token = text;
+	}
 	if (c->mail.password_file != NULL) {
 		line = p->single[S_MAIL].kl[KM_PASSWORD_FILE];
 		if (read_secret(p, "password_file", c->mail.password_file,
@@ -2317,6 +2411,20 @@ validate(struct pctx *p)
 		if (si->kl[KU_EMAIL] == 0)
 			err(p, si->line, "unit '%s' has no email",
 			    c->units[i].id);
+	}
+
+	free(BUILD_INDEX(p, "admin", c->admins, c->nadmins, struct admin));
+	for (i = 0; i < c->nadmins; i++) {
+		si = &p->aaux[i];
+		if (si->bad)
+			continue;
+		if ((si->kl[KA_TOKEN_FILE] != 0) == (si->kl[KA_CREDENTIAL] != 0))
+			err(p, si->line, "admin '%s' needs one of token_file "
+			    "or credential", c->admins[i].id);
+		if (strcmp(c->admins[i].id, "admin") == 0 &&
+		    c->daemon.admin_token_file != NULL)
+			err(p, si->line, "[admin admin]: 'admin' is the name of "
+			    "the admin of [daemon] admin_token_file");
 	}
 
 	si = &p->single[S_SECRETARIAT];
@@ -2514,6 +2622,7 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	free_aux(p.paux, c->npolicies);
 	free_aux(p.caux, c->ncycles);
 	free_aux(p.uaux, c->nunits);
+	free_aux(p.aaux, c->nadmins);
 	buf_free(&p.pval);
 
 	if (!(flags & CONF_NO_FILES)) {
@@ -2609,6 +2718,13 @@ conf_free(struct conf *c)
 		free(c->policies[i].escalate);
 	}
 	free(c->policies);
+	for (i = 0; i < c->nadmins; i++) {
+		free(c->admins[i].id);
+		free(c->admins[i].name);
+		free(c->admins[i].token_file);
+		free(c->admins[i].token);
+	}
+	free(c->admins);
 	for (i = 0; i < c->ncycles; i++) {
 		free(c->cycles[i].id);
 		free(c->cycles[i].title);

@@ -1,6 +1,6 @@
 /*
  * cutoffctl.c - the admin's command line: check, plan, status, received,
- * undo, feed-url.  It shares conf, sched and db with the daemon and talks
+ * undo, extend, history, feed-url.  It shares conf, sched and db with the daemon and talks
  * to the state store directly, so it works whether or not the daemon runs;
  * a running daemon notices the store's changes at once (see main.c).
  *
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -37,9 +38,17 @@ usage(FILE *f)
 		"  plan [--from DATE] [--to DATE] [--unit ID]\n"
 		"                                 every notice that would be sent\n"
 		"  status [OCCURRENCE]            who submitted, who is missing\n"
-		"  received UNIT OCCURRENCE [--at TIME] [--note TEXT]\n"
-		"                                 record that a report arrived\n"
+		"  status --csv [OCCURRENCE]      the same as /status.csv\n"
+		"  received UNIT OCCURRENCE [--at TIME] [--note TEXT] [--nil]\n"
+		"                                 record that a report arrived (--nil:\n"
+		"                                 nothing to report, \"không phát sinh\")\n"
 		"  undo UNIT OCCURRENCE           remove that record\n"
+		"  extend OCCURRENCE DATE [--unit UNIT] [--note TEXT]\n"
+		"                                 move the deadline, for every unit or one\n"
+		"  extend OCCURRENCE --cancel [--unit UNIT]\n"
+		"                                 back to the planned deadline\n"
+		"  history [--unit UNIT] [--occurrence OCCURRENCE]\n"
+		"                                 every recorded event, who and from where\n"
 		"  feed-url UNIT                  the unit's private calendar URL\n"
 		"  admin-token                    the API's admin token\n"
 		"  reload [PID]                   reload the daemon (default\n"
@@ -119,6 +128,26 @@ parse_when(const struct conf *c, const char *s, bool end, tstamp *out)
  * API allows the same. */
 #define FUTURE_SLACK 3600
 
+
+/* Who runs us, for the history: the user behind sudo, else our own. */
+static const char *
+actor_name(void)
+{
+	static char name[LEDGER_ACTOR_MAX + 1];
+	const char *sudo = getenv("SUDO_USER");
+	struct passwd *pw;
+
+	if (name[0] != '\0')
+		return name;
+	if (getuid() == 0 && sudo != NULL && *sudo != '\0' &&
+	    note_problem(sudo, strlen(sudo)) == NULL)
+		snprintf(name, sizeof(name), "%s", sudo);
+	else if ((pw = getpwuid(getuid())) != NULL && pw->pw_name != NULL)
+		snprintf(name, sizeof(name), "%s", pw->pw_name);
+	else
+		snprintf(name, sizeof(name), "uid %u", (unsigned)getuid());
+	return name;
+}
 
 static tstamp
 now_of(const struct conf *c)
@@ -242,6 +271,8 @@ cmd_plan(struct conf *c, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct plan_ctx p = {c, NULL};
+	struct extension *ext = NULL;
+	size_t next = 0;
 	const char *unit = NULL;
 	tstamp from = now_of(c), to = 0;
 	bool have_to = false;
@@ -291,7 +322,13 @@ cmd_plan(struct conf *c, int argc, char **argv)
 		if (p.db == NULL)
 			return EXIT_STATE;
 	}
-	rc = sched_plan(c, from, to, unit, plan_submitted, &p, plan_row, &p);
+	if (p.db != NULL && ledger_extensions(p.db, NULL, &ext, &next) < 0) {
+		db_close(p.db);
+		return EXIT_STATE;
+	}
+	rc = sched_plan_ext(c, from, to, unit, ext, next, plan_submitted, &p,
+			    plan_row, &p);
+	extensions_free(ext, next);
 	db_close(p.db);
 	if (rc < 0) {
 		user_error("plan: cannot expand the schedule");
@@ -304,19 +341,28 @@ static int
 cmd_status(struct conf *c, int argc, char **argv)
 {
 	struct db *db;
+	const char *occ = NULL;
+	bool csv = false;
 	int rc;
 
-	if (argc > 2) {
-		usage(stderr);
-		return EXIT_USER;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--csv") == 0 && !csv) {
+			csv = true;
+		} else if (argv[i][0] != '-' && occ == NULL) {
+			occ = argv[i];
+		} else {
+			usage(stderr);
+			return EXIT_USER;
+		}
 	}
 	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
-	rc = status_print(c, db, now_of(c), argc == 2 ? argv[1] : NULL, stdout);
+	rc = csv ? status_print_csv(c, db, now_of(c), occ, stdout)
+		 : status_print(c, db, now_of(c), occ, stdout);
 	db_close(db);
 	if (rc == 1) {
-		user_error("no occurrence %s", argv[1]);
+		user_error("no occurrence %s", occ);
 		return EXIT_USER;
 	}
 	return rc < 0 ? EXIT_STATE : 0;
@@ -351,9 +397,11 @@ cmd_received(struct conf *c, int argc, char **argv)
 	static const struct option opts[] = {
 		{"at", required_argument, NULL, 'a'},
 		{"note", required_argument, NULL, 'n'},
+		{"nil", no_argument, NULL, 'z'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *note = NULL;
+	bool nil = false;
 	struct submission s;
 	struct occ occ;
 	struct db *db;
@@ -372,6 +420,9 @@ cmd_received(struct conf *c, int argc, char **argv)
 			break;
 		case 'n':
 			note = optarg;
+			break;
+		case 'z':
+			nil = true;
 			break;
 		default:
 			return EXIT_USER;
@@ -395,7 +446,11 @@ cmd_received(struct conf *c, int argc, char **argv)
 	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
-	rc = db_sub_record(db, occ.id, argv[optind], at, "cli", note, now);
+	rc = ledger_receive(db, occ.id, argv[optind], at, nil, "cli",
+			    actor_name(), note, now);
+	/* late against the unit's own deadline */
+	if (rc == 0 && ledger_effective(c, db, &occ, argv[optind]) < 0)
+		rc = -1;
 	if (rc == 1 && db_sub_get(db, occ.id, argv[optind], &s) == 0) {
 		tz_format_iso(c->tz, s.at, when);
 		user_error("%s already recorded for %s (at %s)", argv[optind],
@@ -408,7 +463,8 @@ cmd_received(struct conf *c, int argc, char **argv)
 	if (rc == 1)
 		return EXIT_USER;
 	tz_format_iso(c->tz, at, when);
-	printf("recorded %s %s at %s%s\n", argv[optind], occ.id, when,
+	printf("recorded %s %s at %s%s%s\n", argv[optind], occ.id, when,
+	       nil ? " (nil: nothing to report)" : "",
 	       at > occ.due_at ? " (late)" : "");
 	return 0;
 }
@@ -429,7 +485,7 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
-	rc = db_sub_undo(db, occ.id, argv[1], "cli", now_of(c));
+	rc = ledger_undo(db, occ.id, argv[1], "cli", actor_name(), now_of(c));
 	db_close(db);
 	if (rc < 0)
 		return EXIT_STATE;
@@ -439,6 +495,198 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	}
 	printf("removed %s %s\n", argv[1], occ.id);
 	return 0;
+}
+
+static int
+cmd_extend(struct conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"unit", required_argument, NULL, 'u'},
+		{"note", required_argument, NULL, 'n'},
+		{"cancel", no_argument, NULL, 'x'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *unit = NULL, *note = NULL, *occ_id;
+	bool cancel = false;
+	struct occ occ, plan;
+	struct ymd due = { 0, 0, 0 };
+	struct db *db;
+	char d1[16], d2[16];
+	int o, rc, minute = -1;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'u': unit = optarg; break;
+		case 'n': note = optarg; break;
+		case 'x': cancel = true; break;
+		default: return EXIT_USER;
+		}
+	}
+	if (argc - optind != (cancel ? 1 : 2) || (cancel && note != NULL)) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	occ_id = argv[optind];
+	if (unit != NULL) {
+		if (check_pair(c, unit, occ_id, &occ) < 0)
+			return EXIT_USER;
+	} else if (sched_occurrence(c, occ_id, &occ) < 0) {
+		user_error("no occurrence %s (expected CYCLE/YYYY-MM-DD with a "
+			   "due date of that cycle)", occ_id);
+		return EXIT_USER;
+	}
+	if (note != NULL && note_problem(note, strlen(note)) != NULL) {
+		user_error("--note: %s", note_problem(note, strlen(note)));
+		return EXIT_USER;
+	}
+	plan = occ;
+	if (!cancel) {
+		const char *why;
+
+		if (ledger_parse_due(argv[optind + 1], &due, &minute) < 0) {
+			user_error("%s: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM",
+				   argv[optind + 1]);
+			return EXIT_USER;
+		}
+		why = ledger_extension_problem(&plan, due);
+		if (why != NULL) {
+			ymd_format_vn(plan.due, d1);
+			user_error("%s %s (%s)", argv[optind + 1], why, d1);
+			return EXIT_USER;
+		}
+	}
+	db = open_state(c);
+	if (db == NULL)
+		return EXIT_STATE;
+	if (cancel)
+		rc = ledger_unextend(db, occ.id, unit, "cli", actor_name(),
+				     now_of(c));
+	else
+		rc = ledger_extend(db, occ.id, unit, due, minute, "cli",
+				   actor_name(), note, now_of(c));
+	if (rc == 0 && ledger_effective(c, db, &occ, unit) < 0)
+		rc = -1;
+	db_close(db);
+	if (rc < 0)
+		return EXIT_STATE;
+	if (rc == 1) {
+		user_error("no extension of %s%s%s to cancel", occ.id,
+			   unit != NULL ? " for " : "", unit != NULL ? unit : "");
+		return EXIT_USER;
+	}
+	ymd_format_vn(occ.due, d2);
+	if (cancel)
+		printf("cancelled the extension of %s (%s); due %s\n", occ.id,
+		       unit != NULL ? unit : "every unit", d2);
+	else
+		printf("extended %s (%s) until %s\n", occ.id,
+		       unit != NULL ? unit : "every unit", d2);
+	return 0;
+}
+
+struct hist_ctx {
+	const struct conf *conf;
+	const char *unit;        /* --unit, or NULL */
+	struct buf b;
+};
+
+static int
+hist_row(void *ctx, const struct ledger_event *e)
+{
+	struct hist_ctx *h = ctx;
+	const struct unit *u;
+	struct occ o;
+	char t[20];
+
+	/* a unit's history: occurrence-wide extensions of its cycles only */
+	if (h->unit != NULL && e->unit[0] == '\0' &&
+	    (u = conf_unit(h->conf, h->unit)) != NULL &&
+	    sched_occurrence(h->conf, e->occurrence, &o) == 0 &&
+	    !conf_cycle_has(o.cycle, (size_t)(u - h->conf->units)))
+		return 0;
+
+	tz_format_iso(h->conf->tz, e->recorded, t);
+	buf_printf(&h->b, "%s\t", t);
+	buf_put_escaped(&h->b, e->occurrence, 200);
+	buf_putc(&h->b, '\t');
+	buf_put_escaped(&h->b, e->unit[0] ? e->unit : "*", 200);
+	buf_printf(&h->b, "\t%s\t", e->action);
+	buf_put_escaped(&h->b, e->source[0] ? e->source : "-", 50);
+	buf_putc(&h->b, '\t');
+	buf_put_escaped(&h->b, e->actor[0] ? e->actor : "-", 100);
+	buf_putc(&h->b, '\t');
+	if (strcmp(e->action, "extend") == 0) {
+		if (e->detail != NULL && strcmp(e->detail, "cancelled") == 0)
+			buf_puts(&h->b, "cancelled");
+		else {
+			buf_puts(&h->b, "until ");
+			buf_put_escaped(&h->b, e->detail ? e->detail : "?", 40);
+		}
+	} else if (e->at != 0) {
+		tz_format_iso(h->conf->tz, e->at, t);
+		buf_printf(&h->b, "at %s", t);
+		if (e->detail != NULL && strcmp(e->detail, "nil") == 0)
+			buf_puts(&h->b, " (nil)");
+	} else {
+		buf_putc(&h->b, '-');
+	}
+	buf_putc(&h->b, '\t');
+	/* notes are typed by people: one line, escaped, on the terminal */
+	buf_put_escaped(&h->b, e->note ? e->note : "", DB_NOTE_MAX);
+	buf_putc(&h->b, '\n');
+	if (h->b.len > 1 << 16) {
+		fputs(buf_str(&h->b), stdout);
+		buf_reset(&h->b);
+	}
+	return 0;
+}
+
+static int
+cmd_history(struct conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"unit", required_argument, NULL, 'u'},
+		{"occurrence", required_argument, NULL, 'o'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *unit = NULL, *occ = NULL;
+	struct hist_ctx h = { .conf = c };
+	struct db *db;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'u': unit = optarg; break;
+		case 'o': occ = optarg; break;
+		default: return EXIT_USER;
+		}
+	}
+	if (optind != argc) {
+		user_error("history: unexpected argument %s", argv[optind]);
+		return EXIT_USER;
+	}
+	/* ids no longer in the configuration still have their history */
+	if (unit != NULL && !valid_id(unit)) {
+		user_error("--unit %s: not a unit id", unit);
+		return EXIT_USER;
+	}
+	if (occ != NULL && (strlen(occ) >= OCC_ID_MAX ||
+			    note_problem(occ, strlen(occ)) != NULL)) {
+		user_error("--occurrence: not an occurrence id");
+		return EXIT_USER;
+	}
+	db = open_state(c);
+	if (db == NULL)
+		return EXIT_STATE;
+	h.unit = unit;
+	buf_init(&h.b);
+	rc = ledger_history(db, occ, unit, hist_row, &h);
+	fputs(buf_str(&h.b), stdout);
+	buf_free(&h.b);
+	db_close(db);
+	return rc < 0 ? EXIT_STATE : 0;
 }
 
 static int
@@ -624,6 +872,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
 	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
+	    strcmp(cmd, "extend") != 0 && strcmp(cmd, "history") != 0 &&
 	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
@@ -658,6 +907,10 @@ main(int argc, char **argv)
 		rc = cmd_received(c, argc, argv);
 	else if (strcmp(cmd, "undo") == 0)
 		rc = cmd_undo(c, argc, argv);
+	else if (strcmp(cmd, "extend") == 0)
+		rc = cmd_extend(c, argc, argv);
+	else if (strcmp(cmd, "history") == 0)
+		rc = cmd_history(c, argc, argv);
 	else if (strcmp(cmd, "admin-token") == 0)
 		rc = cmd_admin_token(c, argc);
 	else if (strcmp(cmd, "reload") == 0)

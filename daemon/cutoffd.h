@@ -281,6 +281,16 @@ struct unit {
 	size_t ngroups;
 };
 
+/* [admin ID]: an admin with a token of its own; the actor of what it
+ * records.  [daemon] admin_token_file is the admin named "admin". */
+struct admin {
+	char *id;
+	int line;
+	char *name;          /* display name, may be NULL */
+	char *token_file;    /* resolved; from `credential` too */
+	char *token;         /* contents; NULL when not read */
+};
+
 struct conf {
 	char *path;          /* as given */
 	char *dir;           /* directory of path, for relative paths */
@@ -347,6 +357,8 @@ struct conf {
 	size_t nunits;
 	char **groups;          /* sorted unique group names */
 	size_t ngroups;
+	struct admin *admins;   /* [admin ID] sections */
+	size_t nadmins;
 
 	struct tz *tz;
 	struct holidays hol;
@@ -407,7 +419,21 @@ struct occ {
 	bool has_period;
 	struct ymd period_from, period_to;
 	char id[OCC_ID_MAX];      /* "cycle/YYYY-MM-DD" */
+	/* an extended deadline (sched_extend): due/due_at are the new ones,
+	 * was_due/was_due_at those of the plan */
+	bool extended;
+	int ext_minute;           /* due time of the extended deadline */
+	struct ymd was_due;
+	tstamp was_due_at;
 };
+
+/* The due time of o in minutes (1440 = end of day): the extension's when
+ * extended, else the cycle's `time`. */
+static inline int
+occ_due_minute(const struct occ *o)
+{
+	return o->extended ? o->ext_minute : o->cycle->due_minute;
+}
 
 /* Occurrences of every cycle whose due_at lies in [from, to), sorted by
  * due_at then id.  *out is xmalloc'ed (free it). */
@@ -417,7 +443,7 @@ int sched_occurrences(const struct conf *c, tstamp from, tstamp to,
  * nominal due dates. */
 int sched_occurrence(const struct conf *c, const char *id, struct occ *out);
 
-#define STEP_NAME_MAX 24
+#define STEP_NAME_MAX 40
 
 struct notice_step {
 	tstamp at;                /* quiet-hours adjusted send time */
@@ -453,6 +479,19 @@ typedef int (*plan_fn)(void *ctx, const struct plan_row *row);
  * unit, step, audience, channel); unit_id NULL = all units. */
 int sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 	       submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+struct extension;
+/* sched_plan with extended deadlines: ext (n of them, any order) move the
+ * steps of their occurrence, for every unit or one; an extended
+ * occurrence's step names carry the new date ("remind-3d~20240320") so
+ * that its steps are new notices, not the ones already sent. */
+int sched_plan_ext(const struct conf *c, tstamp from, tstamp to,
+		   const char *unit_id, const struct extension *ext, size_t n,
+		   submitted_fn submitted, void *sctx, plan_fn fn, void *ctx);
+/* Applies to o the extension among ext[0..n) that binds unit (its own,
+ * else the occurrence-wide one; unit NULL: only the latter).  Returns
+ * true when o was extended. */
+bool sched_extend(const struct conf *c, struct occ *o,
+		  const struct extension *ext, size_t n, const char *unit);
 /* Days a policy's steps reach before (*lo <= 0) and after (*hi >= 0) the
  * due date, repeats included; p may be NULL (0, 0). */
 void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
@@ -480,7 +519,7 @@ int sched_moves(const struct conf *c, char *const *ids, size_t nids,
 
 struct db;
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -516,6 +555,11 @@ void db_close(struct db *db);
 int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 void db_rollback(struct db *db);
+/* One write of several statements: a transaction of its own, or a
+ * savepoint inside the caller's (a failure undoes only that part).
+ * Pass the token to db_part_end, ok = whether to keep it. */
+int db_part_begin(struct db *db, int *token);
+int db_part_end(struct db *db, int token, bool ok);
 /* Whether the next commits survive power loss (FULL, the default) or only
  * a crash of the process (NORMAL: no fsync) until the next FULL commit or
  * db_sync.  Only the sender's outcome writes use NORMAL; see sender.c. */
@@ -545,13 +589,17 @@ int db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
 int db_rev_seed(struct db *db, const char *kind, const char *id,
 		const char *hash, tstamp now);
 
+/* The ledger's tables (submissions, their history, extensions) are
+ * ledger.c's; db_sub_* are its names of 0.1 and stay for their callers. */
 struct submission {
 	char occurrence[OCC_ID_MAX];
 	char unit[72];
 	tstamp at;               /* when the report arrived */
 	tstamp recorded;         /* when it was recorded */
-	char source[16];         /* cli, api, page */
+	char source[16];         /* cli, api, page, imap, link */
 	char *note;              /* xmalloc'ed or NULL */
+	bool nil;                /* "không phát sinh": nothing to report */
+	char actor[64];          /* who recorded it; "" when unknown */
 };
 void submission_clear(struct submission *s);  /* frees note */
 /* What is wrong with a note people typed (too long, not UTF-8, control
@@ -579,7 +627,8 @@ int db_sub_foreach(struct db *db, const char *occ,
 int db_sub_count_sources(struct db *db,
 			 void (*fn)(void *ctx, const char *source, int64_t n),
 			 void *ctx);
-/* History events for (occ, unit); unit NULL = the whole occurrence. */
+/* History events for (occ, unit), occurrence-wide ones (an extension for
+ * every unit) included; unit NULL = every event of the occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
 /* When the latest of those was recorded; 0 when none, -1 on error. */
 tstamp db_sub_last_event(struct db *db, const char *occ, const char *unit);
@@ -648,6 +697,98 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Every store db.c creates carries PRAGMA application_id 0x63757464
  * ("cutd"); an 0.1.0 store gets it on its first open.
+ */
+
+/* ---------------------------------------------------------------- ledger.c */
+
+/* The ledger: submissions, nil returns, extended deadlines and the history
+ * of every change to them, each with its source (cli, api, page, imap,
+ * link) and actor (an admin's name, the system user of cutoffctl).  Each
+ * write is one transaction, or a savepoint inside the caller's. */
+
+#define LEDGER_ACTOR_MAX 63
+
+/* Records a report or (nil) a nil return; 0, 1 when one was already
+ * recorded (the first stands), -1. */
+int ledger_receive(struct db *db, const char *occ, const char *unit,
+		   tstamp at, bool nil, const char *source, const char *actor,
+		   const char *note, tstamp now);
+/* Removes the record; 0, 1 when there was none, -1. */
+int ledger_undo(struct db *db, const char *occ, const char *unit,
+		const char *source, const char *actor, tstamp now);
+
+/* A moved deadline: for one unit, or (unit "") every unit of the
+ * occurrence.  The per-unit one wins over the occurrence-wide one. */
+struct extension {
+	char occurrence[OCC_ID_MAX];
+	char unit[72];           /* "" = every unit */
+	struct ymd due;          /* the new due date, as given (not shifted) */
+	int minute;              /* due time; -1 = the cycle's `time` */
+	tstamp recorded;
+	char source[16];
+	char actor[LEDGER_ACTOR_MAX + 1];
+	char *note;              /* xmalloc'ed or NULL */
+};
+/* An extension's DATE: "YYYY-MM-DD" (minute -1: the cycle's time) or
+ * "YYYY-MM-DDTHH:MM". */
+int ledger_parse_due(const char *s, struct ymd *d, int *minute);
+/* Why due is no extension of the planned occurrence (earlier than its
+ * due date, or more than LEDGER_EXTEND_MAX_DAYS after), or NULL. */
+#define LEDGER_EXTEND_MAX_DAYS 366
+const char *ledger_extension_problem(const struct occ *plan, struct ymd due);
+/* Sets (replaces) an extension; unit NULL or "" = every unit. */
+int ledger_extend(struct db *db, const char *occ, const char *unit,
+		  struct ymd due, int minute, const char *source,
+		  const char *actor, const char *note, tstamp now);
+/* Removes one; 0, 1 when there was none, -1. */
+int ledger_unextend(struct db *db, const char *occ, const char *unit,
+		    const char *source, const char *actor, tstamp now);
+/* Every extension (occ NULL) or those of one occurrence, sorted by
+ * (occurrence, unit) with the occurrence-wide one first. */
+int ledger_extensions(struct db *db, const char *occ, struct extension **out,
+		      size_t *n);
+void extensions_free(struct extension *v, size_t n);
+/* o as it applies to unit (NULL: the occurrence-wide view), extensions read
+ * from db: the due date the unit owes.  0 (o may be unchanged), -1. */
+int ledger_effective(const struct conf *c, struct db *db, struct occ *o,
+		     const char *unit);
+
+/* One history event. */
+struct ledger_event {
+	int64_t id;
+	char occurrence[OCC_ID_MAX];
+	char unit[72];           /* "" = every unit (an extension) */
+	char action[16];         /* received nil undo extend proposed confirmed */
+	tstamp at;               /* report time / new due instant; 0 = none */
+	tstamp recorded;
+	char source[16];
+	char actor[LEDGER_ACTOR_MAX + 1];
+	char *detail;            /* extend: the new due as given, "cancelled" */
+	char *note;
+};
+/* Events in the order they were recorded; occ/unit NULL = any (a unit's
+ * events include its occurrences' occurrence-wide ones). */
+int ledger_history(struct db *db, const char *occ, const char *unit,
+		   int (*fn)(void *ctx, const struct ledger_event *e),
+		   void *ctx);
+/* Appends one event to the history (for other modules' events, e.g. a
+ * report detected in the mailbox: "proposed", "confirmed"); at may be
+ * NULL.  Refuses an action outside the list above.  0 or -1. */
+int ledger_event_add(struct db *db, const char *occ, const char *unit,
+		     const char *action, const tstamp *at, const char *source,
+		     const char *actor, const char *detail, const char *note,
+		     tstamp now);
+/* Latest recorded time of the events db_sub_events counts; 0 = none. */
+tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
+
+/*
+ * Schema version 3 (ledger.c's tables, created by db.c's migrations):
+ *   submission + nil INTEGER NOT NULL DEFAULT 0, actor TEXT
+ *   submission_event(id, occurrence, unit, action CHECK(received nil undo
+ *       extend proposed confirmed), at, recorded, source, actor, detail,
+ *       note)                               -- unit '' = every unit
+ *   extension(occurrence, unit, due_date TEXT, due_minute INTEGER,
+ *       recorded, source, actor, note, PRIMARY KEY(occurrence, unit))
  */
 
 /* ---------------------------------------------------------------- clock.c */
@@ -962,16 +1103,20 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 /* The status model: who submitted what for the occurrences on show, and
  * the notices that failed (built from conf, state and now), and its views
  * as bytes: `cutoffctl status` text and /status.json. */
-enum ustate { US_SUBMITTED, US_MISSING, US_NOTDUE };
+enum ustate { US_SUBMITTED, US_MISSING, US_NOTDUE, US_NIL };
 const char *status_state_name(enum ustate s);   /* "submitted", ... */
 
 struct st_unit {
 	const struct unit *u;
 	enum ustate state;
 	bool late;
-	tstamp at;               /* submitted: when the report arrived */
-	char source[16];         /* submitted: cli, api, page */
-	char *note;              /* submitted: or NULL */
+	tstamp at;
+	/* the unit's own deadline (an extension), else the occurrence's */
+	tstamp due_at;
+	struct ymd due;
+	bool own_due;            /* an extension for this unit alone */
+	char source[16];         /* of the record; "" when none */
+	char *note;              /* of the record, or NULL */
 };
 
 struct st_occ {
@@ -979,6 +1124,7 @@ struct st_occ {
 	struct st_unit *u;
 	size_t nu;
 	size_t nsub, nlate, nmiss, nnotdue;
+	size_t nnil;             /* nil returns, counted in nsub too */
 };
 
 struct st_fail {
@@ -1023,6 +1169,9 @@ void status_csv_write(const struct conf *c, const struct status *s,
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
+/* `cutoffctl status --csv`: the rows of status_csv_write */
+int status_print_csv(const struct conf *c, struct db *db, tstamp now,
+		     const char *occ, FILE *out);
 
 /* The views in memory: per filter, the model and its documents, built
  * once per change of configuration or state (or when time alone changes
@@ -1138,7 +1287,10 @@ void url_esc(struct buf *b, const char *s);
  * guards reading the status when set. */
 struct auth *auth_new(void);           /* sessions and throttle, in memory */
 void auth_free(struct auth *au);
-const char *auth_admin_token(const struct app *a);   /* NULL: none set */
+const char *auth_admin_token(const struct app *a);   /* NULL: no admin */
+/* The admin q acts as (Bearer token, else session): "admin" for
+ * [daemon] admin_token_file, else an [admin ID]'s id; NULL: none. */
+const char *auth_actor(struct app *a, const struct http_req *q, tstamp now);
 /* 0 when q carries the admin token, else -1 with r filled (401/403, 429
  * while q's address is throttled for wrong tokens) */
 int auth_api(struct app *a, const struct http_req *q, struct http_resp *r);
@@ -1168,6 +1320,7 @@ void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* GET /status.json and GET /status.csv */
 void api_status(struct app *a, const struct http_req *q, struct http_resp *r);
+/* (?cycle=, ?group=, ?occurrence=) */
 void api_status_csv(struct app *a, const struct http_req *q,
 		    struct http_resp *r);
 /* /api/...: rest is the path after "/api" ("", "/submissions/..."). */

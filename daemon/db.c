@@ -1,8 +1,8 @@
 /*
  * db.c - the SQLite state store: open, migrations, cached prepared
  * statements, transactions, and the small tables that are db.c's own
- * (meta, unit tokens, revisions, submissions).  The outbox table is created
- * here too but outbox.c keeps its own statements through db_handle().
+ * (meta, unit tokens, revisions).  The outbox and ledger tables are created
+ * here too, but outbox.c and ledger.c keep their own statements (db_stmt).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +76,41 @@ static const char *const migrations[] = {
 	/* 2: the sender asks per channel; without the channel in the index
 	 * every ask walked (and sorted) all due rows of both channels. */
 	"CREATE INDEX IF NOT EXISTS outbox_due_channel ON outbox(state, channel, next_try);",
+
+	/* 3: the ledger of 0.2 (ledger.c): nil returns, who did what, more
+	 * kinds of history, extended deadlines.  SQLite cannot widen a CHECK
+	 * in place, so the history moves into a new table. */
+	"ALTER TABLE submission ADD COLUMN nil INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE submission ADD COLUMN actor TEXT;"
+	"CREATE TABLE submission_event_v3("
+	    "  id INTEGER PRIMARY KEY,"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  action TEXT NOT NULL CHECK(action IN ('received','nil','undo',"
+	    "    'extend','proposed','confirmed')),"
+	    "  at INTEGER,"
+	    "  recorded INTEGER,"
+	    "  source TEXT,"
+	    "  actor TEXT,"
+	    "  detail TEXT,"
+	    "  note TEXT);"
+	"INSERT INTO submission_event_v3"
+	    "(id, occurrence, unit, action, at, recorded, source, note)"
+	    " SELECT id, occurrence, unit, action, at, recorded, source, note"
+	    " FROM submission_event;"
+	"DROP TABLE submission_event;"
+	"ALTER TABLE submission_event_v3 RENAME TO submission_event;"
+	"CREATE INDEX submission_event_occ ON submission_event(occurrence, unit);"
+	"CREATE TABLE extension("
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  due_date TEXT NOT NULL,"
+	    "  due_minute INTEGER,"
+	    "  recorded INTEGER NOT NULL,"
+	    "  source TEXT,"
+	    "  actor TEXT,"
+	    "  note TEXT,"
+	    "  PRIMARY KEY(occurrence, unit));",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,
@@ -97,13 +132,6 @@ enum stmt_id {
 	ST_TOKEN_GET,
 	ST_REV_UPSERT,
 	ST_REV_GET,
-	ST_SUB_INSERT,
-	ST_SUB_EVENT,
-	ST_SUB_GET,
-	ST_SUB_DELETE,
-	ST_SUB_ALL,
-	ST_SUB_OCC,
-	ST_SUB_EVENTS,
 	ST_REV_SEED,
 	ST_SUB_LAST_EVENT,
 	ST_COUNT
@@ -136,29 +164,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE hash IS NOT excluded.hash",
 	[ST_REV_GET] = "SELECT seq, modified, hash FROM rev"
 	    " WHERE kind = ?1 AND id = ?2",
-	[ST_SUB_INSERT] = "INSERT OR IGNORE INTO submission"
-	    "(occurrence, unit, at, recorded, source, note)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[ST_SUB_EVENT] = "INSERT INTO submission_event"
-	    "(occurrence, unit, action, at, recorded, source, note)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[ST_SUB_GET] = "SELECT occurrence, unit, at, recorded, source, note"
-	    " FROM submission WHERE occurrence = ?1 AND unit = ?2",
-	[ST_SUB_DELETE] = "DELETE FROM submission"
-	    " WHERE occurrence = ?1 AND unit = ?2",
-	[ST_SUB_ALL] = "SELECT occurrence, unit, at, recorded, source, note"
-	    " FROM submission ORDER BY occurrence, unit",
-	[ST_SUB_OCC] = "SELECT occurrence, unit, at, recorded, source, note"
-	    " FROM submission WHERE occurrence = ?1 ORDER BY unit",
-	[ST_SUB_EVENTS] = "SELECT count(*) FROM submission_event"
-	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
 	[ST_REV_SEED] = "INSERT OR IGNORE INTO rev(kind, id, hash, seq, modified)"
 	    " VALUES(?1, ?2, ?3, 0, ?4)",
 	[ST_SUB_LAST_EVENT] = "SELECT max(recorded) FROM submission_event"
 	    " WHERE occurrence = ?1 AND (?2 IS NULL OR unit = ?2)",
 };
 
-#define DB_KEPT_MAX 32
+#define DB_KEPT_MAX 64
 
 /* The background integrity check (see db_health). */
 struct integ {
@@ -407,6 +419,23 @@ wrap_end(struct db *db, enum wrap w, bool ok)
 		return -1;
 	}
 	return run_id(db, ST_RELEASE);
+}
+
+int
+db_part_begin(struct db *db, int *token)
+{
+	enum wrap w;
+
+	if (wrap_begin(db, &w) < 0)
+		return -1;
+	*token = (int)w;
+	return 0;
+}
+
+int
+db_part_end(struct db *db, int token, bool ok)
+{
+	return wrap_end(db, (enum wrap)token, ok);
 }
 
 /* ---------------------------------------------------------- open/close */
@@ -1392,280 +1421,6 @@ db_rev_seed(struct db *db, const char *kind, const char *id, const char *hash,
 	}
 	return run(db, s, "rev seed");
 }
-
-/* ------------------------------------------------------------ submissions */
-
-const char *
-note_problem(const char *s, size_t n)
-{
-	if (n > DB_NOTE_MAX)
-		return "too long (at most 1000 bytes)";
-	if (!utf8_valid(s, n))
-		return "is not valid UTF-8";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
-			return "contains control characters";
-		/* C1 controls, U+0080..U+009F */
-		if (ch == 0xc2 && i + 1 < n &&
-		    (unsigned char)s[i + 1] >= 0x80 &&
-		    (unsigned char)s[i + 1] <= 0x9f)
-			return "contains control characters";
-	}
-	return NULL;
-}
-
-void
-submission_clear(struct submission *s)
-{
-	if (!s)
-		return;
-	free(s->note);
-	s->note = NULL;
-}
-
-static bool
-sub_args_ok(const char *occ, const char *unit, const char *source,
-	    const char *note)
-{
-	struct submission *z = NULL;
-
-	/* the lengths must fit struct submission, or db_sub_get would
-	 * truncate what it reads back */
-	if (!occ || !unit || strlen(occ) >= sizeof(z->occurrence) ||
-	    strlen(unit) >= sizeof(z->unit)) {
-		log_warn("submission: occurrence or unit id missing or too long");
-		return false;
-	}
-	if (source && strlen(source) >= sizeof(z->source)) {
-		log_warn("submission: source name too long");
-		return false;
-	}
-	if (note) {
-		size_t n = strlen(note);
-
-		if (n > DB_NOTE_MAX) {
-			log_warn("submission note of %zu bytes refused"
-				 " (at most %d)", n, DB_NOTE_MAX);
-			return false;
-		}
-		if (!utf8_valid(note, n)) {
-			log_warn("submission note refused: not valid UTF-8");
-			return false;
-		}
-	}
-	return true;
-}
-
-static int
-bind_event(struct db *db, sqlite3_stmt *s, const char *occ,
-	   const char *unit, const char *action, tstamp at,
-	   tstamp recorded, const char *source, const char *note)
-{
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_text(db, s, 3, action) < 0 || bind_int(db, s, 4, at) < 0 ||
-	    bind_int(db, s, 5, recorded) < 0 ||
-	    bind_text(db, s, 6, source) < 0 || bind_text(db, s, 7, note) < 0) {
-		done(s);
-		return -1;
-	}
-	return 0;
-}
-
-int
-db_sub_record(struct db *db, const char *occ, const char *unit, tstamp at,
-	      const char *source, const char *note, tstamp now)
-{
-	sqlite3_stmt *s;
-	enum wrap w;
-	int ret = -1;
-
-	if (!sub_args_ok(occ, unit, source, note))
-		return -1;
-	if (wrap_begin(db, &w) < 0)
-		return -1;
-
-	s = stmt(db, ST_SUB_INSERT);
-	if (!s)
-		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_int(db, s, 3, at) < 0 || bind_int(db, s, 4, now) < 0 ||
-	    bind_text(db, s, 5, source) < 0 || bind_text(db, s, 6, note) < 0) {
-		done(s);
-		goto out;
-	}
-	if (run(db, s, "submission insert") < 0)
-		goto out;
-	if (sqlite3_changes(db->h) == 0) {
-		ret = 1;             /* the first record stands */
-		goto out;
-	}
-
-	s = stmt(db, ST_SUB_EVENT);
-	if (!s || bind_event(db, s, occ, unit, "received", at, now, source,
-			     note) < 0)
-		goto out;
-	if (run(db, s, "submission event") < 0)
-		goto out;
-	ret = 0;
-out:
-	if (wrap_end(db, w, ret >= 0) < 0)
-		return -1;
-	return ret;
-}
-
-int
-db_sub_undo(struct db *db, const char *occ, const char *unit,
-	    const char *source, tstamp now)
-{
-	sqlite3_stmt *s;
-	enum wrap w;
-	tstamp old_at;
-	char *old_note = NULL;
-	int rc, ret = -1;
-
-	if (!sub_args_ok(occ, unit, source, NULL))
-		return -1;
-	if (wrap_begin(db, &w) < 0)
-		return -1;
-
-	s = stmt(db, ST_SUB_GET);
-	if (!s)
-		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
-		done(s);
-		goto out;
-	}
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		done(s);
-		ret = 1;
-		goto out;
-	}
-	if (rc != SQLITE_ROW) {
-		db_fail(db, "submission get");
-		done(s);
-		goto out;
-	}
-	old_at = sqlite3_column_int64(s, 2);
-	old_note = col_dup(s, 5);
-	done(s);
-
-	s = stmt(db, ST_SUB_DELETE);
-	if (!s)
-		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
-		done(s);
-		goto out;
-	}
-	if (run(db, s, "submission delete") < 0)
-		goto out;
-
-	/* the event keeps what was undone: the report's time and note */
-	s = stmt(db, ST_SUB_EVENT);
-	if (!s || bind_event(db, s, occ, unit, "undo", old_at, now, source,
-			     old_note) < 0)
-		goto out;
-	if (run(db, s, "submission event") < 0)
-		goto out;
-	ret = 0;
-out:
-	free(old_note);
-	if (wrap_end(db, w, ret >= 0) < 0)
-		return -1;
-	return ret;
-}
-
-static void
-sub_from_row(sqlite3_stmt *s, struct submission *out)
-{
-	const unsigned char *t;
-
-	memset(out, 0, sizeof(*out));
-	t = sqlite3_column_text(s, 0);
-	snprintf(out->occurrence, sizeof(out->occurrence), "%s",
-		 t ? (const char *)t : "");
-	t = sqlite3_column_text(s, 1);
-	snprintf(out->unit, sizeof(out->unit), "%s", t ? (const char *)t : "");
-	out->at = sqlite3_column_int64(s, 2);
-	out->recorded = sqlite3_column_int64(s, 3);
-	t = sqlite3_column_text(s, 4);
-	snprintf(out->source, sizeof(out->source), "%s",
-		 t ? (const char *)t : "");
-	out->note = col_dup(s, 5);
-}
-
-int
-db_sub_get(struct db *db, const char *occ, const char *unit,
-	   struct submission *out)
-{
-	sqlite3_stmt *s = stmt(db, ST_SUB_GET);
-	int rc, ret = -1;
-
-	if (!s)
-		return -1;
-	if (!occ || !unit)
-		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0)
-		goto out;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		sub_from_row(s, out);
-		ret = 0;
-	} else if (rc == SQLITE_DONE) {
-		ret = 1;
-	} else {
-		db_fail(db, "submission get");
-	}
-out:
-	done(s);
-	return ret;
-}
-
-int
-db_sub_foreach(struct db *db, const char *occ,
-	       int (*fn)(void *ctx, const struct submission *s), void *ctx)
-{
-	sqlite3_stmt *s = stmt(db, occ ? ST_SUB_OCC : ST_SUB_ALL);
-	struct submission *v = NULL;
-	size_t n = 0, cap = 0;
-	int rc, ret = -1;
-
-	if (!s)
-		return -1;
-	if (occ && bind_text(db, s, 1, occ) < 0) {
-		done(s);
-		return -1;
-	}
-	/* Rows are read first and the statement reset before any callback,
-	 * so that fn may use the database (even these statements). */
-	for (;;) {
-		rc = sqlite3_step(s);
-		if (rc != SQLITE_ROW)
-			break;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 16;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		sub_from_row(s, &v[n++]);
-	}
-	done(s);
-	if (rc != SQLITE_DONE) {
-		db_fail(db, "submission list");
-		goto out;
-	}
-	ret = 0;
-	for (size_t i = 0; i < n; i++)
-		if (fn(ctx, &v[i]) != 0)
-			break;
-out:
-	for (size_t i = 0; i < n; i++)
-		submission_clear(&v[i]);
-	free(v);
-	return ret;
-}
-
 int
 db_sub_count_sources(struct db *db,
 		     void (*fn)(void *ctx, const char *source, int64_t n),
@@ -1688,26 +1443,6 @@ db_sub_count_sources(struct db *db,
 		db_fail(db, "submission counts");
 	db_stmt_done(db, s);
 	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-int64_t
-db_sub_events(struct db *db, const char *occ, const char *unit)
-{
-	sqlite3_stmt *s = stmt(db, ST_SUB_EVENTS);
-	int64_t n = -1;
-
-	if (!s)
-		return -1;
-	if (!occ || bind_text(db, s, 1, occ) < 0 ||
-	    bind_text(db, s, 2, unit) < 0)
-		goto out;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	else
-		db_fail(db, "submission events");
-out:
-	done(s);
-	return n;
 }
 
 /* ----------------------------------------- the regime's life cycle (0.2) */
@@ -1928,6 +1663,9 @@ db_occ_move(struct db *db, const char *from, const char *to, tstamp now)
 		"UPDATE OR IGNORE submission SET occurrence = ?2"
 		" WHERE occurrence = ?1",
 		"UPDATE submission_event SET occurrence = ?2"
+		" WHERE occurrence = ?1",
+		/* an extended deadline follows its occurrence (ledger.c) */
+		"UPDATE OR IGNORE extension SET occurrence = ?2"
 		" WHERE occurrence = ?1",
 		/* a sent step stays sent: the new plan finds its key taken */
 		"UPDATE OR IGNORE outbox SET occurrence = ?2"

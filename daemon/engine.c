@@ -225,7 +225,8 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 	struct collect col = { .public_url = c->daemon.public_url };
 	struct subcache sc = { .db = db };
 	struct notice **pick = NULL;
-	size_t npick = 0;
+	struct extension *ext = NULL;
+	size_t npick = 0, next = 0;
 	tstamp last = 0;
 	char val[24];
 	int rc, added = 0;
@@ -246,9 +247,13 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 		*scanned = last;
 		return 0;
 	}
+	/* extended deadlines: their steps before last_scan are never
+	 * scanned, so an extension sends no burst of stale steps */
+	if (ledger_extensions(db, NULL, &ext, &next) < 0)
+		return -1;
 	if (now > last &&
-	    sched_plan(c, last + 1, now + 1, NULL, submitted, &sc, collect_row,
-		       &col) < 0) {
+	    sched_plan_ext(c, last + 1, now + 1, NULL, ext, next, submitted,
+			   &sc, collect_row, &col) < 0) {
 		log_err("engine: the plan could not be computed");
 		added = -1;
 		goto out;
@@ -314,13 +319,33 @@ out:
 	free(col.v);
 	free(pick);
 	subcache_free(&sc);
+	extensions_free(ext, next);
 	return added;
 }
 
 /* Earliest step time > after over every occurrence (units don't matter for
  * when to wake).  0 found, 1 none within the horizon. */
-static int next_step(const struct conf *c, tstamp after, tstamp *out)
+/* earliest step of o after `after` into *best */
+static void earliest(const struct conf *c, const struct occ *o, tstamp after,
+		     struct notice_step *st, tstamp *best, bool *found)
 {
+	int n = sched_steps(c, o, st, SCHED_MAX_STEPS);
+
+	for (int k = 0; k < n; k++) {
+		if (st[k].at > after) {
+			if (!*found || st[k].at < *best)
+				*best = st[k].at;
+			*found = true;
+			break;       /* steps are in time order */
+		}
+	}
+}
+
+static int next_step(const struct conf *c, struct db *db, tstamp after,
+		     tstamp *out)
+{
+	struct extension *ext = NULL;
+	size_t next = 0;
 	int64_t back = 2 * DAY, ahead = 2 * DAY;
 	struct notice_step *st;
 	struct occ *occ = NULL;
@@ -339,18 +364,26 @@ static int next_step(const struct conf *c, tstamp after, tstamp *out)
 	ahead += c->daemon.horizon > 0 ? c->daemon.horizon : 400 * DAY;
 	if (sched_occurrences(c, after - back, after + ahead, &occ, &nocc) < 0)
 		return -1;
+	if (ledger_extensions(db, NULL, &ext, &next) < 0) {
+		free(occ);
+		return -1;
+	}
 	st = xcalloc(SCHED_MAX_STEPS, sizeof(*st));
 	for (size_t i = 0; i < nocc; i++) {
-		int n = sched_steps(c, &occ[i], st, SCHED_MAX_STEPS);
-
-		for (int k = 0; k < n; k++) {
-			if (st[k].at > after && (!found || st[k].at < best)) {
-				best = st[k].at;
-				found = true;
-				break;       /* steps are in time order */
-			}
-		}
+		sched_extend(c, &occ[i], ext, next, NULL);
+		earliest(c, &occ[i], after, st, &best, &found);
 	}
+	/* every extension's own steps, wherever its occurrence lies */
+	for (size_t i = 0; i < next; i++) {
+		struct occ o;
+
+		if (sched_occurrence(c, ext[i].occurrence, &o) < 0)
+			continue;
+		sched_extend(c, &o, ext, next,
+			     ext[i].unit[0] ? ext[i].unit : NULL);
+		earliest(c, &o, after, st, &best, &found);
+	}
+	extensions_free(ext, next);
 	free(st);
 	free(occ);
 	if (!found)
@@ -419,7 +452,7 @@ static void run(struct engine *e)
 	metrics_scanned(scanned);
 	if (n > 0)
 		sender_kick(a->sender);
-	n = next_step(a->conf, scanned, &next);
+	n = next_step(a->conf, a->db, scanned, &next);
 	if (n < 0) {
 		retry_later(e);
 		return;
@@ -467,6 +500,11 @@ struct keepctx {
 	struct occ occ;
 	struct notice_step *steps;
 	int nsteps;
+	char unit_id[72];
+	struct extension *ext;    /* of occ_id */
+	size_t next;
+	tstamp due_at;            /* of the steps */
+	bool extended;
 	/* kept rows that would go out inside quiet hours or on a day
 	 * without sends: held to the next allowed instant */
 	tstamp now;
@@ -489,11 +527,40 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "unit removed";
 		return false;
 	}
-	if (strcmp(k->occ_id, n->occurrence) != 0) {
-		snprintf(k->occ_id, sizeof(k->occ_id), "%s", n->occurrence);
-		k->occ_rc = sched_occurrence(k->c, n->occurrence, &k->occ);
-		k->nsteps = k->occ_rc < 0 ? 0 :
-			sched_steps(k->c, &k->occ, k->steps, SCHED_MAX_STEPS);
+	if (strcmp(k->occ_id, n->occurrence) != 0 ||
+	    strcmp(k->unit_id, n->unit) != 0) {
+		struct occ o;
+
+		/* steps per unit: a unit may have a deadline of its own */
+		snprintf(k->unit_id, sizeof(k->unit_id), "%s", n->unit);
+		if (strcmp(k->occ_id, n->occurrence) != 0) {
+			snprintf(k->occ_id, sizeof(k->occ_id), "%s",
+				 n->occurrence);
+			k->occ_rc = sched_occurrence(k->c, n->occurrence,
+						     &k->occ);
+			extensions_free(k->ext, k->next);
+			k->ext = NULL;
+			k->next = 0;
+			if (k->occ_rc == 0 &&
+			    ledger_extensions(k->db, n->occurrence, &k->ext,
+					      &k->next) < 0) {
+				*why = NULL;
+				return true;     /* keep it; try again later */
+			}
+			k->due_at = -1;
+		}
+		o = k->occ;
+		if (k->occ_rc == 0)
+			sched_extend(k->c, &o, k->ext, k->next, n->unit);
+		if (k->occ_rc == 0 && (o.due_at != k->due_at ||
+				       o.extended != k->extended)) {
+			k->due_at = o.due_at;
+			k->extended = o.extended;
+			k->nsteps = sched_steps(k->c, &o, k->steps,
+						SCHED_MAX_STEPS);
+		} else if (k->occ_rc < 0) {
+			k->nsteps = 0;
+		}
 	}
 	if (k->occ_rc < 0) {
 		*why = "occurrence removed";
@@ -519,7 +586,9 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 			  (n->ch == CH_WEBHOOK || (k->steps[i].aud & n->aud));
 	}
 	if (!step_ok) {
-		*why = "step removed from the policy";
+		*why = k->extended || strchr(n->step, '~') != NULL
+			? "deadline extended, or its extension cancelled"
+			: "step removed from the policy";
 		return false;
 	}
 	if (db_sub_get(k->db, n->occurrence, n->unit, &sub) == 0) {
@@ -574,6 +643,7 @@ static void cancel_stale(struct engine *e)
 	for (size_t i = 0; i < k.nhold; i++)
 		db_outbox_hold(e->a->db, k.hold[i].id, k.hold[i].until);
 	free(k.hold);
+	extensions_free(k.ext, k.next);
 	free(k.steps);
 }
 

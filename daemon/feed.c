@@ -210,7 +210,8 @@ static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
 	if (last < 0)
 		return -1;
 	out->seq = seq + ev;
-	out->conf_seq = seq;
+	/* an extension moves the alarms too (fewer may have passed) */
+	out->conf_seq = seq + ev;
 	out->modified = mod > last ? mod : last;
 	return 0;
 }
@@ -455,7 +456,10 @@ static void describe_due(const struct conf *c, const struct occ *o,
 		tz_format_vn(c->tz, o->due_at, d2);
 		buf_printf(b, "Hạn nộp: %s\n", d2);
 	}
-	if (ymd_cmp(o->due, o->nominal) != 0) {
+	if (o->extended) {
+		ymd_format_vn(o->was_due, d1);
+		buf_printf(b, "(Đã gia hạn; hạn trước đây %s.)\n", d1);
+	} else if (ymd_cmp(o->due, o->nominal) != 0) {
 		ymd_format_vn(o->nominal, d1);
 		buf_printf(b, "(Hạn theo kế hoạch %s trùng ngày nghỉ.)\n", d1);
 	}
@@ -627,6 +631,10 @@ char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 			goto fail;
 		if (ss.n > 1)
 			qsort(ss.v, ss.n, sizeof(*ss.v), sub_cmp);
+		/* the revision is of the plan's occurrence; an extension
+		 * counts through its history event */
+		if (ledger_effective(c, db, &occs[i], NULL) < 0)
+			goto fail;
 		secretariat_event(c, &occs[i], &ss, &r, now, cal);
 		if (r.modified > maxmod)
 			maxmod = r.modified;
@@ -703,10 +711,11 @@ static void add_alarms(const struct conf *c, const struct occ *o,
 }
 
 static int unit_event(const struct conf *c, struct db *db,
-		      const struct unit *u, const struct occ *o,
+		      const struct unit *u, const struct occ *plan,
 		      const struct rev *urev, tstamp now, icalcomponent *cal,
 		      tstamp *modified)
 {
+	struct occ own = *plan, *o = &own;
 	struct submission s;
 	struct notice_step *st;
 	struct rev r;
@@ -716,7 +725,10 @@ static int unit_event(const struct conf *c, struct db *db,
 	tstamp start;
 	int rc, nst;
 
-	if (occ_rev(c, db, o, u->id, now, &r) < 0)
+	if (occ_rev(c, db, plan, u->id, now, &r) < 0)
+		return -1;
+	/* the unit's own deadline (SEQUENCE counts the extension event) */
+	if (ledger_effective(c, db, o, u->id) < 0)
 		return -1;
 	rc = db_sub_get(db, o->id, u->id, &s);
 	if (rc < 0)

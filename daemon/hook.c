@@ -123,7 +123,7 @@ hook_build(const struct conf *c, struct db *db, const struct notice *n,
 		/* end of day reads as 23:59:59 of the due date, not 00:00 after */
 		tstamp t = nt.occ.due_at;
 
-		if (nt.occ.cycle->due_minute >= 1440)
+		if (occ_due_minute(&nt.occ) >= 1440)
 			t -= 1;
 		iso_offset(c, t, due, sizeof due);
 		snprintf(date, sizeof date, "%04d-%02d-%02d", nt.occ.due.y,

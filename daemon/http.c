@@ -534,6 +534,11 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 				      CSP) != MHD_YES ||
 	      MHD_add_response_header(mr, "X-Frame-Options",
 				      "DENY") != MHD_YES)) ||
+	    /* a spreadsheet: saved under a name, opened by Excel/Calc */
+	    (strncmp(ctype, "text/csv", 8) == 0 &&
+	     MHD_add_response_header(mr, "Content-Disposition",
+				     "attachment; filename=\"status.csv\"")
+	     != MHD_YES) ||
 	    (r.location && (str_has_crlf(r.location) ||
 	     MHD_add_response_header(mr, "Location",
 				     r.location) != MHD_YES)) ||

@@ -42,6 +42,7 @@ struct page {
 	const struct status_filter *f;
 	bool logged;
 	char csrf[65];
+	const char *who;         /* the admin logged in (its id) */
 	struct buf *b;
 };
 
@@ -85,17 +86,30 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 	html_esc(b, su->u->name ? su->u->name : su->u->id);
 	buf_puts(b, " <span class=\"muted\">");
 	html_esc(b, su->u->id);
+	if (su->own_due) {
+		ymd_format_vn(su->due, t);
+		buf_printf(b, " · gia hạn đến %s", t);
+	}
 	buf_puts(b, "</span></td>");
 	switch (su->state) {
 	case US_SUBMITTED:
+	case US_NIL:
 		tz_format_vn(c->tz, su->at, t);
-		buf_printf(b, "<td class=\"st %s\">%s</td><td>%s</td>",
+		buf_printf(b, "<td class=\"st %s\">%s%s</td><td>%s",
 			   su->late ? "late" : "ok",
+			   su->state == US_NIL ? "&#8709; Không phát sinh" :
 			   su->late ? "&#9888; Nộp muộn" : "&#10003; Đúng hạn",
-			   t);
+			   su->state == US_NIL && su->late ? " (muộn)" : "", t);
+		/* the secretariat's own words about the record */
+		if (su->note != NULL) {
+			buf_puts(b, "<div class=\"muted note\">");
+			html_esc(b, su->note);
+			buf_puts(b, "</div>");
+		}
+		buf_puts(b, "</td>");
 		break;
 	case US_MISSING: {
-		int64_t late = pg->s->now - so->o.due_at;
+		int64_t late = pg->s->now - su->due_at;
 
 		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp</td><td>");
 		if (late >= DAY)
@@ -113,7 +127,7 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 	}
 	if (pg->logged) {
 		buf_puts(b, "<td>");
-		if (su->state != US_SUBMITTED) {
+		if (su->state != US_SUBMITTED && su->state != US_NIL) {
 			buf_puts(b, "<form class=\"i\" method=\"post\" "
 				 "action=\"/mark\">");
 			put_hidden(b, "occurrence", so->o.id);
@@ -123,7 +137,8 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 				put_hidden(b, "cycle", pg->f->cycle->id);
 			put_hidden(b, "group", pg->f->group);
 			buf_puts(b, "<button type=\"submit\">Ghi nhận đã nộp"
-				 "</button></form>");
+				 "</button> <button type=\"submit\" name=\"nil\" "
+				 "value=\"1\">Không phát sinh</button></form>");
 		}
 		buf_puts(b, "</td>");
 	}
@@ -138,9 +153,11 @@ row_is(const struct st_unit *su, enum rowkind k)
 {
 	switch (k) {
 	case RK_MISS: return su->state == US_MISSING;
-	case RK_LATE: return su->state == US_SUBMITTED && su->late;
+	case RK_LATE: return (su->state == US_SUBMITTED ||
+			      su->state == US_NIL) && su->late;
 	case RK_NOTDUE: return su->state == US_NOTDUE;
-	case RK_OK: return su->state == US_SUBMITTED && !su->late;
+	case RK_OK: return (su->state == US_SUBMITTED ||
+			    su->state == US_NIL) && !su->late;
 	}
 	return false;
 }
@@ -195,6 +212,10 @@ page_section(struct page *pg, const struct st_occ *so)
 		   due, so->nsub, so->nu);
 	buf_puts(b, "<p class=\"muted\">Mã kỳ: ");
 	html_esc(b, so->o.id);
+	if (so->o.extended) {
+		ymd_format_vn(so->o.was_due, d1);
+		buf_printf(b, " · Đã gia hạn (hạn theo kế hoạch %s)", d1);
+	}
 	if (so->o.has_period) {
 		ymd_format_vn(so->o.period_from, d1);
 		ymd_format_vn(so->o.period_to, d2);
@@ -274,8 +295,20 @@ page_login(struct page *pg)
 	if (auth_admin_token(pg->a) == NULL)
 		return;
 	if (pg->logged) {
+		const char *name = pg->who;
+
+		/* which admin: what they record carries their name */
+		for (size_t i = 0; name != NULL && i < pg->a->conf->nadmins; i++)
+			if (strcmp(pg->a->conf->admins[i].id, name) == 0 &&
+			    pg->a->conf->admins[i].name != NULL)
+				name = pg->a->conf->admins[i].name;
 		buf_puts(b, "<form class=\"i\" method=\"post\" action=\"/logout\">"
-			 "<span class=\"muted\">Đã đăng nhập quản trị</span> ");
+			 "<span class=\"muted\">Đã đăng nhập quản trị");
+		if (name != NULL) {
+			buf_puts(b, ": ");
+			html_esc(b, name);
+		}
+		buf_puts(b, "</span> ");
 		put_hidden(b, "csrf", pg->csrf);
 		buf_puts(b, "<button type=\"submit\">Đăng xuất</button></form>");
 		return;
@@ -480,6 +513,8 @@ page_get(struct app *a, const struct http_req *q, struct http_resp *r)
 		tok = form_get(&args, "token");
 	memset(&pg, 0, sizeof(pg));
 	pg.logged = auth_session(a, q, now, pg.csrf);
+	if (pg.logged)
+		pg.who = auth_actor(a, q, now);
 	if (!pg.logged && !failed && (tok == NULL || ct_streq(tok, cal))) {
 		struct page_ctx pc = { a, tok != NULL ? cal : NULL };
 		struct doc *d;
@@ -539,7 +574,9 @@ page_mark(struct app *a, const struct http_req *q, struct http_resp *r)
 		resp_html_msg(r, 400, "Đơn vị này không nộp báo cáo kỳ này.");
 		goto out;
 	}
-	rc = db_sub_record(a->db, o.id, u->id, now, "page", NULL, now);
+	rc = ledger_receive(a->db, o.id, u->id, now,
+			    form_get(&fm, "nil") != NULL, "page",
+			    auth_actor(a, q, now), NULL, now);
 	if (rc < 0 && db_busy(a->db)) {
 		/* locked by another process: not waited for (see api.c) */
 		resp_html_msg(r, 503, "Dữ liệu đang bận, xin thử lại sau.");

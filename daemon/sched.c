@@ -505,6 +505,40 @@ sched_occurrence(const struct conf *c, const char *id, struct occ *out)
 	return 0;
 }
 
+/* ------------------------------------------------------------ extensions */
+
+bool
+sched_extend(const struct conf *c, struct occ *o, const struct extension *ext,
+	     size_t n, const char *unit)
+{
+	const struct extension *e = NULL;
+	int minute;
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ext[i].occurrence, o->id) != 0)
+			continue;
+		if (unit != NULL && strcmp(ext[i].unit, unit) == 0) {
+			e = &ext[i];
+			break;          /* the unit's own wins */
+		}
+		if (ext[i].unit[0] == '\0')
+			e = &ext[i];
+	}
+	if (e == NULL || !ymd_valid(e->due))
+		return false;
+	minute = e->minute >= 0 ? e->minute : o->cycle->due_minute;
+	if (!o->extended) {
+		o->was_due = o->due;
+		o->was_due_at = o->due_at;
+	}
+	/* the date the admin chose stands: no holiday shift */
+	o->due = e->due;
+	o->due_at = tz_mktime(c->tz, e->due, minute);
+	o->ext_minute = minute;
+	o->extended = true;
+	return true;
+}
+
 /* ------------------------------------------------------------------ steps */
 
 struct gstep {
@@ -692,6 +726,24 @@ cmp_gstep(const void *a, const void *b)
 	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* An extended deadline re-arms the plan: its steps are new notices (the
+ * outbox key has the step name), not the ones already sent for the old
+ * date, so the name carries the new due date. */
+static void
+ext_names(const struct occ *o, struct gen *g)
+{
+	char tag[16];
+
+	snprintf(tag, sizeof(tag), "~%04d%02d%02d", o->due.y % 10000,
+		 o->due.m % 100, o->due.d % 100);
+	for (size_t i = 0; i < g->n; i++) {
+		size_t l = strlen(g->v[i].st.name);
+
+		snprintf(g->v[i].st.name + l, sizeof(g->v[i].st.name) - l, "%s",
+			 tag);
+	}
+}
+
 /* All steps of o into g, quiet-adjusted and in time order. */
 static void
 gen_steps(const struct conf *c, const struct occ *o, struct gen *g)
@@ -722,6 +774,8 @@ gen_steps(const struct conf *c, const struct occ *o, struct gen *g)
 	gen_repeats(g);
 	for (size_t i = 0; i < g->n; i++)
 		g->v[i].st.at = step_time(c, p, o, g->v[i].raw);
+	if (o->extended)
+		ext_names(o, g);
 	qsort(g->v, g->n, sizeof(g->v[0]), cmp_gstep);
 	/* Steps moved off non-working days may meet (-3d and -1d both on
 	 * the Friday): one notice, the one nearer the due date, when it
@@ -776,6 +830,13 @@ struct plan {
 	unsigned char **subm;    /* occ -> unit -> 0 unknown, 1 no, 2 yes */
 	submitted_fn submitted;
 	void *sctx;
+	/* extensions: occurrences [nbase, occ.n) are one unit's own
+	 * (only[i - nbase] = its index); skip[oi] marks the units of a base
+	 * occurrence that have one (NULL: none) */
+	const struct extension *ext;
+	size_t next, nbase;
+	size_t *only;
+	bool **skip;
 };
 
 static int
@@ -792,7 +853,10 @@ cmp_event(const void *a, const void *b, void *arg)
 		if (r != 0)
 			return r;
 	}
-	return strcmp(x->st.name, y->st.name);
+	r = strcmp(x->st.name, y->st.name);
+	if (r != 0)
+		return r;
+	return (x->occ > y->occ) - (x->occ < y->occ);
 }
 
 static int
@@ -937,6 +1001,75 @@ emit(struct plan *pl, const struct pevent *e, size_t ui, plan_fn fn,
 }
 
 
+static ssize_t
+plan_find(const struct plan *pl, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pl->occ.v[i].id, id) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Applies the extensions to the collected occurrences, adds those only
+ * an extension brings near the window, and one occurrence per unit with
+ * a deadline of its own.  gen_steps drops what is outside the window. */
+static void
+plan_extensions(struct plan *pl)
+{
+	const struct conf *c = pl->c;
+	size_t nonly = 0;
+
+	for (size_t i = 0; i < pl->occ.n; i++)
+		sched_extend(c, &pl->occ.v[i], pl->ext, pl->next, NULL);
+	for (size_t i = 0; i < pl->next; i++) {
+		const struct extension *e = &pl->ext[i];
+		struct occ o;
+
+		if (e->unit[0] != '\0' ||
+		    plan_find(pl, pl->occ.n, e->occurrence) >= 0)
+			continue;
+		if (sched_occurrence(c, e->occurrence, &o) < 0)
+			continue;
+		sched_extend(c, &o, pl->ext, pl->next, NULL);
+		*ovec_push(&pl->occ) = o;
+	}
+	pl->nbase = pl->occ.n;
+	pl->only = xcalloc(pl->next + 1, sizeof(*pl->only));
+	pl->skip = xcalloc(pl->nbase + 1, sizeof(*pl->skip));
+	for (size_t i = 0; i < pl->next; i++) {
+		const struct extension *e = &pl->ext[i];
+		const struct unit *u;
+		struct occ o;
+		ssize_t base;
+		size_t ui;
+
+		if (e->unit[0] == '\0' || (u = conf_unit(c, e->unit)) == NULL)
+			continue;
+		ui = (size_t)(u - c->units);
+		if (sched_occurrence(c, e->occurrence, &o) < 0 ||
+		    !conf_cycle_has(o.cycle, ui))
+			continue;
+		sched_extend(c, &o, pl->ext, pl->next, e->unit);
+		base = plan_find(pl, pl->nbase, e->occurrence);
+		if (base >= 0) {
+			if (pl->skip[base] == NULL)
+				pl->skip[base] = xcalloc(c->nunits + 1, 1);
+			pl->skip[base][ui] = true;
+		}
+		*ovec_push(&pl->occ) = o;
+		pl->only[nonly++] = ui;
+	}
+}
+
+/* whether unit ui gets occurrence oi's notices (see plan_extensions) */
+static bool
+plan_for(const struct plan *pl, size_t oi, size_t ui)
+{
+	if (oi >= pl->nbase)
+		return pl->only[oi - pl->nbase] == ui;
+	return pl->skip == NULL || pl->skip[oi] == NULL || !pl->skip[oi][ui];
+}
+
 static void
 plan_collect(struct plan *pl, tstamp from, tstamp to)
 {
@@ -955,6 +1088,7 @@ plan_collect(struct plan *pl, tstamp from, tstamp to)
 			   dto - lo + WORKDAY_CAP + 2, &tmp, &pl->occ);
 	}
 	free(tmp.v);
+	plan_extensions(pl);
 	for (size_t oi = 0; oi < pl->occ.n; oi++) {
 		gen_steps(c, &pl->occ.v[oi], g);
 		for (size_t k = 0; k < g->n; k++) {
@@ -980,6 +1114,15 @@ int
 sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 	   submitted_fn submitted, void *sctx, plan_fn fn, void *ctx)
 {
+	return sched_plan_ext(c, from, to, unit_id, NULL, 0, submitted, sctx,
+			      fn, ctx);
+}
+
+int
+sched_plan_ext(const struct conf *c, tstamp from, tstamp to,
+	       const char *unit_id, const struct extension *ext, size_t next,
+	       submitted_fn submitted, void *sctx, plan_fn fn, void *ctx)
+{
 	struct plan pl;
 	size_t only = 0, *order = NULL, **members = NULL, *nmembers = NULL;
 	int rc = 0;
@@ -1000,6 +1143,8 @@ sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 	pl.c = c;
 	pl.submitted = submitted;
 	pl.sctx = sctx;
+	pl.ext = ext;
+	pl.next = ext != NULL ? next : 0;
 	plan_collect(&pl, from, to);
 	if (pl.nev == 0)
 		goto out;
@@ -1057,7 +1202,7 @@ sched_plan(const struct conf *c, tstamp from, tstamp to, const char *unit_id,
 		for (size_t m = 0; m < nmembers[ci]; m++) {
 			size_t ui = members[ci][m];
 
-			if (is_submitted(&pl, oi, ui))
+			if (!plan_for(&pl, oi, ui) || is_submitted(&pl, oi, ui))
 				continue;
 			for (size_t k = i; k < j; k++)
 				if (emit(&pl, &pl.ev[k], ui, fn, ctx) != 0)
@@ -1077,6 +1222,10 @@ out:
 	for (size_t i = 0; pl.subm != NULL && i < pl.occ.n; i++)
 		free(pl.subm[i]);
 	free(pl.subm);
+	for (size_t i = 0; pl.skip != NULL && i < pl.nbase; i++)
+		free(pl.skip[i]);
+	free(pl.skip);
+	free(pl.only);
 	free(pl.rank);
 	free(pl.ev);
 	free(pl.occ.v);

@@ -31,12 +31,14 @@
 #define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-static const char *const ustate_name[] = { "submitted", "missing", "not-due" };
+static const char *const ustate_name[] = { "submitted", "missing", "not-due",
+					   "nil" };
 
 const char *
 status_state_name(enum ustate s)
 {
-	return (unsigned)s < 3 ? ustate_name[s] : "?";
+	return (unsigned)s < sizeof(ustate_name) / sizeof(ustate_name[0])
+		? ustate_name[s] : "?";
 }
 
 /* ------------------------------------------------------------ the model */
@@ -45,6 +47,7 @@ struct subrec {
 	char occ[OCC_ID_MAX];
 	char unit[72];
 	tstamp at;
+	bool nil;
 	char source[16];
 	char *note;              /* moved into the model when matched */
 };
@@ -77,6 +80,7 @@ collect_sub(void *ctx, const struct submission *s)
 	snprintf(r->occ, sizeof(r->occ), "%s", s->occurrence);
 	snprintf(r->unit, sizeof(r->unit), "%s", s->unit);
 	r->at = s->at;
+	r->nil = s->nil;
 	snprintf(r->source, sizeof(r->source), "%s", s->source);
 	r->note = xstrdup(s->note);
 	return 0;
@@ -292,7 +296,8 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	struct status *s;
 	struct subset set = { 0 };
 	struct occ *occs = NULL;
-	size_t nocc = 0;
+	struct extension *ext = NULL;
+	size_t nocc = 0, next = 0;
 	int rc;
 
 	tstamp change = now + VIEW_MAX_AGE;
@@ -302,7 +307,9 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		return rc;
 	/* by the resolved id: a moved occurrence's old id names the new */
 	if (db_sub_foreach(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
-			   collect_sub, &set) < 0) {
+			   collect_sub, &set) < 0 ||
+	    ledger_extensions(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
+			      &ext, &next) < 0) {
 		free(occs);
 		subset_free(&set);
 		return -1;
@@ -319,29 +326,44 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 		struct st_occ *so = &s->occ[s->nocc];
 
 		so->o = occs[i];
+		/* the occurrence's own extension; a unit's own below */
+		sched_extend(c, &so->o, ext, next, NULL);
 		so->u = xcalloc(cy->nunits + 1, sizeof(*so->u));
 		for (size_t j = 0; j < cy->nunits; j++) {
 			const struct unit *u = &c->units[cy->units[j]];
 			struct subrec *r;
 			struct st_unit *su;
+			struct occ uo = so->o;
 
 			if (f->group != NULL && !unit_in_group(u, f->group))
 				continue;
 			su = &so->u[so->nu++];
 			su->u = u;
+			for (size_t k = 0; k < next; k++) {
+				if (strcmp(ext[k].unit, u->id) == 0 &&
+				    strcmp(ext[k].occurrence, uo.id) == 0) {
+					su->own_due = sched_extend(c, &uo, ext,
+								   next, u->id);
+					break;
+				}
+			}
+			su->due_at = uo.due_at;
+			su->due = uo.due;
 			r = subset_find(&set, so->o.id, u->id);
 			if (r != NULL) {
-				su->state = US_SUBMITTED;
+				su->state = r->nil ? US_NIL : US_SUBMITTED;
 				su->at = r->at;
 				memcpy(su->source, r->source,
 				       sizeof(su->source));
 				su->note = r->note;
 				r->note = NULL;
-				su->late = r->at > so->o.due_at;
+				su->late = r->at > su->due_at;
 				so->nsub++;
+				if (r->nil)
+					so->nnil++;
 				if (su->late)
 					so->nlate++;
-			} else if (so->o.due_at <= now) {
+			} else if (su->due_at <= now) {
 				su->state = US_MISSING;
 				so->nmiss++;
 			} else {
@@ -359,6 +381,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	}
 	free(occs);
 	subset_free(&set);
+	extensions_free(ext, next);
 	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
 	for (size_t i = 0; i < s->nocc; i++)
 		s->bytes += s->occ[i].nu * sizeof(struct st_unit);
@@ -385,7 +408,7 @@ void
 status_fmt_due(const struct occ *o, char *out, size_t size)
 {
 	char d[16];
-	int m = o->cycle->due_minute;
+	int m = occ_due_minute(o);
 
 	ymd_format_vn(o->due, d);
 	snprintf(out, size, "%s %02d:%02d", d, m / 60 % 100, m % 60);
@@ -411,19 +434,32 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		char due[32];
 
 		status_fmt_due(&so->o, due, sizeof(due));
-		buf_printf(&b, "%s  %s  due %s  submitted %zu/%zu\n", so->o.id,
-			   so->o.cycle->title ? so->o.cycle->title : "", due,
-			   so->nsub, so->nu);
+		buf_printf(&b, "%s  %s  due %s", so->o.id,
+			   so->o.cycle->title ? so->o.cycle->title : "", due);
+		if (so->o.extended) {
+			struct occ was = so->o;
+
+			was.extended = false;
+			was.due = so->o.was_due;
+			status_fmt_due(&was, due, sizeof(due));
+			buf_printf(&b, " (extended, was %s)", due);
+		}
+		buf_printf(&b, "  submitted %zu/%zu\n", so->nsub, so->nu);
 		for (size_t j = 0; j < so->nu; j++) {
 			const struct st_unit *su = &so->u[j];
 			char at[20];
 
 			buf_printf(&b, "%s\t%s", su->u->id,
 				   ustate_name[su->state]);
-			if (su->state == US_SUBMITTED) {
+			if (su->state == US_SUBMITTED || su->state == US_NIL) {
 				tz_format_iso(c->tz, su->at, at);
 				buf_printf(&b, "\t%s%s", at,
 					   su->late ? "\tlate" : "");
+			}
+			/* a unit's own deadline: "due" and the date */
+			if (su->own_due) {
+				tz_format_iso(c->tz, su->due_at, at);
+				buf_printf(&b, "\tdue %s", at);
 			}
 			buf_putc(&b, '\n');
 		}
@@ -483,6 +519,12 @@ json_occ(const struct conf *c, const struct st_occ *so)
 	json_object_set_new(jo, "missing", json_integer((json_int_t)so->nmiss));
 	json_object_set_new(jo, "not_due",
 			    json_integer((json_int_t)so->nnotdue));
+	json_object_set_new(jo, "nil", json_integer((json_int_t)so->nnil));
+	if (so->o.extended) {
+		json_object_set_new(jo, "extended", json_true());
+		tz_format_iso(c->tz, so->o.was_due_at, t);
+		json_object_set_new(jo, "planned_due", json_string(t));
+	}
 	return jo;
 }
 
@@ -542,13 +584,33 @@ json_units(const struct conf *c, const struct st_occ *so, struct buf *b)
 		buf_puts(b, ",\"state\":\"");
 		buf_puts(b, ustate_name[su->state]);
 		buf_putc(b, '"');
-		if (su->state == US_SUBMITTED) {
+		if (su->state == US_SUBMITTED || su->state == US_NIL) {
 			tz_format_iso(c->tz, su->at, t);
 			buf_puts(b, ",\"at\":\"");
 			buf_puts(b, t);
 			buf_putc(b, '"');
 			if (su->late)
 				buf_puts(b, ",\"late\":true");
+			buf_puts(b, ",\"source\":");
+			json_str(b, su->source);
+			if (su->note != NULL &&
+			    utf8_valid(su->note, strlen(su->note))) {
+				buf_puts(b, ",\"note\":");
+				json_str(b, su->note);
+			}
+		}
+		/* a unit's own deadline; else the occurrence's holds (at
+		 * 10,000 units, two fields each would cost half a megabyte) */
+		if (su->own_due) {
+			char d[16];
+
+			tz_format_iso(c->tz, su->due_at, t);
+			buf_puts(b, ",\"due\":\"");
+			buf_puts(b, t);
+			ymd_format_vn(su->due, d);
+			buf_puts(b, "\",\"due_date\":\"");
+			buf_puts(b, d);
+			buf_puts(b, "\",\"extended\":true");
 		}
 		buf_putc(b, '}');
 	}
@@ -659,14 +721,15 @@ status_csv_write(const struct conf *c, const struct status *s, struct buf *b)
 		 "note\r\n");
 	for (size_t i = 0; i < s->nocc; i++) {
 		const struct st_occ *so = &s->occ[i];
-		char due[16];
 
-		ymd_format_vn(so->o.due, due);
 		for (size_t j = 0; j < so->nu; j++) {
 			const struct st_unit *su = &so->u[j];
-			bool sub = su->state == US_SUBMITTED;
-			char at[20] = "";
+			bool sub = su->state == US_SUBMITTED ||
+				   su->state == US_NIL;
+			char at[20] = "", due[16];
 
+			/* the unit's own due date: extended where extended */
+			ymd_format_vn(su->due, due);
 			if (sub)
 				tz_format_vn(c->tz, su->at, at);
 			csv_field(b, so->o.id, false);
@@ -680,10 +743,33 @@ status_csv_write(const struct conf *c, const struct status *s, struct buf *b)
 			csv_field(b, status_state_name(su->state), false);
 			csv_field(b, at, false);
 			csv_field(b, sub ? su->source : "", false);
-			csv_field(b, sub && su->note != NULL ? su->note : "",
-				  true);
+			/* a note that is not UTF-8 (written into the store by
+			 * hand) would spoil the whole file for Excel */
+			csv_field(b, sub && su->note != NULL &&
+				  utf8_valid(su->note, strlen(su->note))
+				  ? su->note : "", true);
 		}
 	}
+}
+
+int
+status_print_csv(const struct conf *c, struct db *db, tstamp now,
+		 const char *occ, FILE *out)
+{
+	struct status_filter f = { .occ = occ };
+	struct status *s = NULL;
+	struct buf b;
+	int rc;
+
+	rc = status_build(c, db, now, &f, &s);
+	if (rc != 0)
+		return rc;
+	buf_init(&b);
+	status_csv_write(c, s, &b);
+	fwrite(b.p != NULL ? b.p : "", 1, b.len, out);
+	buf_free(&b);
+	status_free(s);
+	return 0;
 }
 
 /* ---------------------------------------------------- views in memory */

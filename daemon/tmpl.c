@@ -20,7 +20,8 @@ static const char *const known_vars[] = {
 	"unit", "unit_id", "cycle", "title", "occurrence", "due", "due_date",
 	"days", "days_left", "days_late", "remaining", "period_from",
 	"period_to", "period", "feed_url", "status_url", "submit_to",
-	"secretariat", "late_since", "step", "units", "count", NULL,
+	"secretariat", "late_since", "step", "units", "count",
+	"extended", "extended_due", NULL,
 };
 
 static const char *const tmpl_files[TMPL_COUNT] = {
@@ -534,7 +535,7 @@ format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 {
 	char d[16];
 
-	if (o->cycle != NULL && o->cycle->due_minute >= 1440) {
+	if (o->cycle != NULL && occ_due_minute(o) >= 1440) {
 		ymd_format_vn(o->due, d);
 		snprintf(out, size, "%s 24:00", d);
 		return;
@@ -542,7 +543,7 @@ format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 	tz_format_vn(c->tz, o->due_at, out);   /* 17 bytes */
 }
 
-#define NVARS 24
+#define NVARS 32
 
 struct varset {
 	struct tmpl_var v[NVARS];
@@ -579,6 +580,31 @@ varset_free(struct varset *vs)
 	for (size_t i = 0; i < vs->n; i++)
 		free(vs->owned[i]);
 	vs->n = 0;
+}
+
+/* {{extended_due}}: the new deadline, "" when not extended;
+ * {{extended}}: a paragraph saying so (with its blank line), or "". */
+static void
+extended_vars(const struct conf *c, const struct occ *o, struct varset *vs)
+{
+	char when[32], was[32];
+	struct occ old;
+
+	if (!o->extended) {
+		var_set(vs, "extended_due", "");
+		var_set(vs, "extended", "");
+		return;
+	}
+	format_due(c, o, when, sizeof when);
+	old = *o;
+	old.due = o->was_due;
+	old.due_at = o->was_due_at;
+	format_due(c, &old, was, sizeof was);
+	var_own(vs, "extended_due", xstrdup(when));
+	var_own(vs, "extended", xasprintf(lang_en(c)
+		? "The deadline has been extended until %s (it was %s).\n\n"
+		: "Hạn gửi báo cáo đã được gia hạn đến %s (hạn trước đây: "
+		  "%s).\n\n", when, was));
 }
 
 static char *
@@ -636,6 +662,9 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 		log_err("notice for unknown unit %s", ns[0]->unit);
 		return -1;
 	}
+	/* the deadline the unit owes, extended or not (ledger.c) */
+	if (ledger_effective(c, db, &nt.occ, nt.unit->id) < 0)
+		return -1;
 	today = local_date(c, now);
 	nt.days = (int)(days_from_civil(today.y, today.m, today.d) -
 			days_from_civil(nt.occ.due.y, nt.occ.due.m, nt.occ.due.d));
@@ -659,7 +688,8 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 		struct occ o;
 		int days;
 
-		if (u == NULL || sched_occurrence(c, ns[i]->occurrence, &o) < 0) {
+		if (u == NULL || sched_occurrence(c, ns[i]->occurrence, &o) < 0 ||
+		    ledger_effective(c, db, &o, u->id) < 0) {
 			log_err("notice %s %s: unknown unit or occurrence",
 				ns[i]->occurrence, ns[i]->unit);
 			goto out;
@@ -723,6 +753,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_set(&vs, "secretariat", c->secretariat.name);
 	var_set(&vs, "step", ns[0]->step);
 	var_own(&vs, "count", xasprintf("%zu", n));
+	extended_vars(c, &nt.occ, &vs);
 
 	if (tmpl_render(c->tmpl, nt.kind, vs.v, vs.n, &nt.subject, &nt.body) < 0) {
 		log_err("notice %s %s %s: template not loaded", ns[0]->occurrence,

@@ -315,14 +315,14 @@ static void test_next_step(void **state)
 	struct fx *f = *state;
 	tstamp t = 0;
 
-	assert_int_equal(next_step(f->a.conf, at(f, "2024-03-01T00:00"), &t), 0);
+	assert_int_equal(next_step(f->a.conf, f->a.db, at(f, "2024-03-01T00:00"), &t), 0);
 	assert_int_equal(t, at(f, "2024-03-06T08:00"));
-	assert_int_equal(next_step(f->a.conf, at(f, "2024-03-06T08:00"), &t), 0);
+	assert_int_equal(next_step(f->a.conf, f->a.db, at(f, "2024-03-06T08:00"), &t), 0);
 	assert_int_equal(t, at(f, "2024-03-10T08:00"));
-	assert_int_equal(next_step(f->a.conf, at(f, "2024-03-14T08:00"), &t), 0);
+	assert_int_equal(next_step(f->a.conf, f->a.db, at(f, "2024-03-14T08:00"), &t), 0);
 	assert_int_equal(t, at(f, "2024-03-16T08:00"));
 	/* a one-off cycle: nothing after its last step */
-	assert_int_equal(next_step(f->a.conf, at(f, "2024-03-16T08:00"), &t), 1);
+	assert_int_equal(next_step(f->a.conf, f->a.db, at(f, "2024-03-16T08:00"), &t), 1);
 }
 
 static void test_replan_cancels(void **state)
