@@ -34,47 +34,60 @@ notice_clear(struct notice *n)
 
 static const char hexd[] = "0123456789ABCDEF";
 
+/* What quoted-printable does with each byte: 0 literal, 1 "=XX", 2 white
+ * space (literal, except at the end of a line, RFC 2045 rule 3). */
+static const unsigned char qp_class[256] = {
+	[0 ... 8] = 1, ['\t'] = 2, [10 ... 31] = 1, [' '] = 2,
+	[33 ... 60] = 0, ['='] = 1, [62 ... 126] = 0, [127 ... 255] = 1,
+};
+
+/* Table-driven, into one buffer sized for the worst case: each byte gives
+ * at most 3, a soft break "=\r\n" comes at most once per 73 output bytes
+ * and a line end grows by one, so 4 * len + 8 always fits; the message is
+ * then copied once. */
 void
 mail_qp_encode(struct buf *out, const char *text, size_t len)
 {
-	size_t i = 0;
+	const unsigned char *p = (const unsigned char *)text;
+	const unsigned char *end = p + len;
+	char *dst = xmalloc(4 * len + 8), *o = dst;
 
-	buf_add(out, "", 0);
-	while (i <= len) {
-		size_t end = i, col = 0;
-
-		while (end < len && text[end] != '\n')
-			end++;
+	while (p < end) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		const unsigned char *le = nl != NULL ? nl : end;
 		/* a CR before the LF is part of the line end, not content */
-		size_t stop = (end > i && text[end - 1] == '\r') ? end - 1 : end;
+		const unsigned char *stop = (le > p && le[-1] == '\r') ? le - 1 : le;
+		char *line = o;
 
-		if (i == len)
-			break;
-		for (size_t k = i; k < stop; k++) {
-			unsigned char c = (unsigned char)text[k];
-			bool last = k + 1 == stop;
-			bool lit = (c >= 33 && c <= 126 && c != '=') ||
-				   ((c == ' ' || c == '\t') && !last);
-			size_t tok = lit ? 1 : 3;
+		for (; p < stop; p++) {
+			unsigned cls = qp_class[*p];
+			bool last = p + 1 == stop;
+			size_t tok, limit = last ? 76 : 75;
+
+			if (cls == 2)
+				cls = last;      /* trailing white space is encoded */
+			tok = cls ? 3 : 1;
 			/* room for a soft break "=" unless this is the line's end */
-			size_t limit = last ? 76 : 75;
-
-			if (col + tok > limit) {
-				buf_puts(out, "=\r\n");
-				col = 0;
+			if ((size_t)(o - line) + tok > limit) {
+				memcpy(o, "=\r\n", 3);
+				o += 3;
+				line = o;
 			}
-			if (lit) {
-				buf_putc(out, (char)c);
+			if (cls == 0) {
+				*o++ = (char)*p;
 			} else {
-				buf_putc(out, '=');
-				buf_putc(out, hexd[c >> 4]);
-				buf_putc(out, hexd[c & 15]);
+				o[0] = '=';
+				o[1] = hexd[*p >> 4];
+				o[2] = hexd[*p & 15];
+				o += 3;
 			}
-			col += tok;
 		}
-		buf_puts(out, "\r\n");
-		i = end + 1;
+		*o++ = '\r';
+		*o++ = '\n';
+		p = nl != NULL ? nl + 1 : end;
 	}
+	buf_add(out, dst, (size_t)(o - dst));
+	free(dst);
 }
 
 static void
