@@ -692,6 +692,11 @@ int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,
 		  struct notice_text *out);
 void notice_text_clear(struct notice_text *t);
+/* notice_render keeps the text common to the units of one (occurrence,
+ * step, audience, day) and each unit's feed token in the configuration's
+ * template set; this drops the texts (the state changed: a due date may
+ * have moved).  The sender calls it on every kick. */
+void notice_cache_clear(const struct conf *c);
 
 /* ----------------------------------------------------------------- feed.c */
 

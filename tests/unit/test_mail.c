@@ -427,6 +427,51 @@ test_remind_message(void **state)
 	notice_clear(&n);
 }
 
+/* The render cache: a second unit of the same (occurrence, step, audience,
+ * day) gets its own name, id and feed token, never the first one's; a new
+ * day re-renders; a cleared cache gives the same text. */
+static void
+test_render_cache(void **state)
+{
+	struct fix *f = *state;
+	struct notice a, b, *na[1] = { &a }, *nb[1] = { &b };
+	struct notice_text ta, tb, tb2, tc;
+	tstamp now = at(f->c, 2024, 3, 6, 8, 0);
+	char *tok_a = NULL, *tok_b = NULL;
+
+	notice_init(&a, "tu-phap", "remind-7d", AUD_UNIT, "tuphap@example.vn");
+	notice_init(&b, "gd-dt", "remind-7d", AUD_UNIT, "gddt@example.vn");
+	assert_int_equal(db_unit_token(f->db, "tu-phap", &tok_a), 0);
+	assert_int_equal(db_unit_token(f->db, "gd-dt", &tok_b), 0);
+	assert_int_equal(notice_render(f->c, f->db, na, 1, now, &ta), 0);
+	assert_int_equal(notice_render(f->c, f->db, nb, 1, now, &tb), 0);
+	assert_non_null(strstr(ta.body, "Kính gửi: Phòng Tư pháp\n"));
+	assert_non_null(strstr(tb.body, "Kính gửi: Phòng Giáo dục và Đào tạo\n"));
+	assert_string_equal(ta.subject, tb.subject);
+	assert_null(strstr(tb.body, "Tư pháp"));
+	assert_non_null(strstr(tb.body, tok_b));
+	assert_null(strstr(tb.body, tok_a));
+	assert_non_null(strstr(ta.body, tok_a));
+	assert_string_equal(tb.feed_url + strlen(tb.feed_url) - strlen(tok_b),
+			    tok_b);
+	assert_non_null(strstr(tb.body, "còn 7 ngày"));
+	notice_cache_clear(f->c);
+	assert_int_equal(notice_render(f->c, f->db, nb, 1, now, &tb2), 0);
+	assert_string_equal(tb.subject, tb2.subject);
+	assert_string_equal(tb.body, tb2.body);
+	/* a day later the same step reads one day less */
+	assert_int_equal(notice_render(f->c, f->db, nb, 1, now + 86400, &tc), 0);
+	assert_non_null(strstr(tc.body, "còn 6 ngày"));
+	notice_text_clear(&ta);
+	notice_text_clear(&tb);
+	notice_text_clear(&tb2);
+	notice_text_clear(&tc);
+	free(tok_a);
+	free(tok_b);
+	notice_clear(&a);
+	notice_clear(&b);
+}
+
 static void
 test_escalation_and_digest(void **state)
 {
@@ -647,6 +692,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_qp_roundtrip),
 		cmocka_unit_test(test_qp_matches_reference),
+		cmocka_unit_test_setup_teardown(test_render_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remind_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_escalation_and_digest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_injection, setup, teardown),
