@@ -261,6 +261,9 @@ struct conf {
 		int64_t retry_max;    /* backoff cap */
 		int64_t give_up;      /* after this long, a temp failure is final */
 		int64_t timeout;      /* per SMTP transaction */
+		bool allow_plaintext_auth;  /* AUTH without TLS off loopback */
+		bool auth_needs_tls;  /* starttls = try made required (user set,
+					 server not a loopback literal) */
 	} mail;
 	struct {
 		char *secret_file;
@@ -380,7 +383,7 @@ void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
 
 struct db;
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -486,6 +489,11 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
+ *
+ * Schema version 3:
+ *   outbox_refused(outbox_id INTEGER, address TEXT, reply TEXT,
+ *       at INTEGER, PRIMARY KEY(outbox_id, address))
+ *       -- recipients a server refused (RCPT) while others took the mail
  */
 
 /* ---------------------------------------------------------------- clock.c */
@@ -565,6 +573,7 @@ struct notice {
 	int attempts;
 	tstamp created;
 	char message_id[160];    /* "<...@host>", the same for every retry */
+	tstamp next_try;
 };
 void notice_clear(struct notice *n);
 
@@ -594,6 +603,12 @@ int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
  * both.  Fills out[0..*count), at most max (notice_clear each). */
 int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 	       struct notice *out, size_t *count);
+/* Pending rows of one channel due at now, after `after` in (next_try, id)
+ * order (NULL: from the start): the sender's cursor, so that rows in
+ * flight are not read again. */
+int outbox_due_after(struct db *db, tstamp now, enum channel ch,
+		     const struct notice *after, size_t max, struct notice *out,
+		     size_t *count);
 /* Pending due secretariat/chief email rows with like's (step, recipients,
  * send_at): the rows of one digest. */
 int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
@@ -603,6 +618,9 @@ int outbox_get(struct db *db, const char *occ, const char *unit,
 	       const char *step, enum audience aud, enum channel ch,
 	       struct notice *out, enum outbox_state *state);
 int outbox_mark_sent(struct db *db, int64_t id, tstamp now);
+/* outbox_mark_sent for many rows in one statement. */
+int outbox_mark_sent_all(struct db *db, const int64_t *ids, size_t n,
+			 tstamp now);
 int outbox_mark_retry(struct db *db, int64_t id, tstamp next_try,
 		      const char *error);
 int outbox_mark_failed(struct db *db, int64_t id, tstamp now,
@@ -618,6 +636,25 @@ int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
  * -1 on error. */
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter);
+/* outbox_defer waiting at least min_wait seconds (a server's Retry-After);
+ * *next (may be NULL) gets the next try's time when it returns 0. */
+int outbox_defer_until(struct db *db, const struct conf *c,
+		       const struct notice *n, tstamp now, const char *error,
+		       double jitter, int64_t min_wait, tstamp *next);
+/* Records that the server refused one address of notice id (RCPT), with
+ * its reply (escaped text); the other addresses got the mail. */
+int outbox_refused_add(struct db *db, int64_t id, const char *address,
+		       const char *reply, tstamp now);
+/* Every refused address, optionally of one occurrence, in (occurrence,
+ * unit, step, address) order; the strings live until fn returns, which
+ * returns non-zero to stop. */
+struct outbox_refusal {
+	const char *occurrence, *unit, *step, *audience, *address, *reply;
+	tstamp at;
+};
+typedef int (*outbox_refused_fn)(void *ctx, const struct outbox_refusal *r);
+int outbox_refused_foreach(struct db *db, const char *occ,
+			   outbox_refused_fn fn, void *ctx);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns

@@ -73,6 +73,15 @@ static const char *const migrations[] = {
 	/* 2: the sender asks per channel; without the channel in the index
 	 * every ask walked (and sorted) all due rows of both channels. */
 	"CREATE INDEX IF NOT EXISTS outbox_due_channel ON outbox(state, channel, next_try);",
+
+	/* 3: the addresses of a notice a server refused (RCPT 5xx/4xx while
+	 * others took the mail), each with the server's reply */
+	"CREATE TABLE IF NOT EXISTS outbox_refused("
+	    "  outbox_id INTEGER NOT NULL,"
+	    "  address TEXT NOT NULL,"
+	    "  reply TEXT NOT NULL,"
+	    "  at INTEGER NOT NULL,"
+	    "  PRIMARY KEY(outbox_id, address));",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,
