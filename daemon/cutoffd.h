@@ -494,6 +494,9 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *   outbox_refused(outbox_id INTEGER, address TEXT, reply TEXT,
  *       at INTEGER, PRIMARY KEY(outbox_id, address))
  *       -- recipients a server refused (RCPT) while others took the mail
+ *   indexes outbox_due and outbox_due_channel dropped for partial ones:
+ *   outbox_pending ON outbox(channel, next_try) WHERE state = 'pending',
+ *   outbox_failed ON outbox(occurrence) WHERE state = 'failed'
  */
 
 /* ---------------------------------------------------------------- clock.c */

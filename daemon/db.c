@@ -75,7 +75,18 @@ static const char *const migrations[] = {
 	"CREATE INDEX IF NOT EXISTS outbox_due_channel ON outbox(state, channel, next_try);",
 
 	/* 3: the addresses of a notice a server refused (RCPT 5xx/4xx while
-	 * others took the mail), each with the server's reply */
+	 * others took the mail), each with the server's reply.  The due
+	 * indexes become partial: only pending rows are in them, so a row
+	 * sent leaves them (one b-tree delete each) instead of moving inside
+	 * them (a delete and an insert each); callgrind: marking a row sent
+	 * cost about 40k instructions, the largest SQL cost of a send.
+	 * Failed rows, which the status lists, get a partial index too. */
+	"DROP INDEX IF EXISTS outbox_due;"
+	"DROP INDEX IF EXISTS outbox_due_channel;"
+	"CREATE INDEX outbox_pending ON outbox(channel, next_try) "
+	    "WHERE state = 'pending';"
+	"CREATE INDEX outbox_failed ON outbox(occurrence) "
+	    "WHERE state = 'failed';"
 	"CREATE TABLE IF NOT EXISTS outbox_refused("
 	    "  outbox_id INTEGER NOT NULL,"
 	    "  address TEXT NOT NULL,"

@@ -384,24 +384,57 @@ int outbox_due_after(struct db *db, tstamp now, enum channel ch,
 		     size_t *count)
 {
 	sqlite3_stmt *st;
+	size_t got = 0, more = 0;
 	int rc;
 
-	/* (next_try, id) is the index's order (outbox_due_channel ends in
-	 * next_try, then the rowid): the row value comparison is a seek */
+	/* Two seeks in index order (outbox_due_channel, then the rowid): the
+	 * rest of the cursor's next_try, then the later ones.  A row value
+	 * (next_try, id) > (?, ?) would read the whole group of equal
+	 * next_try from its start, and a mass send is one such group. */
+	if (after) {
+		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+			     "WHERE state = 'pending' AND channel = ?2 "
+			     "AND next_try = ?4 AND id > ?5 "
+			     "ORDER BY id LIMIT ?3");
+		if (!st)
+			return -1;
+		bind_text(st, 2, channel_name(ch));
+		sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+		/* no "next_try <= now" here: with it the planner ranges on
+		 * that instead of seeking (next_try, rowid); the cursor was
+		 * due when read, and time only moves on */
+		sqlite3_bind_int64(st, 4, after->next_try > now ? INT64_MIN :
+					  after->next_try);
+		sqlite3_bind_int64(st, 5, after->id);
+		rc = collect(db, st, out, max, &got);
+		db_stmt_done(db, st);
+		if (rc < 0 || got == max) {
+			if (rc == 0)
+				*count = got;
+			return rc;
+		}
+	}
 	st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
 		     "WHERE state = 'pending' AND channel = ?2 "
-		     "AND next_try <= ?1 AND (next_try, id) > (?4, ?5) "
+		     "AND next_try <= ?1 AND next_try > ?4 "
 		     "ORDER BY next_try, id LIMIT ?3");
 	if (!st)
+		rc = -1;
+	else {
+		sqlite3_bind_int64(st, 1, now);
+		bind_text(st, 2, channel_name(ch));
+		sqlite3_bind_int64(st, 3, (int64_t)(max - got));
+		sqlite3_bind_int64(st, 4, after ? after->next_try : INT64_MIN);
+		rc = collect(db, st, out + got, max - got, &more);
+		db_stmt_done(db, st);
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < got; i++)
+			notice_clear(&out[i]);
 		return -1;
-	sqlite3_bind_int64(st, 1, now);
-	bind_text(st, 2, channel_name(ch));
-	sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
-	sqlite3_bind_int64(st, 4, after ? after->next_try : INT64_MIN);
-	sqlite3_bind_int64(st, 5, after ? after->id : INT64_MIN);
-	rc = collect(db, st, out, max, count);
-	db_stmt_done(db, st);
-	return rc;
+	}
+	*count = got + more;
+	return 0;
 }
 
 int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
@@ -514,7 +547,8 @@ int outbox_mark_sent_all(struct db *db, const int64_t *ids, size_t n,
 	st = prepare(db, "UPDATE outbox SET state = 'sent', done_at = ?2, "
 		     "attempts = attempts + 1 "
 		     "WHERE id IN (SELECT value FROM json_each(?1)) "
-		     "AND state = 'pending'");
+		     "AND +state = 'pending'");  /* '+': by rowid, not by
+						    scanning the state index */
 	if (!st)
 		return -1;
 	buf_init(&b);
@@ -682,8 +716,14 @@ int outbox_next_try(struct db *db, tstamp after, tstamp *t)
 	sqlite3_stmt *st;
 	int rc;
 
-	st = prepare(db, "SELECT min(next_try) FROM outbox "
-		     "WHERE state = 'pending' AND next_try > ?1");
+	/* one seek per channel in outbox_pending (channel, next_try) */
+	st = prepare(db, "SELECT min(t) FROM ("
+		     "SELECT min(next_try) AS t FROM outbox "
+		     "WHERE state = 'pending' AND channel = 'email' "
+		     "AND next_try > ?1 UNION ALL "
+		     "SELECT min(next_try) FROM outbox "
+		     "WHERE state = 'pending' AND channel = 'webhook' "
+		     "AND next_try > ?1)");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
