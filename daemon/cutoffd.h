@@ -411,6 +411,10 @@ int db_meta_set(struct db *db, const char *key, const char *val);
 
 /* The unit's private feed token, created (random) on first use. */
 int db_unit_token(struct db *db, const char *unit, char **token);
+/* Every stored token; fn returns non-zero to stop. */
+int db_unit_token_foreach(struct db *db,
+			  int (*fn)(void *ctx, const char *unit,
+				    const char *token), void *ctx);
 
 /* Revision tracking for SEQUENCE/LAST-MODIFIED: if hash differs from the
  * stored one, seq is incremented and modified set to now. */

@@ -789,6 +789,33 @@ out:
 	return ret;
 }
 
+/* Every stored token in one read (the sender keeps them in memory). */
+int
+db_unit_token_foreach(struct db *db,
+		      int (*fn)(void *ctx, const char *unit, const char *token),
+		      void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, "SELECT unit, token FROM unit_token");
+	int rc;
+
+	if (!s)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *u = (const char *)sqlite3_column_text(s, 0);
+		const char *t = (const char *)sqlite3_column_text(s, 1);
+
+		if (u && t && fn(ctx, u, t) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_fail(db, "token list");
+		db_stmt_done(db, s);
+		return -1;
+	}
+	db_stmt_done(db, s);
+	return 0;
+}
+
 int
 db_unit_token(struct db *db, const char *unit, char **token)
 {

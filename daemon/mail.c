@@ -34,17 +34,34 @@ notice_clear(struct notice *n)
 
 static const char hexd[] = "0123456789ABCDEF";
 
-/* What quoted-printable does with each byte: 0 literal, 1 "=XX", 2 white
- * space (literal, except at the end of a line, RFC 2045 rule 3). */
-static const unsigned char qp_class[256] = {
-	[0 ... 8] = 1, ['\t'] = 2, [10 ... 31] = 1, [' '] = 2,
-	[33 ... 60] = 0, ['='] = 1, [62 ... 126] = 0, [127 ... 255] = 1,
+/* Each byte's quoted-printable form: its length (1 literal, 3 "=XX") and
+ * text.  White space is literal here; at the end of a line it is encoded
+ * (RFC 2045 rule 3), handled apart. */
+struct qp_tok {
+	unsigned char len;
+	char s[3];
 };
+static struct qp_tok qp_tab[256];
+
+static void
+qp_init(void)
+{
+	for (int c = 0; c < 256; c++) {
+		bool lit = (c >= 33 && c <= 126 && c != '=') || c == ' ' ||
+			   c == '\t';
+
+		qp_tab[c].len = lit ? 1 : 3;
+		qp_tab[c].s[0] = lit ? (char)c : '=';
+		qp_tab[c].s[1] = hexd[c >> 4];
+		qp_tab[c].s[2] = hexd[c & 15];
+	}
+}
 
 /* Table-driven, into one buffer sized for the worst case: each byte gives
  * at most 3, a soft break "=\r\n" comes at most once per 73 output bytes
- * and a line end grows by one, so 4 * len + 8 always fits; the message is
- * then copied once. */
+ * and a line end grows by one, so 4 * len + 8 always fits; the text is
+ * then copied once.  All but a line's last byte must leave room for a
+ * soft break's "=" (75 columns); the last may reach 76. */
 void
 mail_qp_encode(struct buf *out, const char *text, size_t len)
 {
@@ -52,34 +69,45 @@ mail_qp_encode(struct buf *out, const char *text, size_t len)
 	const unsigned char *end = p + len;
 	char *dst = xmalloc(4 * len + 8), *o = dst;
 
+	if (qp_tab['A'].len == 0)
+		qp_init();
 	while (p < end) {
 		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
 		const unsigned char *le = nl != NULL ? nl : end;
 		/* a CR before the LF is part of the line end, not content */
 		const unsigned char *stop = (le > p && le[-1] == '\r') ? le - 1 : le;
-		char *line = o;
+		char *lim = o + 75;     /* the soft-break column of this line */
 
-		for (; p < stop; p++) {
-			unsigned cls = qp_class[*p];
-			bool last = p + 1 == stop;
-			size_t tok, limit = last ? 76 : 75;
+		if (p < stop) {
+			for (; p < stop - 1; p++) {
+				const struct qp_tok *t = &qp_tab[*p];
 
-			if (cls == 2)
-				cls = last;      /* trailing white space is encoded */
-			tok = cls ? 3 : 1;
-			/* room for a soft break "=" unless this is the line's end */
-			if ((size_t)(o - line) + tok > limit) {
-				memcpy(o, "=\r\n", 3);
-				o += 3;
-				line = o;
+				if (o + t->len > lim) {
+					memcpy(o, "=\r\n", 3);
+					o += 3;
+					lim = o + 75;
+				}
+				memcpy(o, t->s, 3);   /* 4 * len + 8 leaves room */
+				o += t->len;
 			}
-			if (cls == 0) {
-				*o++ = (char)*p;
-			} else {
-				o[0] = '=';
-				o[1] = hexd[*p >> 4];
-				o[2] = hexd[*p & 15];
-				o += 3;
+			/* the last byte: trailing white space is encoded */
+			{
+				const struct qp_tok *t = &qp_tab[*p];
+				size_t n = (*p == ' ' || *p == '\t') ? 3 : t->len;
+
+				if (o + n > lim + 1) {
+					memcpy(o, "=\r\n", 3);
+					o += 3;
+				}
+				if (n == 3) {
+					o[0] = '=';
+					o[1] = hexd[*p >> 4];
+					o[2] = hexd[*p & 15];
+				} else {
+					o[0] = (char)*p;
+				}
+				o += n;
+				p++;
 			}
 		}
 		*o++ = '\r';
@@ -467,6 +495,82 @@ put_date(struct buf *out, const struct conf *c, tstamp now)
 		   (int)((off < 0 ? -off : off) % 60));
 }
 
+/* The headers that repeat from one mail to the next are encoded once:
+ * From (the configuration's), Subject (the same for every unit of a mass
+ * send unless the template names the unit), Date (the same second).  One
+ * entry each, keyed by the input text; this process is single-threaded. */
+struct hdr_cache {
+	char *key;
+	struct buf out;
+	int rc;
+};
+
+static bool
+hdr_cached(struct hdr_cache *hc, const char *key, struct buf *m)
+{
+	if (hc->key == NULL || strcmp(hc->key, key) != 0)
+		return false;
+	if (hc->rc == 0)
+		buf_add(m, hc->out.p, hc->out.len);
+	return true;
+}
+
+static void
+hdr_store(struct hdr_cache *hc, const char *key, const char *from, size_t n,
+	  int rc)
+{
+	free(hc->key);
+	hc->key = xstrdup(key);
+	buf_reset(&hc->out);
+	buf_add(&hc->out, from, n);
+	hc->rc = rc;
+}
+
+static int
+put_from_cached(struct buf *m, const char *from)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	int rc;
+
+	if (from != NULL && hdr_cached(&hc, from, m))
+		return hc.rc;
+	rc = put_from(m, from);
+	if (from != NULL)
+		hdr_store(&hc, from, m->p + start, rc == 0 ? m->len - start : 0,
+			  rc);
+	if (rc < 0)
+		m->len = start;
+	return rc;
+}
+
+static void
+put_subject_cached(struct buf *m, const char *subject)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+
+	if (hdr_cached(&hc, subject, m))
+		return;
+	put_subject(m, subject);
+	hdr_store(&hc, subject, m->p + start, m->len - start, 0);
+}
+
+static void
+put_date_cached(struct buf *m, const struct conf *c, tstamp now)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	char key[128];
+
+	snprintf(key, sizeof key, "%lld %s", (long long)now,
+		 c->tz != NULL ? tz_name(c->tz) : "UTC");
+	if (hdr_cached(&hc, key, m))
+		return;
+	put_date(m, c, now);
+	hdr_store(&hc, key, m->p + start, m->len - start, 0);
+}
+
 char *
 mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 	   size_t n, tstamp now, size_t *len)
@@ -497,13 +601,16 @@ mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 		goto fail_nobuf;
 
 	buf_init(&m);
-	if (put_from(&m, c->mail.from) < 0)
+	buf_add(&m, "", 0);
+	if (put_from_cached(&m, c->mail.from) < 0)
 		goto fail;
 	if (put_to(&m, ns[0]->recipients) < 0)
 		goto fail;
-	put_subject(&m, nt.subject);
-	put_date(&m, c, now);
-	buf_printf(&m, "Message-ID: %s\r\n", mid);
+	put_subject_cached(&m, nt.subject);
+	put_date_cached(&m, c, now);
+	buf_puts(&m, "Message-ID: ");
+	buf_puts(&m, mid);
+	buf_puts(&m, "\r\n");
 	buf_puts(&m, "MIME-Version: 1.0\r\n"
 		 "Content-Type: text/plain; charset=utf-8\r\n"
 		 "Content-Transfer-Encoding: quoted-printable\r\n"

@@ -607,8 +607,24 @@ unit_feed_url(const struct conf *c, struct db *db, const struct unit *u)
 		log_warn("no feed token for unit %s", u->id);
 		return xstrdup("");
 	}
-	url = xasprintf("%s/units/%s.ics?token=%s", base, u->id,
-			token != NULL ? token : own);
+	if (token == NULL)
+		token = own;
+	/* concatenated by hand: one per notice, printf is most of its cost */
+	{
+		size_t lb = strlen(base), li = strlen(u->id), lt = strlen(token);
+		char *o;
+
+		o = url = xmalloc(lb + 7 + li + 11 + lt + 1);
+		memcpy(o, base, lb);
+		o += lb;
+		memcpy(o, "/units/", 7);
+		o += 7;
+		memcpy(o, u->id, li);
+		o += li;
+		memcpy(o, ".ics?token=", 11);
+		o += 11;
+		memcpy(o, token, lt + 1);
+	}
 	free(own);
 	return url;
 }
@@ -716,6 +732,23 @@ notice_cache_clear(const struct conf *c)
 		rentry_clear(&rc->e[i]);
 }
 
+struct token_load {
+	const struct conf *c;
+	struct rcache *rc;
+};
+
+static int
+token_loaded(void *ctx, const char *unit, const char *token)
+{
+	struct token_load *tl = ctx;
+	const struct unit *u = conf_unit(tl->c, unit);
+
+	if (u != NULL && u >= tl->c->units && u < tl->c->units + tl->c->nunits &&
+	    tl->rc->token[u - tl->c->units] == NULL)
+		tl->rc->token[u - tl->c->units] = xstrdup(token);
+	return 0;
+}
+
 static const char *
 unit_token(const struct conf *c, struct db *db, const struct unit *u)
 {
@@ -728,12 +761,16 @@ unit_token(const struct conf *c, struct db *db, const struct unit *u)
 		return NULL;
 	rc = rcache(c);
 	if (rc->db != db || rc->ntoken != c->nunits) {
+		struct token_load tl = { c, rc };
+
 		for (i = 0; i < rc->ntoken; i++)
 			free(rc->token[i]);
 		free(rc->token);
 		rc->token = xcalloc(c->nunits ? c->nunits : 1, sizeof *rc->token);
 		rc->ntoken = c->nunits;
 		rc->db = db;
+		/* all at once: a mass send has one notice per unit */
+		db_unit_token_foreach(db, token_loaded, &tl);
 	}
 	i = (size_t)(u - c->units);
 	if (rc->token[i] == NULL) {
@@ -819,22 +856,45 @@ common_vars(const struct conf *c, const struct notice *n0,
 	buf_free(&tmp);
 }
 
-/* Fills pre's holes with one unit's values. */
+/* Fills pre's holes with one unit's values: the length is known first,
+ * so the text is assembled in one allocation. */
 static char *
 pre_fill(const struct pre *pre, const char *const *val, bool one_line)
 {
-	struct buf out;
-	size_t from = 0;
+	size_t total = pre->text.len, from = 0, vl;
+	char *out, *o;
 
-	buf_init(&out);
+	for (size_t i = 0; i < pre->nh; i++)
+		total += strlen(val[pre->h[i].var]);
+	o = out = xmalloc(total + 1);
 	for (size_t i = 0; i < pre->nh; i++) {
-		buf_add(&out, pre->text.p + from, pre->h[i].off - from);
-		put_value(&out, val[pre->h[i].var], one_line);
+		memcpy(o, pre->text.p + from, pre->h[i].off - from);
+		o += pre->h[i].off - from;
+		vl = strlen(val[pre->h[i].var]);
+		memcpy(o, val[pre->h[i].var], vl);
+		if (one_line) {
+			/* a subject stays one line whatever a value holds */
+			for (size_t k = 0; k < vl; k++)
+				if (o[k] == '\r' || o[k] == '\n' || o[k] == '\t')
+					o[k] = ' ';
+		}
+		o += vl;
 		from = pre->h[i].off;
 	}
-	buf_add(&out, pre->text.p != NULL ? pre->text.p + from : "",
-		pre->text.len - from);
-	return buf_steal(&out);
+	if (pre->text.len > from)
+		memcpy(o, pre->text.p + from, pre->text.len - from);
+	o += pre->text.len - from;
+	*o = '\0';
+	return out;
+}
+
+static bool
+pre_has(const struct pre *pre, int var)
+{
+	for (size_t i = 0; i < pre->nh; i++)
+		if (pre->h[i].var == var)
+			return true;
+	return false;
 }
 
 static struct rentry *
@@ -905,9 +965,11 @@ render_one(const struct conf *c, struct db *db, const struct notice *n0,
 	nt.feed_url = e->base.kind == TMPL_DIGEST ? xstrdup(e->base.feed_url) :
 						     unit_feed_url(c, db, u);
 	buf_init(&line);
-	unit_line(c, u, nt.days, NULL, &line);
-	if (line.len > 0 && line.p[line.len - 1] == '\n')
-		line.p[--line.len] = '\0';
+	if (pre_has(&e->body, V_UNITS)) {
+		unit_line(c, u, nt.days, NULL, &line);
+		if (line.len > 0 && line.p[line.len - 1] == '\n')
+			line.p[--line.len] = '\0';
+	}
 	val[V_UNIT] = u->name != NULL ? u->name : u->id;
 	val[V_UNIT_ID] = u->id;
 	val[V_UNITS] = buf_str(&line);
