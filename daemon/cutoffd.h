@@ -548,6 +548,9 @@ struct app {
 	int64_t data_version;
 	tstamp started;
 	bool stopping;
+	/* Set by main.c to app_changed; the web side calls it after it
+	 * recorded or undid a submission (NULL: nobody to tell). */
+	void (*changed)(struct app *a);
 };
 
 /* main.c: call after anything changed state (a submission, a reload):
@@ -742,27 +745,49 @@ void notice_text_clear(struct notice_text *t);
  * have moved).  The sender calls it on every kick. */
 void notice_cache_clear(const struct conf *c);
 
-/* ----------------------------------------------------------------- feed.c */
+/* ------------------------------------------------------------------ doc.c */
 
-/* A built response body, shared by the HTTP layer until replaced. */
-struct feed_doc {
+/* A built response body, immutable and reference-counted: a view builds
+ * one per change, the HTTP server sends it to every client without a copy
+ * (see doc.c).  One owner holds it and drops it with doc_release. */
+#define DOC_CALENDAR "text/calendar; charset=utf-8"
+#define DOC_JSON "application/json; charset=utf-8"
+#define DOC_HTML "text/html; charset=utf-8"
+#define DOC_CSV "text/csv; charset=utf-8; header=present"
+struct doc {
+	unsigned refs;
 	char *body;
 	size_t len;
-	char etag[48];           /* quoted strong ETag */
-	tstamp modified;         /* Last-Modified */
-	unsigned gen;            /* generation it was built for */
-	void *resp;              /* struct MHD_Response * with body and headers
-				    (made once; NULL if that failed) */
+	const char *type;        /* one of DOC_*: the server picks the
+				    headers from it */
+	char etag[48];           /* quoted strong ETag of the body */
+	tstamp modified;         /* Last-Modified (0: not sent) */
+	tstamp built;            /* clock time of the build */
+	/* The server's response for this body, made on the first send, and
+	 * what releases it; both NULL until then. */
+	void *resp;
+	void (*resp_free)(void *resp);
 };
+/* Takes body (xmalloc'ed, NULL for an empty one); the ETag is a hash of
+ * it.  refs = 1. */
+struct doc *doc_new(char *body, size_t len, const char *type);
+struct doc *doc_ref(struct doc *d);
+void doc_unref(struct doc *d);
+/* The owner's drop: releases the server's response (which keeps the body
+ * alive until its last send finishes), then the owner's reference. */
+void doc_release(struct doc *d);
+
+/* ----------------------------------------------------------------- feed.c */
 
 struct feeds *feeds_new(void);
 void feeds_free(struct feeds *f);
 /* Marks every cached document stale (config or state changed). */
 void feeds_invalidate(struct feeds *f);
 /* Returns the current document, building it when stale.  The pointer stays
- * valid until the next feeds_* call that rebuilds or invalidates. */
-const struct feed_doc *feeds_secretariat(struct app *a);
-const struct feed_doc *feeds_unit(struct app *a, const struct unit *u);
+ * valid until the next feeds_* call that rebuilds or invalidates (take a
+ * reference to keep it longer). */
+struct doc *feeds_secretariat(struct app *a);
+struct doc *feeds_unit(struct app *a, const struct unit *u);
 /* Builders (pure but for db revision bookkeeping), for tests too: return
  * an xmalloc'ed VCALENDAR text. */
 char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
@@ -770,24 +795,85 @@ char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 		      tstamp now, tstamp *modified);
 
-/* ----------------------------------------------------------------- http.c */
+/* --------------------------------------------------------------- status.c */
 
+/* The status model: who submitted what for the occurrences on show, and
+ * the notices that failed (built from conf, state and now), and its views
+ * as bytes: `cutoffctl status` text and /status.json. */
+enum ustate { US_SUBMITTED, US_MISSING, US_NOTDUE };
+const char *status_state_name(enum ustate s);   /* "submitted", ... */
+
+struct st_unit {
+	const struct unit *u;
+	enum ustate state;
+	bool late;
+	tstamp at;
+};
+
+struct st_occ {
+	struct occ o;
+	struct st_unit *u;
+	size_t nu;
+	size_t nsub, nlate, nmiss, nnotdue;
+};
+
+struct st_fail {
+	char *occ, *unit, *step, *aud, *ch, *err;
+	tstamp at;               /* failed: when; retrying: next try */
+	bool retrying;           /* a temporary failure, to be tried again */
+};
+
+struct status {
+	tstamp now;
+	struct st_occ *occ;
+	size_t nocc;
+	struct st_fail *fail;
+	size_t nfail;
+};
+
+/* What to show; every field NULL = the default window, every unit. */
+struct status_filter {
+	const char *occ;              /* one occurrence id */
+	const struct cycle *cycle;
+	const char *group;            /* points into conf->groups */
+};
+/* ?cycle= and ?group= (NULL when absent) into f: NULL, or "unknown cycle"
+ * / "unknown group". */
+const char *status_filter_set(const struct conf *c, const char *cycle,
+			      const char *group, struct status_filter *f);
+/* Builds the model: 0, 1 when f->occ is unknown, -1 on error. */
+int status_build(const struct conf *c, struct db *db, tstamp now,
+		 const struct status_filter *f, struct status **out);
+void status_free(struct status *s);
+/* The `cutoffctl status` text (occ NULL = every occurrence in the window). */
+int status_print(const struct conf *c, struct db *db, tstamp now,
+		 const char *occ, FILE *out);
+/* The /status.json document of s, appended to b. */
+void status_json_write(const struct conf *c, const struct status *s,
+		       struct buf *b);
+/* "13/03/2024 17:00": an occurrence's due date and time as people read it
+ * (out >= 32 bytes). */
+void status_fmt_due(const struct occ *o, char *out, size_t size);
+
+/* ------------------------------------------------------------------ req.c */
+
+/* A request and its answer as the web side's handlers see them: plain
+ * data, no server types, so handlers (and their tests and fuzzers) run
+ * without a connection.  http.c fills the request and turns the answer
+ * into the server's response (it alone decides the headers). */
 struct http_req {
 	const char *method;
 	const char *path;
 	const char *body;
 	size_t body_len;
-	void *conn;              /* the server's connection, for http_arg etc. */
-	/* Filled by http.c so that status.c (and its tests) need no MHD
-	 * connection; NULL when absent.  query is the raw query string
-	 * without '?' (percent-encoded, '+' = space). */
+	/* NULL when absent.  query is the raw query string without '?'
+	 * (percent-encoded, '+' = space). */
 	const char *query;
 	const char *authorization;
 	const char *content_type;
 	const char *cookie;
+	const char *client;      /* the peer's address ("127.0.0.1", "::1") */
 };
-const char *http_arg(const struct http_req *r, const char *name);    /* query */
-const char *http_header(const struct http_req *r, const char *name);
 
 struct http_resp {
 	int status;
@@ -796,25 +882,93 @@ struct http_resp {
 	char *location;          /* xmalloc'ed, for redirects */
 	char *set_cookie;        /* xmalloc'ed */
 	/* extra headers (static strings), unused slots have name NULL:
-	 * status.c sets WWW-Authenticate (401) and Allow (405) */
+	 * WWW-Authenticate (401), Allow (405), Retry-After (429) */
 	struct http_hdr {
 		const char *name, *value;
 	} hdr[6];
 };
 
-/* status.c: the status model behind `cutoffctl status`, /status.json, the
- * page at / and the submissions API.  Returns 1 when the path is not one of
- * its routes ("/", "/status.json", "/api/..."), else 0 with r filled. */
-int status_route(struct app *a, const struct http_req *q, struct http_resp *r);
-/* The `cutoffctl status` text (occ NULL = every occurrence in the window). */
-int status_print(const struct conf *c, struct db *db, tstamp now,
-		 const char *occ, FILE *out);
+/* Query strings and form bodies: name=value pairs, '+' is a space; a
+ * field holding a NUL byte is dropped. */
+#define FORM_MAX_FIELDS 64
+struct form {
+	char *name[FORM_MAX_FIELDS];
+	char *value[FORM_MAX_FIELDS];
+	size_t n;
+};
+void form_parse(struct form *f, const char *s, size_t len);
+/* the first value of name, NULL when absent; "" counts as absent */
+const char *form_get(const struct form *f, const char *name);
+void form_free(struct form *f);
+/* Content-Type is want (parameters allowed, case-insensitive) */
+bool req_type_is(const struct http_req *q, const char *want);
+bool req_method_is(const struct http_req *q, const char *m);
+bool req_is_get(const struct http_req *q);          /* GET or HEAD */
+/* the fields of a form POST into out, or -1 with a 415 page in r */
+int req_form(const struct http_req *q, struct http_resp *r, struct form *out);
+/* the token of "Authorization: Bearer TOKEN" into out (< size) */
+bool req_bearer(const struct http_req *q, char *out, size_t size);
 
-/* The headers of a feed answer (ETag, Last-Modified, caching, type):
- * http.c uses it for every feed reply, feed.c for the shared response it
- * keeps per document.  Returns false when a header could not be added. */
-struct MHD_Response;
-bool http_feed_headers(struct MHD_Response *r, const struct feed_doc *doc);
+struct json_t;
+void resp_hdr(struct http_resp *r, const char *name, const char *value);
+/* j as the JSON body (steals j) */
+void resp_json(struct http_resp *r, int status, struct json_t *j);
+void resp_error(struct http_resp *r, int status, const char *msg);
+/* a small HTML page saying msg (the forms' errors: no JSON for browsers) */
+void resp_html_msg(struct http_resp *r, int status, const char *msg);
+void resp_redirect(struct http_resp *r, const char *location);   /* 303 */
+/* 405 with Allow, as JSON or as a page */
+void resp_not_allowed(struct http_resp *r, const char *allow, bool json);
+/* s escaped for HTML text and attribute values */
+void html_esc(struct buf *b, const char *s);
+/* s with all but RFC 3986 unreserved characters percent-encoded: safe in
+ * a query and in an HTML attribute */
+void url_esc(struct buf *b, const char *s);
+
+/* ----------------------------------------------------------------- auth.c */
+
+/* Who may do what: the admin token (Bearer for the API, a session cookie
+ * and CSRF tokens for the page's forms) and the calendar token that
+ * guards reading the status when set. */
+const char *auth_admin_token(const struct app *a);   /* NULL: none set */
+/* 0 when q carries the admin token, else -1 with r filled (401/403) */
+int auth_api(struct app *a, const struct http_req *q, struct http_resp *r);
+/* an admin session (cookie) is open: its CSRF token into csrf (may be
+ * NULL) */
+bool auth_session(struct app *a, const struct http_req *q, tstamp now,
+		  char csrf[65]);
+/* a form POST from an admin: session and its CSRF field, else -1 with a
+ * 403 page in r */
+int auth_form(struct app *a, const struct http_req *q, const struct form *fm,
+	      tstamp now, struct http_resp *r);
+/* May q read the status (page, JSON)?  args: its query. */
+bool auth_read_allowed(struct app *a, const struct http_req *q,
+		       const struct form *args, tstamp now);
+/* POST /login and POST /logout */
+void auth_login(struct app *a, const struct http_req *q, struct http_resp *r);
+void auth_logout(struct app *a, const struct http_req *q, struct http_resp *r);
+
+/* ----------------------------------------------------------------- page.c */
+
+/* GET / (the status page, HTML without JavaScript) and POST /mark */
+void page_get(struct app *a, const struct http_req *q, struct http_resp *r);
+void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
+
+/* ------------------------------------------------------------------ api.c */
+
+/* GET /status.json */
+void api_status(struct app *a, const struct http_req *q, struct http_resp *r);
+/* /api/...: rest is the path after "/api" ("", "/submissions/..."). */
+void api_route(struct app *a, const struct http_req *q, struct http_resp *r,
+	       const char *rest);
+
+/* ----------------------------------------------------------------- http.c */
+
+/* The route table of everything but the feeds and /healthz: 1 when the
+ * path is none of its routes, else 0 with r filled.  Needs no server (the
+ * unit tests and fuzzers call it). */
+int http_dispatch(struct app *a, const struct http_req *q,
+		  struct http_resp *r);
 
 /* Starts listening on conf->daemon.listen on a->loop. */
 struct http *http_start(struct app *a, char **err);

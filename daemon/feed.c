@@ -4,13 +4,13 @@
  *
  * Builders are pure views of (conf, state, now) except for the revision
  * bookkeeping in the db that makes SEQUENCE and LAST-MODIFIED grow.  The
- * cache keeps one built document per feed, with its HTTP response (body and
- * headers) made once, so a request only queues a reference-counted response.
+ * cache keeps one built document (doc.c) per feed; the HTTP server makes
+ * its response once per document, so a request only queues a
+ * reference-counted response.
  */
 #include "cutoffd.h"
 
 #include <libical/ical.h>
-#include <microhttpd.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -719,12 +719,12 @@ fail:
 /* ------------------------------------------------------------------ cache */
 
 struct entry {
-	struct feed_doc doc;
+	struct doc *doc;
+	unsigned gen;            /* generation it was built for */
 	char key[80];            /* "secretariat" or "unit/ID" */
 	uint64_t chash;          /* content without DTSTAMP lines */
 	tstamp built;
 	uint64_t used;           /* LRU tick */
-	bool own_body;           /* no response took the body */
 };
 
 struct feeds {
@@ -739,10 +739,7 @@ static void entry_free(struct entry *e)
 {
 	if (!e)
 		return;
-	if (e->doc.resp)
-		MHD_destroy_response(e->doc.resp);
-	if (e->own_body)
-		free(e->doc.body);
+	doc_release(e->doc);
 	free(e);
 }
 
@@ -788,27 +785,6 @@ static uint64_t content_hash(const char *s)
 	return h;
 }
 
-/* The response is made once per document; MHD counts its references, so a
- * replaced document's body lives on until its last send finishes. */
-static void make_response(struct entry *e)
-{
-	struct MHD_Response *r;
-
-	r = MHD_create_response_from_buffer_with_free_callback(
-		e->doc.len, e->doc.body, free);
-	if (!r)
-		return;
-	if (!http_feed_headers(r, &e->doc)) {
-		/* the body is ours again only if MHD never took it */
-		e->doc.body = xstrdup(e->doc.body);
-		MHD_destroy_response(r);
-		e->own_body = true;
-		return;
-	}
-	e->doc.resp = r;
-	e->own_body = false;
-}
-
 static struct entry **slot(struct feeds *f, const char *key, bool create)
 {
 	size_t victim = 0;
@@ -833,7 +809,7 @@ static struct entry **slot(struct feeds *f, const char *key, bool create)
 	return &f->units[victim];
 }
 
-static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
+static struct doc *get_doc(struct app *a, const struct unit *u)
 {
 	struct feeds *f = a->feeds;
 	struct entry **sp, *e, *ne;
@@ -851,10 +827,10 @@ static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
 		snprintf(key, sizeof(key), "secretariat");
 	sp = slot(f, key, false);
 	e = sp ? *sp : NULL;
-	if (e && e->doc.gen == f->gen && now >= e->built &&
+	if (e && e->gen == f->gen && now >= e->built &&
 	    now - e->built < FEED_TTL) {
 		e->used = ++f->tick;
-		return &e->doc;
+		return e->doc;
 	}
 	body = u ? feed_build_unit(a->conf, a->db, u, now, &mod)
 		 : feed_build_secretariat(a->conf, a->db, now, &mod);
@@ -862,17 +838,17 @@ static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
 		log_warn("feed %s: cannot build; serving the last one", key);
 		if (e)
 			e->used = ++f->tick;
-		return e ? &e->doc : NULL;
+		return e ? e->doc : NULL;
 	}
 	ne = xcalloc(1, sizeof(*ne));
 	ne->chash = content_hash(body);
 	if (e && e->chash == ne->chash) {
 		free(body);
 		free(ne);
-		e->doc.gen = f->gen;
+		e->gen = f->gen;
 		e->built = now;
 		e->used = ++f->tick;
-		return &e->doc;
+		return e->doc;
 	}
 	/* Last-Modified must move whenever the content does, also when an
 	 * event merely left the window: keep a revision of the whole feed. */
@@ -881,31 +857,27 @@ static const struct feed_doc *get_doc(struct app *a, const struct unit *u)
 	    fmod > mod)
 		mod = fmod;
 	snprintf(ne->key, sizeof(ne->key), "%s", key);
-	ne->doc.body = body;
-	ne->doc.len = strlen(body);
-	snprintf(ne->doc.etag, sizeof(ne->doc.etag), "\"%016llx\"",
-		 (unsigned long long)fnv(FNV_INIT, body, ne->doc.len));
-	ne->doc.modified = mod;
-	ne->doc.gen = f->gen;
+	ne->doc = doc_new(body, strlen(body), DOC_CALENDAR);
+	ne->doc->modified = mod;
+	ne->doc->built = now;
+	ne->gen = f->gen;
 	ne->built = now;
 	ne->used = ++f->tick;
-	ne->own_body = true;
-	make_response(ne);
 	if (!sp)
 		sp = slot(f, key, true);
 	entry_free(*sp);
 	*sp = ne;
-	log_debug("feed %s: built, %zu bytes, etag %s", key, ne->doc.len,
-		  ne->doc.etag);
-	return &ne->doc;
+	log_debug("feed %s: built, %zu bytes, etag %s", key, ne->doc->len,
+		  ne->doc->etag);
+	return ne->doc;
 }
 
-const struct feed_doc *feeds_secretariat(struct app *a)
+struct doc *feeds_secretariat(struct app *a)
 {
 	return get_doc(a, NULL);
 }
 
-const struct feed_doc *feeds_unit(struct app *a, const struct unit *u)
+struct doc *feeds_unit(struct app *a, const struct unit *u)
 {
 	if (!u)
 		return NULL;

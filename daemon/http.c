@@ -1,7 +1,9 @@
 /*
  * http.c - the HTTP server: libmicrohttpd driven by the libev loop (no
- * thread of its own), the feed and health routes, and the glue that hands
- * everything else to status.c.
+ * thread of its own), the route table, and every decision about what goes
+ * on the wire (status, headers, caching).  The views hand it bytes (a
+ * struct doc, or the body of a struct http_resp); nothing else here knows
+ * of MHD.
  *
  * MHD runs in "external epoll" mode: one ev_io watches its epoll fd and one
  * ev_timer is re-armed from MHD_get_timeout after every MHD_run; without
@@ -46,22 +48,7 @@ struct conn {
 	bool too_big;
 };
 
-/* ------------------------------------------------------------- requests */
-
-const char *http_arg(const struct http_req *r, const char *name)
-{
-	if (!r || !r->conn || !name)
-		return NULL;
-	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
-					   name);
-}
-
-const char *http_header(const struct http_req *r, const char *name)
-{
-	if (!r || !r->conn || !name)
-		return NULL;
-	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
+/* ------------------------------------------------------------ responses */
 
 /* headers every response carries */
 static bool common_headers(struct MHD_Response *r)
@@ -157,7 +144,7 @@ static bool parse_http_date(const char *s, tstamp *out)
 	return false;
 }
 
-static bool not_modified(struct MHD_Connection *mc, const struct feed_doc *doc)
+static bool not_modified(struct MHD_Connection *mc, const struct doc *doc)
 {
 	const char *inm, *ims;
 	tstamp t;
@@ -167,7 +154,8 @@ static bool not_modified(struct MHD_Connection *mc, const struct feed_doc *doc)
 		return etag_listed(inm, doc->etag);
 	ims = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 					  "If-Modified-Since");
-	return ims && parse_http_date(ims, &t) && doc->modified <= t;
+	return ims && doc->modified > 0 && parse_http_date(ims, &t) &&
+	       doc->modified <= t;
 }
 
 static void http_date(tstamp t, char *out, size_t n)
@@ -180,22 +168,63 @@ static void http_date(tstamp t, char *out, size_t n)
 		snprintf(out, n, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
-bool http_feed_headers(struct MHD_Response *r, const struct feed_doc *doc)
+/* The headers of a shared document, chosen by what it is. */
+static bool doc_headers(struct MHD_Response *r, const struct doc *doc)
 {
 	char date[40];
+	bool cal = strcmp(doc->type, DOC_CALENDAR) == 0;
 
-	http_date(doc->modified, date, sizeof(date));
+	if (doc->modified > 0) {
+		http_date(doc->modified, date, sizeof(date));
+		if (MHD_add_response_header(r, "Last-Modified",
+					    date) != MHD_YES)
+			return false;
+	}
 	return common_headers(r) &&
 	       MHD_add_response_header(r, "Content-Type",
-				       "text/calendar; charset=utf-8") == MHD_YES &&
+				       doc->type) == MHD_YES &&
 	       MHD_add_response_header(r, "ETag", doc->etag) == MHD_YES &&
-	       MHD_add_response_header(r, "Last-Modified", date) == MHD_YES &&
 	       MHD_add_response_header(r, "Cache-Control",
-				       "private, max-age=300") == MHD_YES;
+				       cal ? "private, max-age=300"
+					   : "private, no-cache") == MHD_YES;
 }
 
-static enum MHD_Result serve_doc(struct MHD_Connection *mc,
-				 const struct feed_doc *doc, int *status)
+static void doc_sent(void *cls)
+{
+	doc_unref(cls);
+}
+
+static void response_free(void *resp)
+{
+	MHD_destroy_response(resp);
+}
+
+/* The document's response, made on its first send and kept with it: MHD
+ * counts the references of a response, and the response holds one on the
+ * document, so a replaced document's body lives until its last send. */
+static struct MHD_Response *doc_response(struct doc *doc)
+{
+	struct MHD_Response *r;
+
+	if (doc->resp)
+		return doc->resp;
+	r = MHD_create_response_from_buffer_with_free_callback_cls(
+		doc->len, doc->body, doc_sent, doc_ref(doc));
+	if (!r) {
+		doc_unref(doc);
+		return NULL;
+	}
+	if (!doc_headers(r, doc)) {
+		MHD_destroy_response(r);   /* drops its reference */
+		return NULL;
+	}
+	doc->resp = r;
+	doc->resp_free = response_free;
+	return r;
+}
+
+static enum MHD_Result serve_doc(struct MHD_Connection *mc, struct doc *doc,
+				 int *status)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -208,24 +237,23 @@ static enum MHD_Result serve_doc(struct MHD_Connection *mc,
 		*status = 304;
 		r = MHD_create_response_from_buffer(0, (void *)"",
 						    MHD_RESPMEM_PERSISTENT);
-	} else if (doc->resp) {
-		*status = 200;
-		return MHD_queue_response(mc, 200, doc->resp);
-	} else {
-		/* the shared response could not be made: copy this once */
-		*status = 200;
-		r = MHD_create_response_from_buffer(doc->len, doc->body,
-						    MHD_RESPMEM_MUST_COPY);
-	}
-	if (!r)
-		return MHD_NO;
-	if (!http_feed_headers(r, doc)) {
+		if (!r)
+			return MHD_NO;
+		if (!doc_headers(r, doc)) {
+			MHD_destroy_response(r);
+			return MHD_NO;
+		}
+		ret = MHD_queue_response(mc, 304, r);
 		MHD_destroy_response(r);
-		return MHD_NO;
+		return ret;
 	}
-	ret = MHD_queue_response(mc, (unsigned)*status, r);
-	MHD_destroy_response(r);
-	return ret;
+	r = doc_response(doc);
+	if (!r) {
+		*status = 500;
+		return reply(mc, 500, "internal error\n", NULL);
+	}
+	*status = 200;
+	return MHD_queue_response(mc, 200, r);
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -300,6 +328,72 @@ static bool extra_headers(struct MHD_Response *mr, const struct http_resp *r)
 	return true;
 }
 
+/* The numeric address of the peer, for logs and per-client limits. */
+static const char *client_address(struct MHD_Connection *mc, char *out,
+				  size_t size)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+	socklen_t len;
+
+	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci ? ci->client_addr : NULL;
+	if (!sa)
+		return "?";
+	len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					: sizeof(struct sockaddr_in);
+	if (getnameinfo(sa, len, out, (socklen_t)size, NULL, 0,
+			NI_NUMERICHOST) != 0)
+		return "?";
+	return out;
+}
+
+/* The routes of the web side's handlers, which answer in a struct
+ * http_resp; the feeds and /healthz are served in route() below. */
+struct route {
+	const char *path;
+	const char *allow;       /* "GET, HEAD" or "POST" */
+	bool json;               /* a 405 is JSON, else a page */
+	void (*fn)(struct app *a, const struct http_req *q,
+		   struct http_resp *r);
+};
+
+static const struct route routes[] = {
+	{ "/", "GET, HEAD", false, page_get },
+	{ "/status.json", "GET, HEAD", true, api_status },
+	{ "/login", "POST", false, auth_login },
+	{ "/logout", "POST", false, auth_logout },
+	{ "/mark", "POST", false, page_mark },
+};
+
+int http_dispatch(struct app *a, const struct http_req *q,
+		  struct http_resp *r)
+{
+	const char *p = q->path;
+
+	if (!p)
+		return 1;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *rt = &routes[i];
+		bool ok;
+
+		if (strcmp(p, rt->path) != 0)
+			continue;
+		ok = rt->allow[0] == 'G' ? req_is_get(q)
+					 : req_method_is(q, rt->allow);
+		if (ok)
+			rt->fn(a, q, r);
+		else
+			resp_not_allowed(r, rt->allow, rt->json);
+		return 0;
+	}
+	if (strcmp(p, "/api") == 0 || strncmp(p, "/api/", 5) == 0) {
+		api_route(a, q, r, p + 4);
+		return 0;
+	}
+	return 1;
+}
+
 static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 				    const char *url, const char *method,
 				    struct conn *cs, int *status)
@@ -310,7 +404,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	enum MHD_Result ret = MHD_NO;
 	const char *ctype;
 	size_t len;
-	char *body;
+	char *body, client[INET6_ADDRSTRLEN];
 	int rc;
 
 	memset(&q, 0, sizeof(q));
@@ -318,8 +412,8 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	q.path = url;
 	q.body = buf_str(&cs->body);
 	q.body_len = cs->body.len;
-	q.conn = mc;
 	q.query = cs->query;
+	q.client = client_address(mc, client, sizeof(client));
 	q.authorization = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 						      "Authorization");
 	q.content_type = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
@@ -328,7 +422,7 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	memset(&r, 0, sizeof(r));
 	r.status = 200;
 	buf_init(&r.body);
-	rc = status_route(h->a, &q, &r);
+	rc = http_dispatch(h->a, &q, &r);
 	if (rc != 0) {
 		*status = rc == 1 ? 404 : 500;
 		ret = reply(mc, *status, rc == 1 ? "not found\n"

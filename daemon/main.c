@@ -314,6 +314,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	app.conf_path = conf_path;
+	app.changed = app_changed;
 
 	if (now_arg != NULL &&
 	    tz_parse_local(app.conf->tz, now_arg, &start) < 0) {

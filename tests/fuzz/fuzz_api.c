@@ -1,5 +1,6 @@
 /*
- * fuzz_api.c - libFuzzer target for what status.c parses from the network:
+ * fuzz_api.c - libFuzzer target for what the web side (req.c, auth.c,
+ * page.c, api.c through http.c's route table) parses from the network:
  * request line, query strings, form bodies, cookies, bearer tokens and the
  * submissions API's JSON.  Input: fields separated by '\n' in the order
  * method, path, query, authorization, content-type, cookie, then the body
@@ -34,13 +35,6 @@ cleanup(void)
 	if (system(cmd) != 0)
 		fprintf(stderr, "fuzz_api: could not remove %s\n", dbdir);
 	free(cmd);
-}
-
-/* status.c calls this after a change; nothing to notify here. */
-void
-app_changed(struct app *a)
-{
-	(void)a;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -111,7 +105,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.cookie = f[5][0] != '\0' ? f[5] : NULL;
 	q.body = p;
 	q.body_len = (size_t)(end - p);
-	status_route(&app, &q, &r);
+	q.client = "127.0.0.1";
+	http_dispatch(&app, &q, &r);
 	buf_free(&r.body);
 	free(r.location);
 	free(r.set_cookie);

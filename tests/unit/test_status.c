@@ -1,7 +1,8 @@
 /*
  * test_status.c - the status model, `cutoffctl status`, /status.json, the
- * page and the submissions API, through status_route with hand-made
- * requests (no HTTP server).  Includes status.c to reach its statics.
+ * page and the submissions API, through http_dispatch (the route table)
+ * with hand-made requests (no HTTP server).  Includes api.c to reach its
+ * statics.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +10,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../daemon/status.c"
+#include "../../daemon/api.c"
+
+#include <sqlite3.h>
+#include <strings.h>
 
 #include <dirent.h>
 #include <unistd.h>
@@ -75,9 +79,9 @@ struct fix {
 
 static int changed;
 
-/* main.c's, counted here */
-void
-app_changed(struct app *a)
+/* main.c's app_changed, counted here */
+static void
+count_changed(struct app *a)
 {
 	(void)a;
 	changed++;
@@ -124,6 +128,7 @@ setup(void **state)
 	}
 	f->now = local(f, "2024-03-14T10:00");
 	clock_init(&f->a.clk, true, f->now, 1.0);
+	f->a.changed = count_changed;
 	changed = 0;
 	*state = f;
 	return 0;
@@ -199,7 +204,7 @@ run(struct fix *f, struct call *c, const char *method, const char *path,
 	c->q.query = query;
 	c->q.body = body;
 	c->q.body_len = body ? strlen(body) : 0;
-	rc = status_route(&f->a, &c->q, &c->r);
+	rc = http_dispatch(&f->a, &c->q, &c->r);
 	if (rc == 0 && c->r.content_type != NULL &&
 	    strncmp(c->r.content_type, "application/json", 16) == 0) {
 		c->j = json_loads(buf_str(&c->r.body), 0, NULL);
@@ -655,7 +660,7 @@ test_page_mark(void **state)
 	struct fix *f = *state;
 	struct call c = { 0 };
 	char *cookie, *csrf_body;
-	char sess[160], csrf[65];
+	char csrf[65];
 	struct submission s;
 	const char *html;
 
@@ -677,8 +682,7 @@ test_page_mark(void **state)
 	call_free(&c);
 
 	c.q.cookie = cookie;
-	assert_true(session_get(&f->a, &c.q, f->now, sess, sizeof(sess)));
-	csrf_token(TOKEN, sess, csrf);
+	assert_true(auth_session(&f->a, &c.q, f->now, csrf));
 
 	/* no session, wrong csrf, wrong type */
 	c.q.content_type = "application/x-www-form-urlencoded";
@@ -734,8 +738,7 @@ test_page_mark(void **state)
 
 	/* a session dies with its expiry */
 	c.q.cookie = cookie;
-	assert_false(session_get(&f->a, &c.q, f->now + SESSION_TTL + 1, sess,
-				 sizeof(sess)));
+	assert_false(auth_session(&f->a, &c.q, f->now + 30 * DAY + 1, NULL));
 	free(csrf_body);
 	free(cookie);
 }
@@ -779,13 +782,12 @@ test_page_review(void **state)
 	struct fix *f = *state;
 	struct call c = { 0 };
 	char *cookie, *body;
-	char sess[160], csrf[65];
+	char csrf[65];
 	struct submission s;
 
 	cookie = login(f);
 	c.q.cookie = cookie;
-	assert_true(session_get(&f->a, &c.q, f->now, sess, sizeof(sess)));
-	csrf_token(TOKEN, sess, csrf);
+	assert_true(auth_session(&f->a, &c.q, f->now, csrf));
 	/* a owes nothing for m (units = @g2) */
 	c.q.content_type = "application/x-www-form-urlencoded";
 	body = xasprintf("occurrence=m%%2F2024-04-10&unit=a&csrf=%s", csrf);
