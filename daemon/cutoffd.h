@@ -823,12 +823,21 @@ struct st_fail {
 	bool retrying;           /* a temporary failure, to be tried again */
 };
 
+/* An address a server refused while the notice's others got it (the
+ * reply is stored escaped). */
+struct st_refused {
+	char *occ, *unit, *step, *aud, *addr, *reply;
+	tstamp at;
+};
+
 struct status {
 	tstamp now;
 	struct st_occ *occ;
 	size_t nocc;
 	struct st_fail *fail;
 	size_t nfail;
+	struct st_refused *ref;
+	size_t nref;
 };
 
 /* What to show; every field NULL = the default window, every unit. */

@@ -701,33 +701,54 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 static void sender_run(struct sender *s);
 
 /* The final reply of an SMTP transfer, and the RCPT replies mapped to
- * the addresses they answer: after MAIL FROM libcurl sends one RCPT per
- * address and waits for each reply, then DATA ("354") and the message; so
- * on success the nrcpt replies before the last two answer the RCPTs, and
- * when every address was refused ("RCPT failed") the last nrcpt do. */
+ * the addresses they answer.  After MAIL FROM libcurl sends one RCPT per
+ * address in order, waiting for each reply, then DATA: so on success the
+ * nrcpt replies before the last "354" answer the RCPTs; when every
+ * address was refused ("RCPT failed") they are the last nrcpt refusals in
+ * a row (a "221" of the QUIT that closes the connection may follow). */
 static void smtp_replies(struct job *j, int result)
 {
-	size_t base;
+	size_t base = 0, end = 0, i;
+	bool found = false;
 	struct buf b;
 
 	if (j->nreplies == 0)
 		return;
-	buf_init(&b);
-	buf_put_escaped(&b, j->replies[j->nreplies - 1], REPLY_LOG_MAX);
-	j->reply = buf_steal(&b);
-	if (result == CURLE_OK) {
-		if (j->nreplies < j->nrcpt + 2 ||
-		    strncmp(j->replies[j->nreplies - 2], "354", 3) != 0)
-			return;
-		base = j->nreplies - 2 - j->nrcpt;
-	} else if (result == CURLE_SEND_ERROR &&
-		   strncmp(j->err, "RCPT failed", 11) == 0 &&
-		   j->nreplies >= j->nrcpt) {
-		base = j->nreplies - j->nrcpt;
-	} else {
-		return;
+	for (i = j->nreplies; i-- > 0;) {
+		/* the answer to the message (or the error) is the last one
+		 * that is not the QUIT's */
+		if (strncmp(j->replies[i], "221", 3) != 0 || i == 0)
+			break;
 	}
-	for (size_t i = 0; i < j->nrcpt; i++) {
+	buf_init(&b);
+	buf_put_escaped(&b, j->replies[i], REPLY_LOG_MAX);
+	j->reply = buf_steal(&b);
+	if (j->nrcpt == 0)
+		return;
+	if (result == CURLE_OK) {
+		for (i = j->nreplies; i-- > 0;) {
+			if (strncmp(j->replies[i], "354", 3) == 0) {
+				found = i >= j->nrcpt;
+				end = i;
+				break;
+			}
+		}
+	} else if (result == CURLE_SEND_ERROR &&
+		   strncmp(j->err, "RCPT failed", 11) == 0) {
+		size_t run = 0;
+
+		for (i = j->nreplies; i-- > 0 && !found;) {
+			run = j->replies[i][0] == '2' ? 0 : run + 1;
+			if (run == j->nrcpt) {
+				found = true;
+				end = i + j->nrcpt;
+			}
+		}
+	}
+	if (!found)
+		return;
+	base = end - j->nrcpt;
+	for (i = 0; i < j->nrcpt; i++) {
 		const char *r = j->replies[base + i];
 
 		if (r[0] == '2')
