@@ -584,6 +584,9 @@ struct notice {
 	tstamp created;
 	char message_id[160];    /* "<...@host>", the same for every retry */
 	tstamp next_try;
+	/* the Message-ID this mail answers (the first mail to the unit about
+	 * the occurrence), "" when it is the first; the sender fills it */
+	char thread[160];
 };
 void notice_clear(struct notice *n);
 
@@ -665,6 +668,11 @@ struct outbox_refusal {
 typedef int (*outbox_refused_fn)(void *ctx, const struct outbox_refusal *r);
 int outbox_refused_foreach(struct db *db, const char *occ,
 			   outbox_refused_fn fn, void *ctx);
+/* The thread of a mail to a unit (audience unit or head): the
+ * Message-ID of the first email about n's occurrence sent to that unit,
+ * other than n itself.  0 found, 1 none (n starts the thread), -1. */
+int outbox_thread_root(struct db *db, const struct notice *n, char *out,
+		       size_t size);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns

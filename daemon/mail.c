@@ -425,17 +425,18 @@ out:
 
 /* "To: a, Name <b>" folded between and inside mailboxes when long */
 static int
-put_to(struct buf *out, const char *recipients)
+put_addr_header(struct buf *out, const char *hdr, const char *recipients)
 {
 	char **v, *name, *addr;
-	size_t n, col;
+	size_t n, col, c0 = strlen(hdr) + 2;
 	int rc = 0;
 
 	if (!header_safe("recipients", recipients))
 		return -1;
 	n = split_list(recipients, ",", &v);
-	buf_puts(out, "To: ");
-	col = 4;
+	buf_puts(out, hdr);
+	buf_puts(out, ": ");
+	col = c0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		split_mailbox(strtrim(v[i]), &name, &addr);
 		if (*addr == '\0' && name == NULL)
@@ -450,19 +451,25 @@ put_to(struct buf *out, const char *recipients)
 			rc = -1;
 			break;
 		}
-		if (col > 4) {
+		if (col > c0) {
 			buf_putc(out, ',');
 			col++;
 		}
-		col = put_mailbox(out, col, name, addr, col > 4);
+		col = put_mailbox(out, col, name, addr, col > c0);
 	}
-	if (rc == 0 && col == 4) {
+	if (rc == 0 && col == c0) {
 		log_err("mail: no recipients");
 		rc = -1;
 	}
 	buf_puts(out, "\r\n");
 	free_list(v, n);
 	return rc;
+}
+
+static int
+put_to(struct buf *out, const char *recipients)
+{
+	return put_addr_header(out, "To", recipients);
 }
 
 static void
@@ -544,6 +551,22 @@ put_from_cached(struct buf *m, const char *from)
 	return rc;
 }
 
+static int
+put_reply_to_cached(struct buf *m, const char *addrs)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	int rc;
+
+	if (hdr_cached(&hc, addrs, m))
+		return hc.rc;
+	rc = put_addr_header(m, "Reply-To", addrs);
+	hdr_store(&hc, addrs, m->p + start, rc == 0 ? m->len - start : 0, rc);
+	if (rc < 0)
+		m->len = start;
+	return rc;
+}
+
 static void
 put_subject_cached(struct buf *m, const char *subject)
 {
@@ -606,11 +629,32 @@ mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 		goto fail;
 	if (put_to(&m, ns[0]->recipients) < 0)
 		goto fail;
+	/* a unit answers the secretariat (the mailbox cutoffd may read) */
+	if (!(ns[0]->aud & (AUD_SECRETARIAT | AUD_CHIEF)) &&
+	    c->secretariat.email != NULL &&
+	    put_reply_to_cached(&m, c->secretariat.email) < 0)
+		goto fail;
 	put_subject_cached(&m, nt.subject);
 	put_date_cached(&m, c, now);
 	buf_puts(&m, "Message-ID: ");
 	buf_puts(&m, mid);
 	buf_puts(&m, "\r\n");
+	/* one thread per unit and occurrence: the later mails answer the
+	 * first (RFC 5322 3.6.4) */
+	if (ns[0]->thread[0] != '\0') {
+		const char *t = ns[0]->thread;
+
+		if (!header_safe("thread", t) || t[0] != '<' ||
+		    t[strlen(t) - 1] != '>' || strchr(t, ' ') != NULL) {
+			log_err("mail: malformed thread Message-ID");
+			goto fail;
+		}
+		buf_puts(&m, "In-Reply-To: ");
+		buf_puts(&m, t);
+		buf_puts(&m, "\r\nReferences: ");
+		buf_puts(&m, t);
+		buf_puts(&m, "\r\n");
+	}
 	buf_puts(&m, "MIME-Version: 1.0\r\n"
 		 "Content-Type: text/plain; charset=utf-8\r\n"
 		 "Content-Transfer-Encoding: quoted-printable\r\n"

@@ -711,6 +711,39 @@ int outbox_refused_foreach(struct db *db, const char *occ,
 	return ret;
 }
 
+int outbox_thread_root(struct db *db, const struct notice *n, char *out,
+		       size_t size)
+{
+	sqlite3_stmt *st;
+	const char *m;
+	int rc;
+
+	/* (occurrence, unit) is the prefix of the key's UNIQUE index: a
+	 * seek to the few rows of this unit and occurrence */
+	st = prepare(db, "SELECT message_id FROM outbox "
+		     "WHERE occurrence = ?1 AND unit = ?2 AND channel = 'email' "
+		     "AND audience IN ('unit', 'head') AND state = 'sent' "
+		     "AND id <> ?3 ORDER BY done_at, id LIMIT 1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, n->occurrence);
+	bind_text(st, 2, n->unit);
+	sqlite3_bind_int64(st, 3, n->id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		m = (const char *)sqlite3_column_text(st, 0);
+		snprintf(out, size, "%s", m ? m : "");
+		rc = m && *m ? 0 : 1;
+	} else if (rc == SQLITE_DONE) {
+		rc = 1;
+	} else {
+		log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
+		rc = -1;
+	}
+	db_stmt_done(db, st);
+	return rc;
+}
+
 int outbox_next_try(struct db *db, tstamp after, tstamp *t)
 {
 	sqlite3_stmt *st;

@@ -645,6 +645,13 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 	if (ch == CH_EMAIL) {
 		struct notice **ptrs = xcalloc(n, sizeof(*ptrs));
 
+		/* a unit's mails about one occurrence form one thread */
+		rows[0].thread[0] = '\0';
+		if (n == 1 && (rows[0].aud & (AUD_UNIT | AUD_HEAD)) &&
+		    outbox_thread_root(db, &rows[0], rows[0].thread,
+				       sizeof(rows[0].thread)) != 0)
+			rows[0].thread[0] = '\0';
+
 		for (size_t i = 0; i < n; i++)
 			ptrs[i] = &rows[i];
 		j->data = mail_build(c, db, ptrs, n, now, &j->len);

@@ -333,3 +333,41 @@ def test_webhook_retry_after(daemon_factory, tmp_path, port):
         assert attempts == 2 and nt >= send_at + 7230 + 120
     finally:
         srv.shutdown()
+
+
+# ------------------------------------------------------------------ threads
+
+def test_mails_to_a_unit_form_one_thread(daemon_factory, tmp_path, port):
+    """The contract's "Notices": the first mail to a unit about an
+    occurrence has a stable Message-ID, the later ones answer it
+    (In-Reply-To, References); Reply-To is the secretariat's address."""
+    sink = start_sink(Sink())
+    try:
+        one_unit = TWO_ADDRESSES.replace(", vanthu.tuphap@example.vn", "")
+        conf = make_config(tmp_path, port, units=one_unit,
+                           mail=smtp_mail(f"smtp://127.0.0.1:{sink.port}",
+                                          "starttls = no\n"))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: len(sink.messages) >= 1, what="the -7d reminder")
+        d.stop()
+        # the -1d reminder (12/03), two steps later
+        d = daemon_factory(conf, port, now="2024-03-12T07:59:58").start()
+        wait_for(lambda: len(sink.messages) >= 3, timeout=40,
+                 what="later reminders")
+        d.stop()
+        to_unit = [m for r, m in sink.messages if r == ["tuphap@example.vn"]]
+        first, later = to_unit[0], to_unit[1:]
+        (mid,), = rows(tmp_path, "select message_id from outbox where "
+                       "step = 'remind-7d' and audience = 'unit'")
+        assert first["Message-ID"] == mid
+        assert first["In-Reply-To"] is None and first["References"] is None
+        assert later
+        for m in later:
+            assert m["Message-ID"] != mid
+            assert m["In-Reply-To"] == mid
+            assert m["References"] == mid
+        for m in to_unit:
+            assert [a.addr_spec for a in m["Reply-To"].addresses] == \
+                ["thuongtruc@example.vn"]
+    finally:
+        sink.controller.stop()
