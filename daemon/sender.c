@@ -6,13 +6,14 @@
  * HTTP run as curl easy handles on one multi handle on the loop (curlev.c),
  * so a dead mail server only ever occupies its own `parallel` slots and
  * webhooks keep flowing in theirs.  Maildir delivery is local and done
- * synchronously.  Outcomes are written back to their rows once per loop
- * iteration, all in one transaction (group commit: one fsync for every
- * transfer that finished meanwhile, not one each): sent, retry at T
- * (backoff with jitter), failed for good, or cancelled when the unit's
- * report turned up meanwhile.  A row stays pending while in flight and
- * until its outcome is written, so a crash repeats at most what was in
- * flight in that iteration (bounded by `parallel` plus one maildir round).
+ * synchronously.  Outcomes are written back to their rows in batches (up
+ * to FLUSH_BATCH finished transfers or FLUSH_DELAY seconds), each batch in
+ * one transaction: sent, retry at T (backoff with jitter, or the server's
+ * Retry-After), failed for good, or cancelled when the unit's report
+ * turned up meanwhile.  A row stays pending while in flight and until its
+ * outcome is written, so a crash repeats at most the transfers of one
+ * batch and those in flight (FLUSH_BATCH + `parallel`, or one maildir
+ * round).
  *
  * Per notice the work is kept to what differs: rows are read once (a
  * cursor per channel walks the due rows in index order, so rows in flight
@@ -1116,11 +1117,16 @@ struct sender *sender_start(struct app *a)
 	s->sync.data = s;
 	ev_init(&s->flushtm, on_flushtm);
 	s->flushtm.data = s;
-	if (a->conf->mail.auth_needs_tls)
+	if (a->conf->mail.auth_needs_tls) {
+		struct buf u;
+
+		buf_init(&u);
+		buf_put_escaped(&u, a->conf->mail.url, 200);
 		log_info("mail: user set and %s is not a loopback address: "
 			 "STARTTLS is required before AUTH (starttls = try; "
-			 "allow_plaintext_auth = yes to allow it)",
-			 a->conf->mail.url);
+			 "allow_plaintext_auth = yes to allow it)", buf_str(&u));
+		buf_free(&u);
+	}
 	restart(s);
 	sender_run(s);
 	return s;
