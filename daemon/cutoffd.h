@@ -673,6 +673,8 @@ int outbox_refused_foreach(struct db *db, const char *occ,
  * other than n itself.  0 found, 1 none (n starts the thread), -1. */
 int outbox_thread_root(struct db *db, const struct notice *n, char *out,
 		       size_t size);
+/* Whether any email to a unit (or its head) about occ was sent: 1, 0, -1. */
+int outbox_occ_has_mail(struct db *db, const char *occ);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns

@@ -715,28 +715,64 @@ int outbox_thread_root(struct db *db, const struct notice *n, char *out,
 		       size_t size)
 {
 	sqlite3_stmt *st;
-	const char *m;
+	int64_t best_at = 0, best_id = 0;
+	bool found = false;
 	int rc;
 
 	/* (occurrence, unit) is the prefix of the key's UNIQUE index: a
-	 * seek to the few rows of this unit and occurrence */
-	st = prepare(db, "SELECT message_id FROM outbox "
-		     "WHERE occurrence = ?1 AND unit = ?2 AND channel = 'email' "
-		     "AND audience IN ('unit', 'head') AND state = 'sent' "
-		     "AND id <> ?3 ORDER BY done_at, id LIMIT 1");
+	 * seek to the few rows of this unit and occurrence; the earliest is
+	 * picked here (an ORDER BY would open a sorter for each notice) */
+	st = prepare(db, "SELECT message_id, done_at, id, audience, channel "
+		     "FROM outbox WHERE occurrence = ?1 AND unit = ?2 "
+		     "AND state = 'sent'");
 	if (!st)
 		return -1;
 	bind_text(st, 1, n->occurrence);
 	bind_text(st, 2, n->unit);
-	sqlite3_bind_int64(st, 3, n->id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(st, 0);
+		int64_t at = sqlite3_column_int64(st, 1);
+		int64_t id = sqlite3_column_int64(st, 2);
+		const char *aud = (const char *)sqlite3_column_text(st, 3);
+		const char *ch = (const char *)sqlite3_column_text(st, 4);
+
+		if (!m || !*m || id == n->id || !aud || !ch ||
+		    strcmp(ch, "email") != 0 ||
+		    (strcmp(aud, "unit") != 0 && strcmp(aud, "head") != 0))
+			continue;
+		if (!found || at < best_at || (at == best_at && id < best_id)) {
+			snprintf(out, size, "%s", m);
+			best_at = at;
+			best_id = id;
+			found = true;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
+		db_stmt_done(db, st);
+		return -1;
+	}
+	db_stmt_done(db, st);
+	return found ? 0 : 1;
+}
+
+int outbox_occ_has_mail(struct db *db, const char *occ)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = prepare(db, "SELECT 1 FROM outbox WHERE occurrence = ?1 "
+		     "AND state = 'sent' AND channel = 'email' "
+		     "AND audience IN ('unit', 'head') LIMIT 1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, occ);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		m = (const char *)sqlite3_column_text(st, 0);
-		snprintf(out, size, "%s", m ? m : "");
-		rc = m && *m ? 0 : 1;
-	} else if (rc == SQLITE_DONE) {
+	if (rc == SQLITE_ROW)
 		rc = 1;
-	} else {
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else {
 		log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
 		rc = -1;
 	}

@@ -106,6 +106,17 @@ struct sender {
 	struct notice cur[2];
 	bool have_cur[2];
 	bool rearm;               /* a retry was written: re-read next_try */
+	/* Threads: per occurrence, whether no mail to a unit had been sent
+	 * when looked at after the last kick, and a bit per unit index for
+	 * those this process sent since.  A unit without its bit then has no
+	 * thread yet: no query per notice for a first mass send. */
+	struct thr {
+		char occ[OCC_ID_MAX];
+		bool none_before;
+		unsigned char *sent;
+		size_t nunits;
+	} thr[4];
+	size_t thr_next;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -304,6 +315,72 @@ static bool prepare_row(struct sender *s, struct notice *n, tstamp now)
 	free(n->recipients);
 	n->recipients = r;
 	return true;
+}
+
+/* ------------------------------------------------------------ threads */
+
+static struct thr *thr_get(struct sender *s, const char *occ, bool load)
+{
+	const struct conf *c = s->a->conf;
+	size_t n = sizeof(s->thr) / sizeof(s->thr[0]);
+	struct thr *t;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s->thr[i].occ[0] && strcmp(s->thr[i].occ, occ) == 0)
+			return &s->thr[i];
+	}
+	if (!load)
+		return NULL;
+	rc = outbox_occ_has_mail(s->a->db, occ);
+	if (rc < 0)
+		return NULL;
+	t = &s->thr[s->thr_next];
+	s->thr_next = (s->thr_next + 1) % n;
+	free(t->sent);
+	memset(t, 0, sizeof(*t));
+	snprintf(t->occ, sizeof(t->occ), "%s", occ);
+	t->none_before = rc == 0;
+	t->nunits = c->nunits;
+	t->sent = xcalloc(c->nunits / 8 + 1, 1);
+	return t;
+}
+
+static ptrdiff_t unit_index(const struct conf *c, const char *id)
+{
+	const struct unit *u = conf_unit(c, id);
+
+	if (!u || !c->units || u < c->units || u >= c->units + c->nunits)
+		return -1;
+	return u - c->units;
+}
+
+/* The Message-ID a unit's mail answers ("" for the first). */
+static void thread_of(struct sender *s, struct notice *n)
+{
+	struct thr *t = thr_get(s, n->occurrence, true);
+	ptrdiff_t k = unit_index(s->a->conf, n->unit);
+
+	n->thread[0] = '\0';
+	if (t && t->none_before && k >= 0 && (size_t)k < t->nunits &&
+	    !(t->sent[k / 8] & (1u << (k % 8))))
+		return;          /* nothing was sent to this unit yet */
+	if (outbox_thread_root(s->a->db, n, n->thread, sizeof(n->thread)) != 0)
+		n->thread[0] = '\0';
+}
+
+/* A mail to a unit went out: it may start the unit's thread. */
+static void thread_sent(struct sender *s, const struct notice *n)
+{
+	struct thr *t;
+	ptrdiff_t k;
+
+	if (n->ch != CH_EMAIL || !(n->aud & (AUD_UNIT | AUD_HEAD)))
+		return;
+	t = thr_get(s, n->occurrence, false);
+	k = unit_index(s->a->conf, n->unit);
+	if (t && k >= 0 && (size_t)k < t->nunits)
+		t->sent[k / 8] |= (unsigned char)(1u << (k % 8));
 }
 
 /* ---------------------------------------------------------- curl jobs */
@@ -613,6 +690,7 @@ static void flush_done(struct sender *s, bool own)
 				log_err("outbox: notice %lld was sent but not "
 					"marked", (long long)n->id);
 			} else {
+				thread_sent(s, n);
 				log_outcome(s, n, OUT_SENT, 0, NULL, j->reply, 0);
 			}
 		}
@@ -648,10 +726,8 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 
 		/* a unit's mails about one occurrence form one thread */
 		rows[0].thread[0] = '\0';
-		if (n == 1 && (rows[0].aud & (AUD_UNIT | AUD_HEAD)) &&
-		    outbox_thread_root(db, &rows[0], rows[0].thread,
-				       sizeof(rows[0].thread)) != 0)
-			rows[0].thread[0] = '\0';
+		if (n == 1 && (rows[0].aud & (AUD_UNIT | AUD_HEAD)))
+			thread_of(s, &rows[0]);
 
 		for (size_t i = 0; i < n; i++)
 			ptrs[i] = &rows[i];
@@ -1072,9 +1148,18 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 	db_sync(s->a->db);
 }
 
+static void thr_clear(struct sender *s)
+{
+	for (size_t i = 0; i < sizeof(s->thr) / sizeof(s->thr[0]); i++) {
+		free(s->thr[i].sent);
+		memset(&s->thr[i], 0, sizeof(s->thr[i]));
+	}
+}
+
 /* Rows may be due that sit before a cursor: read from the start. */
 static void restart(struct sender *s)
 {
+	thr_clear(s);     /* the configuration (unit indices) may be new */
 	s->have_cur[CH_EMAIL] = s->have_cur[CH_WEBHOOK] = false;
 	s->rearm = true;
 }
@@ -1176,6 +1261,7 @@ void sender_stop(struct sender *s)
 	}
 	while (s->npool > 0)
 		curl_easy_cleanup(s->pool[--s->npool]);
+	thr_clear(s);
 	curlev_free(s->cv);
 	free(s);
 }
