@@ -744,6 +744,10 @@ struct notice_text {
 	int days;                /* local days from the due date to now */
 	bool escalation;
 	enum tmpl_kind kind;
+	/* body as mail_qp_encode gives it, when the render cache could put
+	 * it together from lines encoded once (NULL: encode body) */
+	char *body_qp;
+	size_t body_qp_len;
 };
 int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,

@@ -664,7 +664,10 @@ mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 		buf_printf(&m, "X-Cutoffd-Notice: %s %s %s\r\n",
 			   ns[i]->occurrence, ns[i]->unit, ns[i]->step);
 	buf_puts(&m, "\r\n");
-	mail_qp_encode(&m, nt.body, strlen(nt.body));
+	if (nt.body_qp != NULL)
+		buf_add(&m, nt.body_qp, nt.body_qp_len);
+	else
+		mail_qp_encode(&m, nt.body, strlen(nt.body));
 	notice_text_clear(&nt);
 	*len = m.len;
 	return buf_steal(&m);

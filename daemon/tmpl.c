@@ -669,6 +669,15 @@ struct rentry {
 	struct notice_text base;     /* facts; subject/body NULL; feed_url
 					set for digests only */
 	struct pre subject, body;
+	/* the body's lines for quoted-printable: runs of lines without a
+	 * hole, encoded once (QP works line by line), and the lines with
+	 * holes, [a, b] in body.text (b: its '\n' or the end) */
+	struct qpseg {
+		bool dirty;
+		size_t a, b;
+		struct buf enc;
+	} *qs;
+	size_t nqs;
 };
 
 struct rcache {
@@ -694,6 +703,9 @@ rentry_clear(struct rentry *e)
 	pre_free(&e->subject);
 	pre_free(&e->body);
 	free(e->base.feed_url);
+	for (size_t i = 0; i < e->nqs; i++)
+		buf_free(&e->qs[i].enc);
+	free(e->qs);
 	memset(e, 0, sizeof *e);
 }
 
@@ -897,6 +909,82 @@ pre_has(const struct pre *pre, int var)
 	return false;
 }
 
+/* Splits the body into runs of clean lines (encoded here, once) and lines
+ * with holes (encoded per notice). */
+static void
+qp_segments(struct rentry *e)
+{
+	const char *t = e->body.text.p != NULL ? e->body.text.p : "";
+	size_t len = e->body.text.len, a = 0, h = 0;
+
+	while (a < len) {
+		const char *nl = memchr(t + a, '\n', len - a);
+		size_t b = nl != NULL ? (size_t)(nl - t) : len;
+		bool dirty = false;
+		struct qpseg *q;
+
+		while (h < e->body.nh && e->body.h[h].off < a)
+			h++;
+		if (h < e->body.nh && e->body.h[h].off <= b)
+			dirty = true;
+		q = e->nqs > 0 ? &e->qs[e->nqs - 1] : NULL;
+		if (dirty || q == NULL || q->dirty) {
+			e->qs = xrealloc(e->qs, (e->nqs + 1) * sizeof *e->qs);
+			q = &e->qs[e->nqs++];
+			memset(q, 0, sizeof *q);
+			q->dirty = dirty;
+			q->a = a;
+		}
+		q->b = b;
+		a = b + 1;
+	}
+	for (size_t i = 0; i < e->nqs; i++) {
+		struct qpseg *q = &e->qs[i];
+		size_t end = q->b < len ? q->b + 1 : len;
+
+		buf_init(&q->enc);
+		if (!q->dirty)
+			mail_qp_encode(&q->enc, t + q->a, end - q->a);
+	}
+}
+
+/* The body in quoted-printable from the segments: clean runs copied,
+ * lines with holes filled and encoded. */
+static char *
+qp_fill(const struct rentry *e, const char *const *val, size_t *len)
+{
+	const char *t = e->body.text.p != NULL ? e->body.text.p : "";
+	struct buf out, line;
+	size_t h = 0;
+
+	buf_init(&out);
+	buf_init(&line);
+	buf_add(&out, "", 0);
+	for (size_t i = 0; i < e->nqs; i++) {
+		const struct qpseg *q = &e->qs[i];
+		size_t end = q->b < e->body.text.len ? q->b + 1 : e->body.text.len;
+		size_t from = q->a;
+
+		if (!q->dirty) {
+			buf_add(&out, q->enc.p, q->enc.len);
+			continue;
+		}
+		buf_reset(&line);
+		while (h < e->body.nh && e->body.h[h].off < q->a)
+			h++;
+		for (; h < e->body.nh && e->body.h[h].off <= q->b; h++) {
+			buf_add(&line, t + from, e->body.h[h].off - from);
+			buf_puts(&line, val[e->body.h[h].var]);
+			from = e->body.h[h].off;
+		}
+		buf_add(&line, t + from, end - from);
+		mail_qp_encode(&out, line.p, line.len);
+	}
+	buf_free(&line);
+	*len = out.len;
+	return buf_steal(&out);
+}
+
 static struct rentry *
 rentry_get(const struct conf *c, const struct notice *n0, struct ymd today)
 {
@@ -934,6 +1022,7 @@ rentry_get(const struct conf *c, const struct notice *n0, struct ymd today)
 	render_part_holes(&t->body, vs.v, vs.n, false, UNIT_HOLES,
 			  &e->body.text, &e->body);
 	varset_free(&vs);
+	qp_segments(e);
 	snprintf(e->occ, sizeof e->occ, "%s", n0->occurrence);
 	snprintf(e->step, sizeof e->step, "%s", n0->step);
 	e->aud = n0->aud;
@@ -976,6 +1065,7 @@ render_one(const struct conf *c, struct db *db, const struct notice *n0,
 	val[V_FEED_URL] = nt.feed_url;
 	nt.subject = pre_fill(&e->subject, val, true);
 	nt.body = pre_fill(&e->body, val, false);
+	nt.body_qp = qp_fill(e, val, &nt.body_qp_len);
 	buf_free(&line);
 	*out = nt;
 	return 0;
@@ -1077,5 +1167,6 @@ notice_text_clear(struct notice_text *t)
 	free(t->subject);
 	free(t->body);
 	free(t->feed_url);
-	t->subject = t->body = t->feed_url = NULL;
+	free(t->body_qp);
+	t->subject = t->body = t->feed_url = t->body_qp = NULL;
 }

@@ -455,6 +455,21 @@ test_render_cache(void **state)
 	assert_string_equal(tb.feed_url + strlen(tb.feed_url) - strlen(tok_b),
 			    tok_b);
 	assert_non_null(strstr(tb.body, "còn 7 ngày"));
+	/* the body assembled from lines encoded once is the body encoded */
+	{
+		struct notice_text *all[2] = { &ta, &tb };
+
+		for (int i = 0; i < 2; i++) {
+			struct buf q;
+
+			buf_init(&q);
+			mail_qp_encode(&q, all[i]->body, strlen(all[i]->body));
+			assert_non_null(all[i]->body_qp);
+			assert_int_equal(all[i]->body_qp_len, q.len);
+			assert_memory_equal(all[i]->body_qp, q.p, q.len);
+			buf_free(&q);
+		}
+	}
 	notice_cache_clear(f->c);
 	assert_int_equal(notice_render(f->c, f->db, nb, 1, now, &tb2), 0);
 	assert_string_equal(tb.subject, tb2.subject);
