@@ -237,13 +237,19 @@ static int
 load_failed(const struct conf *c, struct db *db, const struct status_filter *f,
 	    struct status *s)
 {
+	/* two branches, each on its partial index (outbox_failed,
+	 * outbox_pending): an OR of them would read every row, sent ones
+	 * included, and those pile up */
 	static const char sql[] =
 		"SELECT occurrence, unit, step, audience, channel,"
 		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
-		" state = 'pending'"
+		" state = 'pending', id"
 		" FROM outbox WHERE state = 'failed'"
-		" OR (state = 'pending' AND attempts > 0)"
-		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
+		" UNION ALL SELECT occurrence, unit, step, audience, channel,"
+		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
+		" state = 'pending', id"
+		" FROM outbox WHERE state = 'pending' AND attempts > 0"
+		" ORDER BY 7 DESC, 9 DESC LIMIT ?";
 	sqlite3 *h = (sqlite3 *)db_handle(db);
 	sqlite3_stmt *st = NULL;
 	int rc;
