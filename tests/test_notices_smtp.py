@@ -179,6 +179,7 @@ def test_one_refused_address_others_get_the_mail(daemon_factory, tmp_path,
         # wait until the outcome is written
         wait_for(lambda: state(tmp_path) == "sent", what="the notice marked sent")
         st, _, body = d.get("/status.json")
+        pst, _, page = d.get("/")
         log = d.logtext()
         d.stop()
         rcpts, msg = sink.messages[0]
@@ -189,7 +190,10 @@ def test_one_refused_address_others_get_the_mail(daemon_factory, tmp_path,
                               "outbox_refused")
         assert addr == "vanthu.tuphap@example.vn"
         assert reply == refusal
-        assert st == 200
+        assert st == 200 and pst == 200
+        page = page.decode()
+        assert "Địa chỉ thư bị máy chủ từ chối" in page
+        assert "vanthu.tuphap@example.vn" in page and "User unknown" in page
         refused = json.loads(body)["refused"]
         assert [(r["unit"], r["address"], r["reply"]) for r in refused] == \
             [("tu-phap", "vanthu.tuphap@example.vn", refusal)]
