@@ -362,11 +362,29 @@ static void thread_of(struct sender *s, struct notice *n)
 	ptrdiff_t k = unit_index(s->a->conf, n->unit);
 
 	n->thread[0] = '\0';
-	if (t && t->none_before && k >= 0 && (size_t)k < t->nunits &&
-	    !(t->sent[k / 8] & (1u << (k % 8))))
-		return;          /* nothing was sent to this unit yet */
-	if (outbox_thread_root(s->a->db, n, n->thread, sizeof(n->thread)) != 0)
-		n->thread[0] = '\0';
+	if (!(t && t->none_before && k >= 0 && (size_t)k < t->nunits &&
+	      !(t->sent[k / 8] & (1u << (k % 8)))) &&
+	    outbox_thread_root(s->a->db, n, n->thread, sizeof(n->thread)) == 0)
+		return;
+	n->thread[0] = '\0';
+	/* none sent yet: a mail to the unit (or its head) still in flight,
+	 * or sent but not yet written, starts the thread (one step to both
+	 * audiences sends them at once) */
+	for (int l = 0; l < 2; l++) {
+		for (const struct job *j = l ? s->done : s->jobs; j; j = j->next) {
+			const struct notice *r = &j->rows[0];
+
+			if (j->ch != CH_EMAIL || j->nrows != 1 || r->id == n->id ||
+			    (l == 1 && j->out != OUT_SENT) ||
+			    !(r->aud & (AUD_UNIT | AUD_HEAD)) ||
+			    strcmp(r->unit, n->unit) != 0 ||
+			    strcmp(r->occurrence, n->occurrence) != 0)
+				continue;
+			snprintf(n->thread, sizeof(n->thread), "%s",
+				 r->thread[0] ? r->thread : r->message_id);
+			return;
+		}
+	}
 }
 
 /* A mail to a unit went out: it may start the unit's thread. */

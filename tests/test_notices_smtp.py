@@ -375,3 +375,39 @@ def test_mails_to_a_unit_form_one_thread(daemon_factory, tmp_path, port):
                 ["thuongtruc@example.vn"]
     finally:
         sink.controller.stop()
+
+
+def test_one_step_to_unit_and_head_is_one_thread(daemon_factory, tmp_path,
+                                                 port):
+    """A step for both the unit and its head sends two mails at once: the
+    one that goes second answers the first, though neither was marked
+    sent when it was built."""
+    sink = start_sink(Sink())
+    try:
+        one_unit = TWO_ADDRESSES.replace(", vanthu.tuphap@example.vn", "")
+        cycles = """
+[policy both]
+at     = 08:00
+remind = -7d unit head
+
+[cycle q1]
+title  = Báo cáo quý I
+due    = 03-13
+period = 12-15 .. 03-13
+policy = both
+units  = *
+"""
+        conf = make_config(tmp_path, port, units=one_unit, cycles=cycles,
+                           mail=smtp_mail(f"smtp://127.0.0.1:{sink.port}",
+                                          "starttls = no\n"))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: len(sink.messages) >= 2, what="both mails")
+        d.stop()
+        msgs = [m for _, m in sink.messages]
+        roots = [m for m in msgs if m["In-Reply-To"] is None]
+        assert len(roots) == 1, [m["In-Reply-To"] for m in msgs]
+        other, = [m for m in msgs if m["In-Reply-To"] is not None]
+        assert other["In-Reply-To"] == roots[0]["Message-ID"]
+        assert other["References"] == roots[0]["Message-ID"]
+    finally:
+        sink.controller.stop()
