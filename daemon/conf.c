@@ -85,7 +85,7 @@ static const char *const daemon_keys[KD_N] = {
 enum {
 	KM_TRANSPORT, KM_URL, KM_STARTTLS, KM_TLS_VERIFY, KM_USER,
 	KM_PASSWORD_FILE, KM_FROM, KM_MAILDIR, KM_PARALLEL, KM_RETRY_MIN,
-	KM_RETRY_MAX, KM_GIVE_UP, KM_TIMEOUT, KM_N
+	KM_RETRY_MAX, KM_GIVE_UP, KM_TIMEOUT, KM_ALLOW_PLAINTEXT_AUTH, KM_N
 };
 static const char *const mail_keys[KM_N] = {
 	[KM_TRANSPORT] = "transport", [KM_URL] = "url",
@@ -95,6 +95,7 @@ static const char *const mail_keys[KM_N] = {
 	[KM_PARALLEL] = "parallel", [KM_RETRY_MIN] = "retry_min",
 	[KM_RETRY_MAX] = "retry_max", [KM_GIVE_UP] = "give_up",
 	[KM_TIMEOUT] = "timeout",
+	[KM_ALLOW_PLAINTEXT_AUTH] = "allow_plaintext_auth",
 };
 
 enum { KW_SECRET_FILE, KW_TIMEOUT, KW_FORMAT, KW_N };
@@ -900,6 +901,10 @@ set_mail(struct pctx *p, int k, char *v, int line)
 		break;
 	case KM_TIMEOUT:
 		durp = &c->mail.timeout;
+		break;
+	case KM_ALLOW_PLAINTEXT_AUTH:
+		if (parse_bool(v, &c->mail.allow_plaintext_auth) < 0)
+			bad(p, line, key, v, "expected yes or no");
 		break;
 	}
 	if (durp != NULL) {
@@ -2383,6 +2388,56 @@ load_secrets(struct pctx *p)
 	}
 }
 
+/* Whether an smtp:// URL names a loopback address literally (127.0.0.0/8,
+ * [::1]).  A name is never taken for loopback, not even "localhost": what
+ * it resolves to is not in the file, and the decision must not depend on
+ * a resolver. */
+static bool
+smtp_url_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	unsigned a, b, cc, d;
+	char tail;
+
+	if (h == NULL)
+		return false;
+	h += 3;
+	if (strchr(h, '@') != NULL)
+		h = strrchr(h, '@') + 1;
+	if (strncmp(h, "[::1]", 5) == 0)
+		return strchr(":/", h[5]) != NULL;
+	tail = '\0';
+	if (sscanf(h, "%u.%u.%u.%u%c", &a, &b, &cc, &d, &tail) < 4)
+		return false;
+	return a == 127 && b < 256 && cc < 256 && d < 256 &&
+	       (tail == '\0' || tail == ':' || tail == '/');
+}
+
+/* No SMTP password in clear: with `user` set over smtp:// to a server not
+ * on loopback, `starttls = try` becomes `required` (a server or a
+ * middlebox that offers no STARTTLS gets no password), and `starttls =
+ * no` is an error, unless allow_plaintext_auth = yes. */
+static void
+check_plaintext_auth(struct pctx *p, const struct secinfo *si)
+{
+	struct conf *c = p->c;
+
+	if (c->mail.transport != TRANSPORT_SMTP || c->mail.user == NULL ||
+	    c->mail.allow_plaintext_auth || c->mail.url == NULL ||
+	    strncmp(c->mail.url, "smtp://", 7) != 0 ||
+	    smtp_url_loopback(c->mail.url))
+		return;
+	if (c->mail.starttls == STARTTLS_TRY) {
+		c->mail.starttls = STARTTLS_REQUIRED;
+		c->mail.auth_needs_tls = true;
+	} else if (c->mail.starttls == STARTTLS_NO) {
+		err(p, si->kl[KM_STARTTLS], "starttls = no with user set would "
+		    "send the SMTP password in clear to a server not on "
+		    "loopback; use starttls = required or smtps://, or write "
+		    "allow_plaintext_auth = yes");
+	}
+}
+
 static void
 validate(struct pctx *p)
 {
@@ -2471,6 +2526,7 @@ validate(struct pctx *p)
 		err(p, si->kl[KM_RETRY_MIN] ? si->kl[KM_RETRY_MIN] :
 		    si->kl[KM_RETRY_MAX], "retry_min is longer than "
 		    "retry_max");
+	check_plaintext_auth(p, si);
 	if (c->mail.from == NULL && c->secretariat.email != NULL) {
 		/* the secretariat's first address, with its name */
 		first = xstrndup(c->secretariat.email,

@@ -336,6 +336,9 @@ struct conf {
 		int64_t retry_max;    /* backoff cap */
 		int64_t give_up;      /* after this long, a temp failure is final */
 		int64_t timeout;      /* per SMTP transaction */
+		bool allow_plaintext_auth;  /* AUTH without TLS off loopback */
+		bool auth_needs_tls;  /* starttls = try made required (user set,
+					 server not a loopback literal) */
 	} mail;
 	struct {
 		char *secret_file;
@@ -519,7 +522,7 @@ int sched_moves(const struct conf *c, char *const *ids, size_t nids,
 
 struct db;
 
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -577,6 +580,10 @@ int db_meta_set(struct db *db, const char *key, const char *val);
 
 /* The unit's private feed token, created (random) on first use. */
 int db_unit_token(struct db *db, const char *unit, char **token);
+/* Every stored token; fn returns non-zero to stop. */
+int db_unit_token_foreach(struct db *db,
+			  int (*fn)(void *ctx, const char *unit,
+				    const char *token), void *ctx);
 
 /* Revision tracking for SEQUENCE/LAST-MODIFIED: if hash differs from the
  * stored one, seq is incremented and modified set to now. */
@@ -789,6 +796,13 @@ tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
  *       note)                               -- unit '' = every unit
  *   extension(occurrence, unit, due_date TEXT, due_minute INTEGER,
  *       recorded, source, actor, note, PRIMARY KEY(occurrence, unit))
+ * Schema version 4 (after the ledger's 3):
+ *   outbox_refused(outbox_id INTEGER, address TEXT, reply TEXT,
+ *       at INTEGER, PRIMARY KEY(outbox_id, address))
+ *       -- recipients a server refused (RCPT) while others took the mail
+ *   indexes outbox_due and outbox_due_channel dropped for partial ones:
+ *   outbox_pending ON outbox(channel, next_try) WHERE state = 'pending',
+ *   outbox_failed ON outbox(occurrence) WHERE state = 'failed'
  */
 
 /* ---------------------------------------------------------------- clock.c */
@@ -882,6 +896,10 @@ struct notice {
 	int attempts;
 	tstamp created;
 	char message_id[160];    /* "<...@host>", the same for every retry */
+	tstamp next_try;
+	/* the Message-ID this mail answers (the first mail to the unit about
+	 * the occurrence), "" when it is the first; the sender fills it */
+	char thread[160];
 };
 void notice_clear(struct notice *n);
 
@@ -911,6 +929,12 @@ int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
  * both.  Fills out[0..*count), at most max (notice_clear each). */
 int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 	       struct notice *out, size_t *count);
+/* Pending rows of one channel due at now, after `after` in (next_try, id)
+ * order (NULL: from the start): the sender's cursor, so that rows in
+ * flight are not read again. */
+int outbox_due_after(struct db *db, tstamp now, enum channel ch,
+		     const struct notice *after, size_t max, struct notice *out,
+		     size_t *count);
 /* Pending due secretariat/chief email rows with like's (step, recipients,
  * send_at): the rows of one digest. */
 int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
@@ -920,6 +944,9 @@ int outbox_get(struct db *db, const char *occ, const char *unit,
 	       const char *step, enum audience aud, enum channel ch,
 	       struct notice *out, enum outbox_state *state);
 int outbox_mark_sent(struct db *db, int64_t id, tstamp now);
+/* outbox_mark_sent for many rows in one statement. */
+int outbox_mark_sent_all(struct db *db, const int64_t *ids, size_t n,
+			 tstamp now);
 int outbox_mark_retry(struct db *db, int64_t id, tstamp next_try,
 		      const char *error);
 int outbox_mark_failed(struct db *db, int64_t id, tstamp now,
@@ -939,6 +966,32 @@ int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
  * of the pending ones those tried before (retrying[channel]).  One grouped
  * query over the table: callers cache it. */
 int outbox_counts(struct db *db, int64_t counts[4][2], int64_t retrying[2]);
+/* outbox_defer waiting at least min_wait seconds (a server's Retry-After);
+ * *next (may be NULL) gets the next try's time when it returns 0. */
+int outbox_defer_until(struct db *db, const struct conf *c,
+		       const struct notice *n, tstamp now, const char *error,
+		       double jitter, int64_t min_wait, tstamp *next);
+/* Records that the server refused one address of notice id (RCPT), with
+ * its reply (escaped text); the other addresses got the mail. */
+int outbox_refused_add(struct db *db, int64_t id, const char *address,
+		       const char *reply, tstamp now);
+/* Every refused address, optionally of one occurrence, in (occurrence,
+ * unit, step, address) order; the strings live until fn returns, which
+ * returns non-zero to stop. */
+struct outbox_refusal {
+	const char *occurrence, *unit, *step, *audience, *address, *reply;
+	tstamp at;
+};
+typedef int (*outbox_refused_fn)(void *ctx, const struct outbox_refusal *r);
+int outbox_refused_foreach(struct db *db, const char *occ,
+			   outbox_refused_fn fn, void *ctx);
+/* The thread of a mail to a unit (audience unit or head): the
+ * Message-ID of the first email about n's occurrence sent to that unit,
+ * other than n itself.  0 found, 1 none (n starts the thread), -1. */
+int outbox_thread_root(struct db *db, const struct notice *n, char *out,
+		       size_t size);
+/* Whether any email to a unit (or its head) about occ was sent: 1, 0, -1. */
+int outbox_occ_has_mail(struct db *db, const char *occ);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns
@@ -1026,11 +1079,20 @@ struct notice_text {
 	int days;                /* local days from the due date to now */
 	bool escalation;
 	enum tmpl_kind kind;
+	/* body as mail_qp_encode gives it, when the render cache could put
+	 * it together from lines encoded once (NULL: encode body) */
+	char *body_qp;
+	size_t body_qp_len;
 };
 int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,
 		  struct notice_text *out);
 void notice_text_clear(struct notice_text *t);
+/* notice_render keeps the text common to the units of one (occurrence,
+ * step, audience, day) and each unit's feed token in the configuration's
+ * template set; this drops the texts (the state changed: a due date may
+ * have moved).  The sender calls it on every kick. */
+void notice_cache_clear(const struct conf *c);
 
 /* ------------------------------------------------------------------ doc.c */
 
@@ -1133,6 +1195,13 @@ struct st_fail {
 	bool retrying;           /* a temporary failure, to be tried again */
 };
 
+/* An address a server refused while the notice's others got it (the
+ * reply is stored escaped). */
+struct st_refused {
+	char *occ, *unit, *step, *aud, *addr, *reply;
+	tstamp at;
+};
+
 struct status {
 	tstamp now;
 	tstamp stale_at;         /* time alone may change the model from here */
@@ -1141,6 +1210,8 @@ struct status {
 	size_t nocc;
 	struct st_fail *fail;
 	size_t nfail;
+	struct st_refused *ref;
+	size_t nref;
 };
 
 /* What to show; every field NULL = the default window, every unit. */

@@ -113,7 +113,7 @@ test_open_create(void **state)
 				      " 'unit_token', 'rev', 'submission',"
 				      " 'submission_event', 'outbox')"), 6);
 	assert_int_equal(query_int(h, "SELECT count(*) FROM sqlite_master WHERE"
-				      " type = 'index' AND name = 'outbox_due'"),
+				      " type = 'index' AND name = 'outbox_pending'"),
 			 1);
 	assert_int_equal(query_int(h, "PRAGMA synchronous"), 2);   /* FULL */
 	assert_int_equal(query_int(h, "PRAGMA foreign_keys"), 1);
