@@ -120,9 +120,9 @@ static const char *const migrations[] = {
 	 * Failed rows, which the status lists, get a partial index too. */
 	"DROP INDEX IF EXISTS outbox_due;"
 	"DROP INDEX IF EXISTS outbox_due_channel;"
-	"CREATE INDEX outbox_pending ON outbox(channel, next_try) "
+	"CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(channel, next_try) "
 	    "WHERE state = 'pending';"
-	"CREATE INDEX outbox_failed ON outbox(occurrence) "
+	"CREATE INDEX IF NOT EXISTS outbox_failed ON outbox(occurrence) "
 	    "WHERE state = 'failed';"
 	"CREATE TABLE IF NOT EXISTS outbox_refused("
 	    "  outbox_id INTEGER NOT NULL,"
