@@ -291,6 +291,14 @@ struct admin {
 	char *token;         /* contents; NULL when not read */
 };
 
+/* [group ID]: a group of units' display name (groups are named by the
+ * units' `groups` key; this section only names one) */
+struct group_def {
+	char *id;
+	int line;
+	char *name;
+};
+
 struct conf {
 	char *path;          /* as given */
 	char *dir;           /* directory of path, for relative paths */
@@ -359,6 +367,8 @@ struct conf {
 	size_t ngroups;
 	struct admin *admins;   /* [admin ID] sections */
 	size_t nadmins;
+	struct group_def *groupdefs;   /* [group ID] sections */
+	size_t ngroupdefs;
 
 	struct tz *tz;
 	struct holidays hol;
@@ -390,6 +400,8 @@ void conf_free(struct conf *c);
 const struct unit *conf_unit(const struct conf *c, const char *id);
 const struct cycle *conf_cycle(const struct conf *c, const char *id);
 bool conf_workday(const struct conf *c, int64_t day);
+/* [group ID] name of a group, NULL when it has none */
+const char *conf_group_name(const struct conf *c, const char *id);
 /* Whether the unit at conf->units[unit_index] reports in cycle cy. */
 bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
 /* Sets what the configuration takes from the state store: the default

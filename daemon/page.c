@@ -381,10 +381,13 @@ page_filters(struct page *pg, const char *token)
 	buf_puts(b, "<form method=\"get\" action=\"/\">"
 		 "<label>Nhóm đơn vị <select name=\"group\">");
 	put_opt(b, "", "Tất cả", pg->f->group == NULL);
-	for (size_t i = 0; i < c->ngroups; i++)
-		put_opt(b, c->groups[i], c->groups[i],
+	for (size_t i = 0; i < c->ngroups; i++) {
+		const char *name = conf_group_name(c, c->groups[i]);
+
+		put_opt(b, c->groups[i], name != NULL ? name : c->groups[i],
 			pg->f->group != NULL &&
 			strcmp(pg->f->group, c->groups[i]) == 0);
+	}
 	buf_puts(b, "</select></label> <label>Loại báo cáo <select "
 		 "name=\"cycle\">");
 	put_opt(b, "", "Tất cả", pg->f->cycle == NULL);
@@ -444,17 +447,30 @@ page_head(struct buf *b, bool refresh)
 		   "</head><body>\n", page_css);
 }
 
-/* The page's order: the occurrences not yet due (as extended), soonest
- * first, then those past due, the latest first: what is coming and what
- * was just missed on top, the old history below. */
+/* The page's order: first what is being chased now and what comes next,
+ * by due date (as extended): occurrences past due that still have units
+ * missing and are inside their policy's `until` (30 days without one),
+ * then those not yet due, soonest first; below them the rest of the
+ * past, latest first.  The old history never sits above the report due
+ * in five days. */
+#define CURRENT_DEFAULT (30 * DAY)
 static const struct status *order_s;
+
+static bool
+occ_current(const struct st_occ *so, tstamp now)
+{
+	const struct policy *p = so->o.cycle->policy;
+	int64_t until = p != NULL && p->until > 0 ? p->until : CURRENT_DEFAULT;
+
+	return so->o.due_at > now || (so->nmiss > 0 && now < so->o.due_at + until);
+}
 
 static int
 order_cmp(const void *pa, const void *pb)
 {
 	const struct st_occ *a = &order_s->occ[*(const size_t *)pa];
 	const struct st_occ *b = &order_s->occ[*(const size_t *)pb];
-	bool fa = a->o.due_at > order_s->now, fb = b->o.due_at > order_s->now;
+	bool fa = occ_current(a, order_s->now), fb = occ_current(b, order_s->now);
 
 	if (fa != fb)
 		return fa ? -1 : 1;
