@@ -191,7 +191,7 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 	buf_puts(b, "</span>");
 	if (su->own_due) {
 		ymd_format_vn(su->due, t);
-		buf_printf(b, "<div class=\"st ext\">&#9201; gia hạn đến %s"
+		buf_printf(b, "<div class=\"st ext\">&#8677; gia hạn đến %s"
 			   "</div>", t);
 	}
 	buf_puts(b, "</td>");
@@ -319,7 +319,7 @@ page_section(struct page *pg, const struct st_occ *so)
 	if (so->o.extended) {
 		ymd_format_vn(so->o.due, d1);
 		ymd_format_vn(so->o.was_due, d2);
-		buf_printf(b, "<p class=\"st ext\">&#9201; Đã gia hạn cho mọi đơn "
+		buf_printf(b, "<p class=\"st ext\">&#8677; Đã gia hạn cho mọi đơn "
 			   "vị: gia hạn đến %s (hạn theo kế hoạch %s)</p>\n", d1,
 			   d2);
 	}

@@ -497,17 +497,20 @@ occ_label(const struct occ *o, char *out, size_t size)
 	if (roman_tail)
 		snprintf(out, size, "%s/%d", t, y);
 	else if (per[0] != '\0' && ends_with(t, " quý") &&
-		 strncmp(per, "quý ", 4) == 0)
-		snprintf(out, size, "%s %s", t, per + 4);
+		 strncmp(per, "quý ", strlen("quý ")) == 0)
+		snprintf(out, size, "%s %s", t, per + strlen("quý "));
 	else if (per[0] != '\0' && ends_with(t, " tháng") &&
-		 strncmp(per, "tháng ", 7) == 0)
-		snprintf(out, size, "%s %s", t, per + 7);
+		 strncmp(per, "tháng ", strlen("tháng ")) == 0)
+		snprintf(out, size, "%s %s", t, per + strlen("tháng "));
 	else if (ends_with(t, " năm"))
 		snprintf(out, size, "%s %d", t, y);
-	else if (o->cycle->period == PERIOD_MONTH && per[0] != '\0')
-		snprintf(out, size, "%s %s", t, per);
-	else if (ends_with(t, " tháng") && o->cycle->rrule != NULL)
+	else if (ends_with(t, " tháng") && o->cycle->rrule != NULL &&
+		 per[0] == '\0')
 		snprintf(out, size, "%s %d/%d", t, o->nominal.m, o->nominal.y);
+	else if (ends_with(t, " tháng"))      /* "6 tháng", "9 tháng" */
+		snprintf(out, size, "%s năm %d", t, y);
+	else if (per[0] != '\0')
+		snprintf(out, size, "%s %s", t, per);
 	else
 		snprintf(out, size, "%s năm %d", t, y);
 }

@@ -50,7 +50,8 @@ def overview(drv):
     """[(label, time left)] of the overview table, top to bottom."""
     from selenium.webdriver.common.by import By
     out = []
-    for tr in drv.find_elements(By.CSS_SELECTOR, "#tong-hop tbody tr"):
+    for tr in drv.find_elements(By.CSS_SELECTOR,
+                                  "body > table:first-of-type tbody tr"):
         td = tr.find_elements(By.TAG_NAME, "td")
         out.append((td[0].text, td[2].text))
     return out
@@ -86,6 +87,7 @@ def shot(drv, name):
     # the whole page, not only the window
     h = drv.execute_script("return document.body.scrollHeight")
     drv.set_window_size(1280, min(max(h + 100, 900), 6000))
+    drv.execute_script("window.scrollTo(0, 0)")
     drv.save_screenshot(str(ARTIFACTS / name))
     drv.set_window_size(1280, 1400)
 
@@ -425,3 +427,21 @@ def test_page_at_10000_units(daemon_factory, tmp_path, port):
 def By_css():
     from selenium.webdriver.common.by import By
     return By.CSS_SELECTOR
+
+
+@pytest.mark.parametrize("extra,msg", [
+    ("[group nowhere]\nname = Không ai\n", "[group nowhere]: no unit is in "
+     "this group"),
+    ("[group phong-ban]\n", "[group phong-ban] has no name"),
+    ("[group phong-ban]\nname = A\n[group phong-ban]\nname = B\n",
+     "duplicate section [group phong-ban]"),
+])
+def test_group_config_errors(tmp_path, port, extra, msg):
+    from conftest import CUTOFFD
+    import subprocess
+    conf = example_conf(tmp_path, port, extra=extra)
+    r = subprocess.run([str(CUTOFFD), "--check", "-c", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    line = next(l for l in r.stderr.splitlines() if msg in l)
+    assert re.match(rf"{re.escape(str(conf))}:\d+: ", line), line
