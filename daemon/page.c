@@ -454,7 +454,13 @@ page_head(struct buf *b, bool refresh)
  * past, latest first.  The old history never sits above the report due
  * in five days. */
 #define CURRENT_DEFAULT (30 * DAY)
-static const struct status *order_s;
+
+struct okey {
+	size_t i;
+	bool current;
+	tstamp due;
+	const char *id;
+};
 
 static bool
 occ_current(const struct st_occ *so, tstamp now)
@@ -468,28 +474,29 @@ occ_current(const struct st_occ *so, tstamp now)
 static int
 order_cmp(const void *pa, const void *pb)
 {
-	const struct st_occ *a = &order_s->occ[*(const size_t *)pa];
-	const struct st_occ *b = &order_s->occ[*(const size_t *)pb];
-	bool fa = occ_current(a, order_s->now), fb = occ_current(b, order_s->now);
+	const struct okey *a = pa, *b = pb;
 
-	if (fa != fb)
-		return fa ? -1 : 1;
-	if (a->o.due_at != b->o.due_at)
-		return (a->o.due_at < b->o.due_at) == fa ? -1 : 1;
-	return strcmp(a->o.id, b->o.id);
+	if (a->current != b->current)
+		return a->current ? -1 : 1;
+	if (a->due != b->due)         /* current: soonest; past: latest */
+		return (a->due < b->due) == a->current ? -1 : 1;
+	return strcmp(a->id, b->id);
 }
 
+/* indices into s->occ in the page's order (free it) */
 static size_t *
 page_order(const struct status *s)
 {
+	struct okey *k = xcalloc(s->nocc + 1, sizeof(*k));
 	size_t *v = xcalloc(s->nocc + 1, sizeof(*v));
 
 	for (size_t i = 0; i < s->nocc; i++)
-		v[i] = i;
-	/* one thread renders a page at a time (the event loop) */
-	order_s = s;
-	qsort(v, s->nocc, sizeof(*v), order_cmp);
-	order_s = NULL;
+		k[i] = (struct okey){ i, occ_current(&s->occ[i], s->now),
+				      s->occ[i].o.due_at, s->occ[i].o.id };
+	qsort(k, s->nocc, sizeof(*k), order_cmp);
+	for (size_t i = 0; i < s->nocc; i++)
+		v[i] = k[i].i;
+	free(k);
 	return v;
 }
 
