@@ -59,6 +59,7 @@ enum sec {
 	S_CYCLE,
 	S_UNIT,
 	S_ADMIN,
+	S_GROUP,         /* [group ID]: a group's display name */
 	S_COUNT
 };
 
@@ -138,6 +139,10 @@ static const char *const admin_keys[KA_N] = {
 	[KA_CREDENTIAL] = "credential",
 };
 
+/* [group ID]: the name the page shows for a group of units */
+enum { KG_NAME, KG_N };
+static const char *const group_keys[KG_N] = { [KG_NAME] = "name" };
+
 #define KMAX 16
 
 struct secdef {
@@ -164,6 +169,7 @@ static const struct secdef secdefs[S_COUNT] = {
 	[S_UNIT] = { "unit", unit_keys, KU_N, true,
 		     1u << KU_HEAD | 1u << KU_WEBHOOK | 1u << KU_GROUPS },
 	[S_ADMIN] = { "admin", admin_keys, KA_N, true, 0 },
+	[S_GROUP] = { "group", group_keys, KG_N, true, 0 },
 };
 
 /* What we remember of one section while parsing. */
@@ -200,8 +206,8 @@ struct pctx {
 	enum sec sec;
 	size_t idx;          /* of the current policy/cycle/unit */
 	struct secinfo single[S_COUNT];
-	struct secinfo *paux, *caux, *uaux, *aaux;
-	size_t pcap, ccap, ucap, acap;
+	struct secinfo *paux, *caux, *uaux, *aaux, *gaux;
+	size_t pcap, ccap, ucap, acap, gcap;
 
 	/* the key being collected */
 	bool pend;
@@ -1502,6 +1508,8 @@ cur_si(struct pctx *p)
 		return &p->uaux[p->idx];
 	case S_ADMIN:
 		return &p->aaux[p->idx];
+	case S_GROUP:
+		return &p->gaux[p->idx];
 	default:
 		return NULL;
 	}
@@ -1512,6 +1520,12 @@ is_email_list(enum sec s, int k)
 {
 	return (s == S_UNIT && (k == KU_EMAIL || k == KU_HEAD)) ||
 	       (s == S_SECRETARIAT && (k == KS_EMAIL || k == KS_CHIEF));
+}
+
+static struct group_def *
+c_group(struct pctx *p)
+{
+	return &p->c->groupdefs[p->idx];
 }
 
 /* The key collected so far is complete: parse its value. */
@@ -1547,6 +1561,13 @@ flush(struct pctx *p)
 		case S_CYCLE: set_cycle(p, p->pkey, v, p->pline); break;
 		case S_UNIT: set_unit(p, p->pkey, v, p->pline); break;
 		case S_ADMIN: set_admin(p, p->pkey, v, p->pline); break;
+		case S_GROUP:
+			if (str_has_crlf(v) || strlen(v) > 200)
+				bad(p, p->pline, "name", v, "one line of at "
+				    "most 200 bytes");
+			else
+				replace(&c_group(p)->name, xstrdup(v));
+			break;
 		default: break;
 		}
 	}
@@ -1595,6 +1616,21 @@ new_object(struct pctx *p, enum sec s, const char *id)
 		c->cycles[n].due_minute = 1440;
 		si = &p->caux[n];
 		c->ncycles++;
+		break;
+	case S_GROUP:
+		n = c->ngroupdefs;
+		cap = &p->gcap;
+		if (n == *cap) {
+			*cap = *cap ? *cap * 2 : 4;
+			c->groupdefs = xrealloc(c->groupdefs,
+						*cap * sizeof *c->groupdefs);
+			p->gaux = xrealloc(p->gaux, *cap * sizeof *p->gaux);
+		}
+		memset(&c->groupdefs[n], 0, sizeof c->groupdefs[n]);
+		c->groupdefs[n].id = xstrdup(id);
+		c->groupdefs[n].line = p->line;
+		si = &p->gaux[n];
+		c->ngroupdefs++;
 		break;
 	case S_ADMIN:
 		n = c->nadmins;
@@ -2482,6 +2518,18 @@ validate(struct pctx *p)
 			    "the admin of [daemon] admin_token_file");
 	}
 
+	free(BUILD_INDEX(p, "group", c->groupdefs, c->ngroupdefs,
+			 struct group_def));
+	for (i = 0; i < c->ngroupdefs; i++) {
+		si = &p->gaux[i];
+		if (!si->bad && !has_group(c, c->groupdefs[i].id))
+			err(p, si->line, "[group %s]: no unit is in this "
+			    "group", c->groupdefs[i].id);
+		else if (!si->bad && si->kl[KG_NAME] == 0)
+			err(p, si->line, "[group %s] has no name",
+			    c->groupdefs[i].id);
+	}
+
 	si = &p->single[S_SECRETARIAT];
 	/* an installed configuration with no unit yet is valid and inert */
 	if (si->line == 0 && c->nunits == 0)
@@ -2679,6 +2727,7 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	free_aux(p.caux, c->ncycles);
 	free_aux(p.uaux, c->nunits);
 	free_aux(p.aaux, c->nadmins);
+	free_aux(p.gaux, c->ngroupdefs);
 	buf_free(&p.pval);
 
 	if (!(flags & CONF_NO_FILES)) {
@@ -2781,6 +2830,11 @@ conf_free(struct conf *c)
 		free(c->admins[i].token);
 	}
 	free(c->admins);
+	for (i = 0; i < c->ngroupdefs; i++) {
+		free(c->groupdefs[i].id);
+		free(c->groupdefs[i].name);
+	}
+	free(c->groupdefs);
 	for (i = 0; i < c->ncycles; i++) {
 		free(c->cycles[i].id);
 		free(c->cycles[i].title);
@@ -2967,4 +3021,13 @@ conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
 	}
 	c->naliases = naliases;
 	qsort(c->aliases, naliases, sizeof(*c->aliases), alias_qcmp);
+}
+
+const char *
+conf_group_name(const struct conf *c, const char *id)
+{
+	for (size_t i = 0; id != NULL && i < c->ngroupdefs; i++)
+		if (strcmp(c->groupdefs[i].id, id) == 0)
+			return c->groupdefs[i].name;
+	return NULL;
 }

@@ -291,6 +291,14 @@ struct admin {
 	char *token;         /* contents; NULL when not read */
 };
 
+/* [group ID]: a group of units' display name (groups are named by the
+ * units' `groups` key; this section only names one) */
+struct group_def {
+	char *id;
+	int line;
+	char *name;
+};
+
 struct conf {
 	char *path;          /* as given */
 	char *dir;           /* directory of path, for relative paths */
@@ -362,6 +370,8 @@ struct conf {
 	size_t ngroups;
 	struct admin *admins;   /* [admin ID] sections */
 	size_t nadmins;
+	struct group_def *groupdefs;   /* [group ID] sections */
+	size_t ngroupdefs;
 
 	struct tz *tz;
 	struct holidays hol;
@@ -393,6 +403,8 @@ void conf_free(struct conf *c);
 const struct unit *conf_unit(const struct conf *c, const char *id);
 const struct cycle *conf_cycle(const struct conf *c, const char *id);
 bool conf_workday(const struct conf *c, int64_t day);
+/* [group ID] name of a group, NULL when it has none */
+const char *conf_group_name(const struct conf *c, const char *id);
 /* Whether the unit at conf->units[unit_index] reports in cycle cy. */
 bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
 /* Sets what the configuration takes from the state store: the default
@@ -1240,6 +1252,12 @@ void status_csv_write(const struct conf *c, const struct status *s,
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
+/* An occurrence's title with its year, as people write it ("Báo cáo quý
+ * I/2024", "Báo cáo tổng kết năm 2024"), and the period of its Decree 09
+ * preset ("quý I/2024", "06 tháng đầu năm 2024"; "" without one): for the
+ * page, and for templates.  out >= 160 bytes is enough for any title. */
+void occ_label(const struct occ *o, char *out, size_t size);
+void occ_period_label(const struct occ *o, char *out, size_t size);
 /* `cutoffctl status --csv`: the rows of status_csv_write */
 int status_print_csv(const struct conf *c, struct db *db, tstamp now,
 		     const char *occ, FILE *out);
@@ -1383,9 +1401,13 @@ void auth_logout(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* ----------------------------------------------------------------- page.c */
 
-/* GET / (the status page, HTML without JavaScript) and POST /mark */
+/* GET / (the status page, HTML without JavaScript) and its admin forms:
+ * POST /mark (a report, nil=1), POST /undo, POST /extend (due, note;
+ * cancel=1 removes it) */
 void page_get(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
+void page_undo(struct app *a, const struct http_req *q, struct http_resp *r);
+void page_extend(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* ------------------------------------------------------------------ api.c */
 

@@ -442,6 +442,8 @@ static const struct route routes[] = {
 	{ "/login", "POST", false, auth_login },
 	{ "/logout", "POST", false, auth_logout },
 	{ "/mark", "POST", false, page_mark },
+	{ "/undo", "POST", false, page_undo },
+	{ "/extend", "POST", false, page_extend },
 	{ "/metrics", "GET, HEAD", false, metrics_get },
 };
 

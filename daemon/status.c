@@ -463,6 +463,107 @@ status_fmt_due(const struct occ *o, char *out, size_t size)
 	snprintf(out, size, "%s %02d:%02d", d, m / 60 % 100, m % 60);
 }
 
+/* ------------------------------------------------------ period labels */
+
+static const char *const roman[] = { "I", "II", "III", "IV" };
+
+/* The year an occurrence reports on: its data period's end where it has
+ * one (a yearly report due 15/01/2025 covers 2024), else its due year. */
+static int
+occ_year(const struct occ *o)
+{
+	return o->has_period ? o->period_to.y : o->nominal.y;
+}
+
+static bool
+ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+
+	return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* "quý I/2024", "06 tháng đầu năm 2024", "9 tháng năm 2024", "năm 2024",
+ * "tháng 3/2024": the period of a Decree 09 preset, or "" without one. */
+void
+occ_period_label(const struct occ *o, char *out, size_t size)
+{
+	int y = occ_year(o), m = o->period_to.m;
+
+	out[0] = '\0';
+	if (!o->has_period)
+		return;
+	switch (o->cycle->period) {
+	case PERIOD_MONTH:
+		snprintf(out, size, "tháng %d/%d", m, y);
+		break;
+	case PERIOD_QUARTER:
+		snprintf(out, size, "quý %s/%d",
+			 roman[(m >= 1 && m <= 12 ? m - 1 : 0) / 3], y);
+		break;
+	case PERIOD_HALF:
+		snprintf(out, size, m <= 6 ? "06 tháng đầu năm %d" :
+			 "06 tháng cuối năm %d",
+			 y);
+		break;
+	case PERIOD_NINE_MONTHS:
+		snprintf(out, size, "9 tháng năm %d", y);
+		break;
+	case PERIOD_YEAR:
+		snprintf(out, size, "năm %d", y);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The title people read, with its year: "Báo cáo quý I/2024", "Báo cáo
+ * tổng kết năm 2024", "Báo cáo sơ kết 6 tháng năm 2024".  A title that
+ * names a year already is kept; a preset's period completes a title
+ * that stops at "quý" / "tháng". */
+void
+occ_label(const struct occ *o, char *out, size_t size)
+{
+	const char *t = o->cycle->title ? o->cycle->title : o->cycle->id;
+	char per[48];
+	int y = occ_year(o);
+	bool roman_tail = false;
+
+	for (const char *p = t; *p != '\0'; p++)
+		if (p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' &&
+		    p[2] >= '0' && p[2] <= '9' && p[3] >= '0' && p[3] <= '9' &&
+		    (p[0] == '1' || p[0] == '2')) {
+			snprintf(out, size, "%s", t);
+			return;
+		}
+	occ_period_label(o, per, sizeof(per));
+	for (size_t i = 0; i < 4; i++) {
+		char tail[16];
+
+		snprintf(tail, sizeof(tail), "quý %s", roman[i]);
+		roman_tail |= ends_with(t, tail);
+	}
+	if (roman_tail)
+		snprintf(out, size, "%s/%d", t, y);
+	else if (per[0] != '\0' && ends_with(t, " quý") &&
+		 strncmp(per, "quý ", strlen("quý ")) == 0)
+		snprintf(out, size, "%s %s", t, per + strlen("quý "));
+	else if (per[0] != '\0' && ends_with(t, " tháng") &&
+		 strncmp(per, "tháng ", strlen("tháng ")) == 0)
+		snprintf(out, size, "%s %s", t, per + strlen("tháng "));
+	else if (ends_with(t, " năm"))
+		snprintf(out, size, "%s %d", t, y);
+	else if (ends_with(t, " tháng") && o->cycle->rrule != NULL &&
+		 per[0] == '\0')
+		snprintf(out, size, "%s %d/%d", t, o->nominal.m, o->nominal.y);
+	else if (ends_with(t, " tháng"))      /* "6 tháng", "9 tháng" */
+		snprintf(out, size, "%s năm %d", t, y);
+	else if (per[0] != '\0')
+		snprintf(out, size, "%s %s", t, per);
+	else
+		snprintf(out, size, "%s năm %d", t, y);
+}
+
 /* -------------------------------------------------- cutoffctl status */
 
 int

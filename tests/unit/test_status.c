@@ -731,7 +731,7 @@ test_page_mark(void **state)
 			      "&group=g2&cycle=", csrf);
 	assert_int_equal(run(f, &c, "POST", "/mark", NULL, csrf_body), 0);
 	assert_int_equal(c.r.status, 303);
-	assert_string_equal(c.r.location, "/?group=g2");
+	assert_string_equal(c.r.location, "/?group=g2#o-q1-2024-03-13");
 	call_free(&c);
 	assert_int_equal(changed, 1);
 	assert_int_equal(db_sub_get(f->a.db, "q1/2024-03-13", "c", &s), 0);
