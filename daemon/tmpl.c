@@ -363,13 +363,16 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 
 		if (k == TMPL_DIGEST || ts->t[k].loaded || ts->t[f].loaded)
 			continue;
+		char *path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
+
 		if (f == (enum tmpl_kind)k)
-			diag_add(d, dir, 0, "cannot read template %s/%s: %s", lang,
-				 tmpl_files[k], strerror(ENOENT));
+			diag_add(d, path, 0, "cannot read template: %s",
+				 strerror(ENOENT));
 		else
-			diag_add(d, dir, 0, "cannot read template %s/%s (nor "
-				 "its fallback %s): %s", lang, tmpl_files[k],
-				 tmpl_files[f], strerror(ENOENT));
+			diag_add(d, path, 0, "cannot read template (nor its "
+				 "fallback %s): %s", tmpl_files[f],
+				 strerror(ENOENT));
+		free(path);
 		ok = false;
 	}
 	if (!ok) {
@@ -721,7 +724,7 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 	case LABEL_AUTO:
 	case LABEL_NONE:
 		buf_puts(report, title);
-		return;
+		return;   /* (no label: nothing to add) */
 	case LABEL_TEXT:
 		for (const char *p = cy->label_text; *p != '\0'; p++) {
 			if (p[0] == '%' && p[1] == 'Y') {
@@ -732,7 +735,7 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 			}
 		}
 		buf_printf(report, "%s %s", title, buf_str(label));
-		return;
+		goto done;
 	case LABEL_MONTH:
 		if (en)
 			buf_printf(label, "%s %d", month_en[r.m - 1], r.y);
@@ -741,11 +744,11 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 		snprintf(tail, sizeof tail, "tháng %d", r.m);
 		if (!en && ends_with(title, tail)) {
 			buf_printf(report, "%s/%d", title, r.y);
-			return;
+			goto done;
 		}
 		if (!en && ends_with(title, "tháng")) {
 			buf_printf(report, "%s %d/%d", title, r.m, r.y);
-			return;
+			goto done;
 		}
 		break;
 	case LABEL_QUARTER:
@@ -756,11 +759,11 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 		snprintf(tail, sizeof tail, "quý %s", roman[q]);
 		if (!en && ends_with(title, tail)) {
 			buf_printf(report, "%s/%d", title, r.y);
-			return;
+			goto done;
 		}
 		if (!en && ends_with(title, "quý")) {
 			buf_printf(report, "%s %s/%d", title, roman[q], r.y);
-			return;
+			goto done;
 		}
 		break;
 	case LABEL_HALF:
@@ -770,11 +773,11 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 			buf_printf(label, "06 tháng đầu năm %d", r.y);
 		if (!en && ends_with(title, "6 tháng đầu năm")) {
 			buf_printf(report, "%s %d", title, r.y);
-			return;
+			goto done;
 		}
 		if (!en && ends_with(title, "6 tháng")) {
 			buf_printf(report, "%s đầu năm %d", title, r.y);
-			return;
+			goto done;
 		}
 		break;
 	case LABEL_NINE_MONTHS:
@@ -784,11 +787,11 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 			buf_printf(label, "09 tháng năm %d", r.y);
 		if (!en && ends_with(title, "9 tháng năm")) {
 			buf_printf(report, "%s %d", title, r.y);
-			return;
+			goto done;
 		}
 		if (!en && ends_with(title, "9 tháng")) {
 			buf_printf(report, "%s năm %d", title, r.y);
-			return;
+			goto done;
 		}
 		break;
 	case LABEL_YEAR:
@@ -798,7 +801,7 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 			buf_printf(label, "năm %d", r.y);
 		if (!en && ends_with(title, "năm")) {
 			buf_printf(report, "%s %d", title, r.y);
-			return;
+			goto done;
 		}
 		break;
 	}
@@ -807,6 +810,13 @@ label_texts(const struct conf *c, const struct occ *o, struct buf *label,
 		buf_printf(report, "%s (%s)", title, buf_str(label));
 	else
 		buf_printf(report, "%s %s", title, buf_str(label));
+done:
+	/* "Báo cáo quý I năm 2024 về ...": the title names its year already */
+	snprintf(tail, sizeof tail, "%d", r.y);
+	if (strstr(title, tail) != NULL) {
+		buf_reset(report);
+		buf_puts(report, title);
+	}
 }
 
 /* {{deadline}}: "trước ngày 13/03/2024" for an end-of-day deadline, as

@@ -28,7 +28,7 @@ def content(msg):
 def save(name, rcpts, msg):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     text = (f"To: {', '.join(rcpts)}\nSubject: {msg['Subject']}\n\n"
-            f"{msg.get_content()}")
+            f"{content(msg)}")
     (ARTIFACTS / f"{name}.txt").write_text(text)
 
 
