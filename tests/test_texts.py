@@ -205,6 +205,31 @@ due    = 03-20
 policy = p
 units  = tu-phap
 
+[cycle h]
+title  = Báo cáo sơ kết 6 tháng
+due    = 03-20
+policy = p
+units  = tu-phap
+
+[cycle y]
+title  = Báo cáo tổng kết năm
+due    = 03-20
+policy = p
+units  = tu-phap
+
+[cycle q]
+title  = Báo cáo công tác phòng, chống tội phạm
+label  = quarter
+due    = 03-20
+policy = p
+units  = tu-phap
+
+[cycle k]
+title  = Báo cáo quý I năm 2024 về an ninh trật tự
+due    = 2024-03-20
+policy = p
+units  = tu-phap
+
 [cycle t]
 title  = Báo cáo chuyên đề
 label  = đợt cao điểm Tết %Y
@@ -221,13 +246,20 @@ def test_labels_from_title_key_and_text(daemon_factory, tmp_path, port, smtp):
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port),
                        cycles=LABELS)
     d = daemon_factory(conf, port, now="2024-03-20T07:59:50", speed=600).start()
-    wait_for(lambda: len(sink.messages) >= 3, what="three reminders")
+    wait_for(lambda: len(sink.messages) >= 7, what="seven reminders")
+    time.sleep(0.3)
     d.stop()
     subj = {m["Subject"]: content(m) for _, m in sink.messages}
-    by = {s.split(" (")[0]: b for s, b in subj.items()}
-    assert set(by) == {"V/v gửi Báo cáo tháng 3/2024",
-                       "V/v gửi Báo cáo công tác 09 tháng năm 2024",
-                       "V/v gửi Báo cáo chuyên đề đợt cao điểm Tết 2024"}, subj
+    by = {s.rsplit(" (hạn ", 1)[0]: b for s, b in subj.items()}
+    assert set(by) == {
+        "V/v gửi Báo cáo tháng 3/2024",                     # title's word
+        "V/v gửi Báo cáo công tác 09 tháng năm 2024",       # label = KIND
+        "V/v gửi Báo cáo sơ kết 6 tháng đầu năm 2024",      # completed
+        "V/v gửi Báo cáo tổng kết năm 2024",
+        "V/v gửi Báo cáo công tác phòng, chống tội phạm quý I/2024",
+        "V/v gửi Báo cáo quý I năm 2024 về an ninh trật tự",  # has a year
+        "V/v gửi Báo cáo chuyên đề đợt cao điểm Tết 2024",  # label = text
+    }, subj
     m = by["V/v gửi Báo cáo tháng 3/2024"]
     assert "trước 17:00 ngày 20/03/2024" in m
     assert "từ ngày 15/02/2024 đến ngày 14/03/2024" in m
