@@ -1072,7 +1072,7 @@ static void sender_run(struct sender *s)
 {
 	struct db *db = s->a->db;
 	tstamp now;
-	bool more = false, txn = false, unsynced = false;
+	bool more = false, txn = false, unsynced = false, flush;
 	int64_t changes = 0;
 
 	if (s->kicking) {
@@ -1105,17 +1105,20 @@ static void sender_run(struct sender *s)
 	 * statement whatever its size (callgrind: 25k instructions for one
 	 * row); finished rows wait in `done`, where in_flight() sees them.
 	 * A crash repeats at most those and the ones in flight. */
-	if (s->done && !s->flush_due && s->ndone < FLUSH_BATCH && s->jobs) {
-		if (!ev_is_active(&s->flushtm)) {
-			ev_timer_set(&s->flushtm, FLUSH_DELAY, 0.);
-			ev_timer_start(s->a->loop, &s->flushtm);
-		}
-	} else if (s->done) {
+	flush = s->done && (s->flush_due || s->ndone >= FLUSH_BATCH || !s->jobs);
+	if (s->done && !flush && !ev_is_active(&s->flushtm)) {
+		ev_timer_set(&s->flushtm, FLUSH_DELAY, 0.);
+		ev_timer_start(s->a->loop, &s->flushtm);
+	}
+	if (flush) {
 		changes = db_total_changes(db);
 		unsynced = db_sync_full(db, false) == 0;
-		txn = db_begin(db) == 0;
-		flush_done(s, !txn);
 	}
+	/* the round's reads share one transaction: in autocommit each query
+	 * would take and drop the WAL locks (system calls) on its own */
+	txn = db_begin(db) == 0;
+	if (flush)
+		flush_done(s, !txn);
 	s->kicking = true;
 	now = clock_now(&s->a->clk);
 	for (int round = 0; round < MAILDIR_ROUNDS; round++) {
