@@ -360,11 +360,11 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 	 * (TMPL_DIGEST itself is only the digests' fallback) */
 	for (int k = 0; ok && k < TMPL_COUNT; k++) {
 		enum tmpl_kind f = tmpl_fallback[k];
+		char *path;
 
 		if (k == TMPL_DIGEST || ts->t[k].loaded || ts->t[f].loaded)
 			continue;
-		char *path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
-
+		path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
 		if (f == (enum tmpl_kind)k)
 			diag_add(d, path, 0, "cannot read template: %s",
 				 strerror(ENOENT));

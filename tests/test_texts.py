@@ -284,3 +284,32 @@ def test_ref_is_validated_with_file_line(tmp_path, port, value, why):
     line = next(i for i, l in enumerate(Path(conf).read_text().split("\n"), 1)
                 if l.startswith("ref "))
     assert f"{conf}:{line}: ref:" in r.stderr and why in r.stderr, r.stderr
+
+
+def test_older_template_directory_keeps_working(daemon_factory, tmp_path,
+                                                port, smtp):
+    """0.1's three files only (remind, escalate, digest): the head's
+    escalation falls back on escalate.txt, the digests on digest.txt."""
+    import shutil
+    from conftest import TEMPLATES
+    old = tmp_path / "tmpl"
+    (old / "vi").mkdir(parents=True)
+    for f in ("remind.txt", "escalate.txt"):
+        shutil.copy(TEMPLATES / "vi" / f, old / "vi" / f)
+    (old / "vi" / "digest.txt").write_text(
+        "Subject: Chưa gửi {{title}}: {{count}}\n\nKính gửi: Ban\n\n{{units}}\n")
+    sink = smtp()
+    conf = make_config(tmp_path, port, mail=smtp_mail(sink.port),
+                       cycles=TEXT_CYCLES)
+    text = Path(conf).read_text().replace(f"templates  = {TEMPLATES}",
+                                          f"templates  = {old}")
+    Path(conf).write_text(text)
+    head = "truongphong.tuphap@example.vn"
+    d = daemon_factory(conf, port, now="2024-03-16T07:59:50", speed=10).start()
+    wait_for(lambda: {head, SECRETARIAT} <= {r[0] for r, _ in sink.messages},
+             what="the head's escalation and the digest")
+    time.sleep(0.3)
+    d.stop()
+    got = {r[0]: content(m) for r, m in sink.messages}
+    assert got[head].startswith("Kính gửi: Phòng Tư pháp\n")
+    assert got[SECRETARIAT].startswith("Kính gửi: Ban\n")
