@@ -358,7 +358,7 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 	}
 	/* every kind a notice may use needs its file or its fallback's
 	 * (TMPL_DIGEST itself is only the digests' fallback) */
-	for (int k = 0; ok && k < TMPL_COUNT; k++) {
+	for (int k = 0; k < TMPL_COUNT; k++) {
 		enum tmpl_kind f = tmpl_fallback[k];
 		char *path;
 
