@@ -331,7 +331,7 @@ struct tmplset *
 tmpl_load(const char *dir, const char *lang, struct diag *d)
 {
 	struct tmplset *ts;
-	bool ok = true;
+	bool ok = true, present[TMPL_COUNT] = { false };
 
 	if (lang == NULL)
 		lang = "vi";
@@ -350,6 +350,7 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 				ok = false;
 			}
 		} else {
+			present[k] = true;
 			if (tmpl_parse(path, text, len, &ts->t[k], d) < 0)
 				ok = false;
 			free(text);
@@ -357,12 +358,14 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 		free(path);
 	}
 	/* every kind a notice may use needs its file or its fallback's
-	 * (TMPL_DIGEST itself is only the digests' fallback) */
+	 * (TMPL_DIGEST itself is only the digests' fallback); a required
+	 * fallback's absence is told once, as its own */
 	for (int k = 0; k < TMPL_COUNT; k++) {
 		enum tmpl_kind f = tmpl_fallback[k];
 		char *path;
 
-		if (k == TMPL_DIGEST || ts->t[k].loaded || ts->t[f].loaded)
+		if (k == TMPL_DIGEST || present[k] || present[f] ||
+		    (f != (enum tmpl_kind)k && f != TMPL_DIGEST))
 			continue;
 		path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
 		if (f == (enum tmpl_kind)k)
