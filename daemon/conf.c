@@ -119,11 +119,12 @@ static const char *const policy_keys[KP_N] = {
 };
 
 enum { KC_TITLE, KC_DUE, KC_RRULE, KC_START, KC_PERIOD, KC_TIME,
-	KC_POLICY, KC_UNITS, KC_N };
+	KC_POLICY, KC_UNITS, KC_REF, KC_LABEL, KC_N };
 static const char *const cycle_keys[KC_N] = {
 	[KC_TITLE] = "title", [KC_DUE] = "due", [KC_RRULE] = "rrule",
 	[KC_START] = "start", [KC_PERIOD] = "period", [KC_TIME] = "time",
 	[KC_POLICY] = "policy", [KC_UNITS] = "units",
+	[KC_REF] = "ref", [KC_LABEL] = "label",
 };
 
 enum { KU_NAME, KU_EMAIL, KU_HEAD, KU_WEBHOOK, KU_GROUPS, KU_N };
@@ -1271,6 +1272,62 @@ rrule_parts_ok(const char *v)
 	return NULL;
 }
 
+/* Texts shown to people in the notices (`ref`, `label`): one line of
+ * UTF-8 without control characters, bounded so a subject stays readable. */
+#define CYCLE_TEXT_MAX 160
+
+static void
+cycle_text_key(struct pctx *p, struct cycle *cy, int k, const char *v,
+	       int line)
+{
+	static const struct { const char *name; enum cycle_label l; } kinds[] = {
+		{ "auto", LABEL_AUTO }, { "none", LABEL_NONE },
+		{ "month", LABEL_MONTH }, { "quarter", LABEL_QUARTER },
+		{ "half", LABEL_HALF }, { "nine-months", LABEL_NINE_MONTHS },
+		{ "year", LABEL_YEAR },
+	};
+	const char *key = cycle_keys[k];
+	size_t n = strlen(v);
+
+	if (n == 0) {
+		bad(p, line, key, v, "empty");
+		return;
+	}
+	if (n > CYCLE_TEXT_MAX) {
+		err(p, line, "%s: longer than %d bytes", key, CYCLE_TEXT_MAX);
+		return;
+	}
+	if (!utf8_valid(v, n)) {
+		err(p, line, "%s: invalid UTF-8", key);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch < 0x20 || ch == 0x7f) {
+			bad(p, line, key, v, "control character (CR, LF, tab...)");
+			return;
+		}
+	}
+	if (strstr(v, "{{") != NULL || strstr(v, "}}") != NULL) {
+		bad(p, line, key, v, "'{{' and '}}' are template syntax");
+		return;
+	}
+	if (k == KC_REF) {
+		replace(&cy->ref, xstrdup(v));
+		return;
+	}
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		if (strcmp(v, kinds[i].name) == 0) {
+			cy->label = kinds[i].l;
+			replace(&cy->label_text, NULL);
+			return;
+		}
+	}
+	cy->label = LABEL_TEXT;
+	replace(&cy->label_text, xstrdup(v));
+}
+
 static void
 set_cycle(struct pctx *p, int k, char *v, int line)
 {
@@ -1374,6 +1431,10 @@ set_cycle(struct pctx *p, int k, char *v, int line)
 		break;
 	case KC_UNITS:
 		replace(&a->units, xstrdup(v));
+		break;
+	case KC_REF:
+	case KC_LABEL:
+		cycle_text_key(p, cy, k, v, line);
 		break;
 	}
 }
@@ -2838,6 +2899,8 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->ncycles; i++) {
 		free(c->cycles[i].id);
 		free(c->cycles[i].title);
+		free(c->cycles[i].ref);
+		free(c->cycles[i].label_text);
 		free(c->cycles[i].yearly);
 		free(c->cycles[i].once);
 		free(c->cycles[i].rrule);

@@ -264,6 +264,14 @@ struct cycle {
 	enum period_kind period;
 	struct md period_from, period_to;
 	int due_minute;      /* `time`; 1440 = end of day */
+	char *ref;           /* `ref`: the plan's reference, NULL when unset */
+	enum cycle_label {   /* `label`: how {{period_label}} is made */
+		LABEL_AUTO,  /* from the title's words (tmpl.c) */
+		LABEL_NONE, LABEL_MONTH, LABEL_QUARTER, LABEL_HALF,
+		LABEL_NINE_MONTHS, LABEL_YEAR,
+		LABEL_TEXT   /* label_text as written, %Y = the year */
+	} label;
+	char *label_text;
 	const struct policy *policy;
 	size_t *units;       /* indices into conf->units, ascending */
 	size_t nunits;
@@ -1062,7 +1070,13 @@ struct tmplset *tmpl_load_dirs(const char *const *dirs, size_t n,
 			       const char *lang, const char *conf, int line,
 			       struct diag *d);
 void tmpl_free(struct tmplset *t);
-enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
+/* One template per (step kind, audience); a file missing from the
+ * directory falls back on the generic one (escalate-head.txt on
+ * escalate.txt, digest-*.txt on digest.txt), so an older override
+ * directory keeps working. */
+enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_REMIND_HEAD,
+		 TMPL_ESCALATE_HEAD, TMPL_DIGEST_SECRETARIAT, TMPL_DIGEST_CHIEF,
+		 TMPL_COUNT };
 /* The template's subject line and body with {{name}} placeholders filled
  * from vars (name/value pairs, nvars of them).  Subject and body are
  * xmalloc'ed.  For TMPL_DIGEST, the placeholder {{units}} is a block. */

@@ -21,13 +21,21 @@ static const char *const known_vars[] = {
 	"days", "days_left", "days_late", "remaining", "period_from",
 	"period_to", "period", "feed_url", "status_url", "submit_to",
 	"secretariat", "late_since", "step", "units", "count",
-	"extended", "extended_due", NULL,
+	/* 0.2: texts people would sign */
+	"today", "period_label", "report", "ref", "basis", "deadline",
+	"period_text", "extended", "extended_due", NULL,
 };
 /* indices of the per-unit ones in known_vars (the render cache's holes) */
 enum { V_UNIT = 0, V_UNIT_ID = 1, V_FEED_URL = 14, V_UNITS = 20 };
 
 static const char *const tmpl_files[TMPL_COUNT] = {
-	"remind.txt", "escalate.txt", "digest.txt",
+	"remind.txt", "escalate.txt", "digest.txt", "remind-head.txt",
+	"escalate-head.txt", "digest-secretariat.txt", "digest-chief.txt",
+};
+/* what a missing per-audience file falls back on (itself: required) */
+static const enum tmpl_kind tmpl_fallback[TMPL_COUNT] = {
+	TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_REMIND, TMPL_ESCALATE,
+	TMPL_DIGEST, TMPL_DIGEST,
 };
 
 struct seg {
@@ -330,7 +338,7 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 	       const char *conf, int line, struct diag *d)
 {
 	struct tmplset *ts;
-	bool ok = true;
+	bool ok = true, present[TMPL_COUNT] = { false };
 
 	if (lang == NULL)
 		lang = "vi";
@@ -352,29 +360,65 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 					 tmpl_files[k]);
 			r = read_file(path, TMPL_MAX_SIZE, &text, &len);
 		}
-		if (r < 0 && errno == ENOENT && ndirs > 1) {
-			struct buf where;
-
-			buf_init(&where);
-			for (i = 0; i < ndirs; i++)
-				if (dirs[i] != NULL)
-					buf_printf(&where, "%s%s", where.len ?
-						   ", " : "", dirs[i]);
-			diag_add(d, conf, line, "template %s/%s not found in %s",
-				 lang, tmpl_files[k], where.len ? buf_str(&where) :
-				 "(no directory)");
-			buf_free(&where);
-			ok = false;
-		} else if (r < 0) {
-			diag_add(d, path, 0, "cannot read template: %s",
-				 strerror(errno));
-			ok = false;
+		if (r < 0) {
+			/* a missing file is told below, with its fallback */
+			if (errno != ENOENT) {
+				diag_add(d, path, 0, "cannot read template: %s",
+					 strerror(errno));
+				ok = false;
+			}
 		} else {
+			present[k] = true;
 			if (tmpl_parse(path, text, len, &ts->t[k], d) < 0)
 				ok = false;
 			free(text);
 		}
 		free(path);
+	}
+	/* every kind a notice may use needs its file or its fallback's
+	 * (TMPL_DIGEST itself is only the digests' fallback); a required
+	 * fallback's absence is told once, as its own */
+	for (int k = 0; k < TMPL_COUNT; k++) {
+		enum tmpl_kind f = tmpl_fallback[k];
+		char *path;
+
+		if (k == TMPL_DIGEST || present[k] || present[f] ||
+		    (f != (enum tmpl_kind)k && f != TMPL_DIGEST))
+			continue;
+		if (ndirs > 1) {
+			struct buf where;
+
+			buf_init(&where);
+			for (size_t i = 0; i < ndirs; i++)
+				if (dirs[i] != NULL)
+					buf_printf(&where, "%s%s", where.len ?
+						   ", " : "", dirs[i]);
+			if (f == (enum tmpl_kind)k)
+				diag_add(d, conf, line, "template %s/%s not "
+					 "found in %s", lang, tmpl_files[k],
+					 where.len ? buf_str(&where) :
+					 "(no directory)");
+			else
+				diag_add(d, conf, line, "template %s/%s (nor "
+					 "its fallback %s) not found in %s",
+					 lang, tmpl_files[k], tmpl_files[f],
+					 where.len ? buf_str(&where) :
+					 "(no directory)");
+			buf_free(&where);
+			ok = false;
+			continue;
+		}
+		path = xasprintf("%s/%s/%s", dirs[0] != NULL ? dirs[0] : ".",
+				 lang, tmpl_files[k]);
+		if (f == (enum tmpl_kind)k)
+			diag_add(d, path, 0, "cannot read template: %s",
+				 strerror(ENOENT));
+		else
+			diag_add(d, path, 0, "cannot read template (nor its "
+				 "fallback %s): %s", tmpl_files[f],
+				 strerror(ENOENT));
+		free(path);
+		ok = false;
 	}
 	if (!ok) {
 		tmpl_free(ts);
@@ -430,26 +474,53 @@ put_value(struct buf *out, const char *v, bool one_line)
 		buf_putc(out, (*v == '\r' || *v == '\n' || *v == '\t') ? ' ' : *v);
 }
 
+/*
+ * A body line whose placeholders all came out empty is left out: "- Thời
+ * gian lấy số liệu: {{period_text}}" for a report without a period,
+ * "{{ref}}" without a plan reference.  The language has no conditionals
+ * and needs none for this.  A line with a hole is kept (the holes are a
+ * unit's name, id, feed: never empty).  Lines are the body's "\n"
+ * segments (tmpl_parse adds each line end as a segment of its own).
+ */
 static void
 render_part_holes(const struct part *p, const struct tmpl_var *vars,
-		  size_t nvars, bool one_line, uint32_t holes, struct buf *out,
+		  size_t nvars, bool one_line, uint64_t holes, struct buf *out,
 		  struct pre *pre)
 {
+	size_t line_start = out->len;
+	bool line_vars = false, line_full = false;
+
 	for (size_t i = 0; i < p->n; i++) {
 		int var = p->seg[i].var;
+		const char *v;
 
 		if (p->seg[i].text != NULL) {
+			if (p->seg[i].len == 1 && p->seg[i].text[0] == '\n') {
+				if (line_vars && !line_full) {
+					out->len = line_start;
+				} else {
+					buf_add(out, "\n", 1);
+				}
+				line_start = out->len;
+				line_vars = line_full = false;
+				continue;
+			}
 			buf_add(out, p->seg[i].text, p->seg[i].len);
 			continue;
 		}
-		if (pre != NULL && (holes & (UINT32_C(1) << var))) {
+		line_vars = true;
+		if (pre != NULL && (holes & (UINT64_C(1) << var))) {
 			pre->h = xrealloc(pre->h, (pre->nh + 1) * sizeof *pre->h);
 			pre->h[pre->nh].off = out->len;
 			pre->h[pre->nh].var = var;
 			pre->nh++;
+			line_full = true;
 			continue;
 		}
-		put_value(out, lookup(vars, nvars, known_vars[var]), one_line);
+		v = lookup(vars, nvars, known_vars[var]);
+		if (*v != '\0')
+			line_full = true;
+		put_value(out, v, one_line);
 	}
 	buf_add(out, "", 0);
 }
@@ -583,7 +654,7 @@ format_due(const struct conf *c, const struct occ *o, char *out, size_t size)
 	tz_format_vn(c->tz, o->due_at, out);   /* 17 bytes */
 }
 
-#define NVARS 32
+#define NVARS 40
 
 struct varset {
 	struct tmpl_var v[NVARS];
@@ -645,6 +716,237 @@ extended_vars(const struct conf *c, const struct occ *o, struct varset *vs)
 		? "The deadline has been extended until %s (it was %s).\n\n"
 		: "Hạn gửi báo cáo đã được gia hạn đến %s (hạn trước đây: "
 		  "%s).\n\n", when, was));
+}
+
+/* ------------------------------------------- texts people would sign */
+
+/*
+ * {{period_label}}: the period as plans name it, with its year ("quý
+ * I/2024", "06 tháng đầu năm 2024", "09 tháng năm 2024", "năm 2024",
+ * "tháng 3/2024").  Its kind comes from `[cycle] label` (a kind, or a text
+ * where %Y is the year), else from the title's words ("quý", "6 tháng",
+ * "9 tháng", "tháng", "năm" and their English equivalents).  The year and
+ * the quarter or month are those of the period's last day, or of the
+ * nominal due date when there is no period: a report due 13/03 on data to
+ * 13/03 is quý I, one due 15/04 on data to 31/03 is quý I too.
+ */
+static enum cycle_label
+label_kind(const struct cycle *cy)
+{
+	static const struct { const char *w; enum cycle_label l; } words[] = {
+		/* the longer phrases first: "6 tháng" is not "tháng" */
+		{ "9 tháng", LABEL_NINE_MONTHS }, { "chín tháng", LABEL_NINE_MONTHS },
+		{ "nine-month", LABEL_NINE_MONTHS }, { "nine month", LABEL_NINE_MONTHS },
+		{ "6 tháng", LABEL_HALF }, { "sáu tháng", LABEL_HALF },
+		{ "half", LABEL_HALF }, { "six-month", LABEL_HALF },
+		{ "six month", LABEL_HALF },
+		{ "quý", LABEL_QUARTER }, { "Quý", LABEL_QUARTER },
+		{ "QUÝ", LABEL_QUARTER }, { "quarter", LABEL_QUARTER },
+		{ "Quarter", LABEL_QUARTER },
+		{ "tháng", LABEL_MONTH }, { "Tháng", LABEL_MONTH },
+		{ "month", LABEL_MONTH }, { "Month", LABEL_MONTH },
+		{ "năm", LABEL_YEAR }, { "Năm", LABEL_YEAR }, { "NĂM", LABEL_YEAR },
+		{ "annual", LABEL_YEAR }, { "Annual", LABEL_YEAR },
+		{ "year", LABEL_YEAR }, { "Year", LABEL_YEAR },
+	};
+
+	if (cy->label != LABEL_AUTO)
+		return cy->label;
+	if (cy->title == NULL)
+		return LABEL_NONE;
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strstr(cy->title, words[i].w) != NULL)
+			return words[i].l;
+	return LABEL_NONE;
+}
+
+static const char *const roman[] = { "I", "II", "III", "IV" };
+static const char *const month_en[] = {
+	"January", "February", "March", "April", "May", "June", "July",
+	"August", "September", "October", "November", "December",
+};
+
+static bool
+ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+
+	/* ASCII case only: "Quý"/"quý" differ in their first letter */
+	return n >= t && strncasecmp(s + n - t, tail, t) == 0 &&
+	       (n == t || s[n - t - 1] == ' ');
+}
+
+/* label and report into the two buffers */
+static void
+label_texts(const struct conf *c, const struct occ *o, struct buf *label,
+	    struct buf *report)
+{
+	const struct cycle *cy = o->cycle;
+	const char *title = cy->title != NULL ? cy->title : cy->id;
+	struct ymd r = o->has_period ? o->period_to : o->nominal;
+	enum cycle_label k = label_kind(cy);
+	bool en = lang_en(c);
+	int q = (r.m - 1) / 3;
+	char tail[64];
+
+	tail[0] = '\0';
+	switch (k) {
+	case LABEL_AUTO:
+	case LABEL_NONE:
+		buf_puts(report, title);
+		return;   /* (no label: nothing to add) */
+	case LABEL_TEXT:
+		for (const char *p = cy->label_text; *p != '\0'; p++) {
+			if (p[0] == '%' && p[1] == 'Y') {
+				buf_printf(label, "%d", r.y);
+				p++;
+			} else {
+				buf_putc(label, *p);
+			}
+		}
+		buf_printf(report, "%s %s", title, buf_str(label));
+		goto done;
+	case LABEL_MONTH:
+		if (en)
+			buf_printf(label, "%s %d", month_en[r.m - 1], r.y);
+		else
+			buf_printf(label, "tháng %d/%d", r.m, r.y);
+		snprintf(tail, sizeof tail, "tháng %d", r.m);
+		if (!en && ends_with(title, tail)) {
+			buf_printf(report, "%s/%d", title, r.y);
+			goto done;
+		}
+		if (!en && ends_with(title, "tháng")) {
+			buf_printf(report, "%s %d/%d", title, r.m, r.y);
+			goto done;
+		}
+		break;
+	case LABEL_QUARTER:
+		if (en)
+			buf_printf(label, "Q%d %d", q + 1, r.y);
+		else
+			buf_printf(label, "quý %s/%d", roman[q], r.y);
+		snprintf(tail, sizeof tail, "quý %s", roman[q]);
+		if (!en && ends_with(title, tail)) {
+			buf_printf(report, "%s/%d", title, r.y);
+			goto done;
+		}
+		if (!en && ends_with(title, "quý")) {
+			buf_printf(report, "%s %s/%d", title, roman[q], r.y);
+			goto done;
+		}
+		break;
+	case LABEL_HALF:
+		if (en)
+			buf_printf(label, "first half of %d", r.y);
+		else
+			buf_printf(label, "06 tháng đầu năm %d", r.y);
+		if (!en && ends_with(title, "6 tháng đầu năm")) {
+			buf_printf(report, "%s %d", title, r.y);
+			goto done;
+		}
+		if (!en && ends_with(title, "6 tháng")) {
+			buf_printf(report, "%s đầu năm %d", title, r.y);
+			goto done;
+		}
+		break;
+	case LABEL_NINE_MONTHS:
+		if (en)
+			buf_printf(label, "first nine months of %d", r.y);
+		else
+			buf_printf(label, "09 tháng năm %d", r.y);
+		if (!en && ends_with(title, "9 tháng năm")) {
+			buf_printf(report, "%s %d", title, r.y);
+			goto done;
+		}
+		if (!en && ends_with(title, "9 tháng")) {
+			buf_printf(report, "%s năm %d", title, r.y);
+			goto done;
+		}
+		break;
+	case LABEL_YEAR:
+		if (en)
+			buf_printf(label, "%d", r.y);
+		else
+			buf_printf(label, "năm %d", r.y);
+		if (!en && ends_with(title, "năm")) {
+			buf_printf(report, "%s %d", title, r.y);
+			goto done;
+		}
+		break;
+	}
+	/* a title that does not name the period: the label follows it */
+	if (en)
+		buf_printf(report, "%s (%s)", title, buf_str(label));
+	else
+		buf_printf(report, "%s %s", title, buf_str(label));
+done:
+	/* "Báo cáo quý I năm 2024 về ...": the title names its year already */
+	snprintf(tail, sizeof tail, "%d", r.y);
+	if (strstr(title, tail) != NULL) {
+		buf_reset(report);
+		buf_puts(report, title);
+	}
+}
+
+/* {{deadline}}: "trước ngày 13/03/2024" for an end-of-day deadline, as
+ * plans write it; "trước 17:00 ngày 13/03/2024" for a timed one. */
+static char *
+deadline_text(const struct conf *c, const struct occ *o)
+{
+	char d[16];
+	struct ymd day;
+	int minute;
+
+	if (o->cycle != NULL && o->cycle->due_minute >= 1440) {
+		ymd_format_vn(o->due, d);
+		return xasprintf(lang_en(c) ? "by the end of %s" :
+				 "trước ngày %s", d);
+	}
+	tz_local(c->tz, o->due_at, &day, &minute, NULL);
+	ymd_format_vn(day, d);
+	return xasprintf(lang_en(c) ? "before %02d:%02d on %s" :
+			 "trước %02d:%02d ngày %s", minute / 60, minute % 60, d);
+}
+
+/* The 0.2 placeholders of an occurrence (none depends on the unit). */
+static void
+signed_vars(const struct conf *c, const struct occ *o, int days,
+	    struct varset *vs)
+{
+	struct buf label, report;
+	const char *ref = o->cycle->ref;
+	char d[16];
+
+	buf_init(&label);
+	buf_init(&report);
+	ymd_format_vn(civil_from_days(days_from_civil(o->due.y, o->due.m,
+				      o->due.d) + days), d);
+	var_own(vs, "today", xstrdup(d));
+	label_texts(c, o, &label, &report);
+	var_own(vs, "period_label", buf_steal(&label));
+	var_own(vs, "report", buf_steal(&report));
+	var_set(vs, "ref", ref != NULL ? ref : "");
+	if (ref != NULL)
+		var_own(vs, "basis", xasprintf(lang_en(c) ? "Under %s" :
+						"Thực hiện %s", ref));
+	else
+		var_set(vs, "basis", lang_en(c) ?
+			"Under the steering committee's reporting rules" :
+			"Thực hiện chế độ thông tin, báo cáo của Ban Chỉ đạo");
+	var_own(vs, "deadline", deadline_text(c, o));
+	if (o->has_period) {
+		char from[16], to[16];
+
+		ymd_format_vn(o->period_from, from);
+		ymd_format_vn(o->period_to, to);
+		var_own(vs, "period_text", xasprintf(lang_en(c) ?
+			"from %s to %s" : "từ ngày %s đến ngày %s", from, to));
+	} else {
+		var_set(vs, "period_text", "");   /* its line is left out */
+	}
+	buf_free(&label);
+	buf_free(&report);
 }
 
 /* Feed tokens never change once created (db.c inserts them once), so each
@@ -712,10 +1014,10 @@ secretariat_feed_url(const struct conf *c)
  */
 #define RCACHE_SLOTS 16
 /* the placeholders that differ between the units of one entry */
-#define UNIT_HOLES ((UINT32_C(1) << V_UNIT) | (UINT32_C(1) << V_UNIT_ID) | \
-		    (UINT32_C(1) << V_UNITS) | (UINT32_C(1) << V_FEED_URL))
-_Static_assert(sizeof(known_vars) / sizeof(known_vars[0]) <= 32,
-	       "hole masks are 32 bits");
+#define UNIT_HOLES ((UINT64_C(1) << V_UNIT) | (UINT64_C(1) << V_UNIT_ID) | \
+		    (UINT64_C(1) << V_UNITS) | (UINT64_C(1) << V_FEED_URL))
+_Static_assert(sizeof(known_vars) / sizeof(known_vars[0]) <= 64,
+	       "hole masks are 64 bits");
 
 struct rentry {
 	bool used;
@@ -858,6 +1160,13 @@ unit_token(const struct conf *c, struct db *db, const struct unit *u)
 	return rc->token[i];
 }
 
+static bool
+is_digest(enum tmpl_kind k)
+{
+	return k == TMPL_DIGEST || k == TMPL_DIGEST_SECRETARIAT ||
+	       k == TMPL_DIGEST_CHIEF;
+}
+
 /* Whether any extension names occ (ledger.c), read once per cache
  * lifetime (notice_cache_clear runs whenever the state changes): only an
  * extended occurrence costs a read of the unit's own deadline per notice. */
@@ -902,12 +1211,19 @@ notice_facts(const struct conf *c, struct db *db, const struct occ *eff,
 			 days_from_civil(nt->occ.due.y, nt->occ.due.m,
 					 nt->occ.due.d));
 	nt->escalation = step_is_escalation(c, &nt->occ, n0->step, nt->days);
-	if (n0->aud & (AUD_SECRETARIAT | AUD_CHIEF))
-		nt->kind = TMPL_DIGEST;
+	/* each audience has its own salutation and voice */
+	if (n0->aud & AUD_CHIEF)
+		nt->kind = TMPL_DIGEST_CHIEF;
+	else if (n0->aud & AUD_SECRETARIAT)
+		nt->kind = TMPL_DIGEST_SECRETARIAT;
+	else if (n0->aud & AUD_HEAD)
+		nt->kind = nt->escalation ? TMPL_ESCALATE_HEAD : TMPL_REMIND_HEAD;
 	else if (nt->escalation)
 		nt->kind = TMPL_ESCALATE;
 	else
 		nt->kind = TMPL_REMIND;
+	if (!c->tmpl->t[nt->kind].loaded)
+		nt->kind = tmpl_fallback[nt->kind];
 	return 0;
 }
 
@@ -963,6 +1279,7 @@ common_vars(const struct conf *c, const struct notice *n0,
 	var_own(vs, "count", xasprintf("%zu", n));
 	extended_vars(c, &nt->occ, vs);
 	buf_free(&tmp);
+	signed_vars(c, &nt->occ, nt->days, vs);
 }
 
 /* Fills pre's holes with one unit's values: the length is known first,
@@ -1124,7 +1441,7 @@ rentry_get(const struct conf *c, struct db *db, const struct notice *n0,
 			n0->unit, n0->step);
 		return NULL;
 	}
-	if (e->base.kind == TMPL_DIGEST) {
+	if (is_digest(e->base.kind)) {
 		e->base.feed_url = secretariat_feed_url(c);
 		var_set(&vs, "feed_url", e->base.feed_url);
 	}
@@ -1163,7 +1480,7 @@ render_one(const struct conf *c, struct db *db, const struct notice *n0,
 		return -1;
 	nt = e->base;
 	nt.unit = u;
-	nt.feed_url = e->base.kind == TMPL_DIGEST ? xstrdup(e->base.feed_url) :
+	nt.feed_url = is_digest(e->base.kind) ? xstrdup(e->base.feed_url) :
 						     unit_feed_url(c, db, u);
 	buf_init(&line);
 	if (pre_has(&e->body, V_UNITS)) {
@@ -1245,7 +1562,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_own(&vs, "unit", buf_steal(&names));
 	var_own(&vs, "unit_id", buf_steal(&ids));
 	var_own(&vs, "units", buf_steal(&units));
-	if (nt.kind == TMPL_DIGEST)
+	if (is_digest(nt.kind))
 		nt.feed_url = secretariat_feed_url(c);
 	else
 		nt.feed_url = unit_feed_url(c, db, nt.unit);

@@ -98,6 +98,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{ "title", "Báo cáo quý I\r\n" },
 		{ "units", "- a (a): quá hạn 1 ngày\n- b (b): quá hạn 2 ngày" },
 		{ "due", "13/03/2024 23:59" },
+		/* empty: their lines are left out */
+		{ "period_text", "" },
+		{ "ref", "" },
 	};
 	struct diag d;
 	struct tmplset *t;
@@ -110,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (t != NULL) {
 		if (d.n != 0)
 			abort();    /* success means no complaint */
-		if (tmpl_render(t, TMPL_DIGEST, vars, 4, &subject, &body) != 0)
+		if (tmpl_render(t, TMPL_DIGEST, vars, 6, &subject, &body) != 0)
 			abort();
 		/* the subject is one line whatever went in */
 		for (const char *p = subject; *p; p++)

@@ -231,7 +231,7 @@ test_escalation_unsigned_and_text(void **state)
 	assert_non_null(j);
 	assert_int_equal(json_object_size(j), 1);
 	assert_non_null(strstr(json_string_value(json_object_get(j, "text")),
-			       "Quá hạn gửi Báo cáo sơ kết 6 tháng – Ban Chỉ đạo phường Tân Lợi\n\n"));
+			       "V/v chậm gửi Báo cáo sơ kết 6 tháng đầu năm 2024 – Ban Chỉ đạo phường Tân Lợi\n\n"));
 	json_decref(j);
 	curl_slist_free_all(h);
 	free(body);

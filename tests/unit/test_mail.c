@@ -397,7 +397,7 @@ test_remind_message(void **state)
 	j = py_parse(f, msg, len);
 	assert_int_equal(json_array_size(json_object_get(j, "defects")), 0);
 	assert_string_equal(jstr(j, "subject"),
-			    "Nhắc gửi " LONG_TITLE " – hạn 13/03/2024");
+			    "V/v gửi " LONG_TITLE " (hạn 13/03/2024)");
 	assert_string_equal(jstr(j, "subject"), nt.subject);
 	assert_string_equal(jstr(j, "from_name"), "Thường trực Ban Chỉ đạo 138 Thành phố");
 	assert_string_equal(jstr(j, "from_addr"), "thuongtruc@example.vn");
@@ -410,10 +410,10 @@ test_remind_message(void **state)
 			    "vanthu.tuphap@example.vn");
 	assert_string_equal(jstr(j, "body"), nt.body);
 	assert_non_null(strstr(nt.body, "Kính gửi: Phòng Tư pháp\n"));
-	/* end of day reads 24:00, as on the status page and in the plans
-	 * ("trước 24 giờ ngày ..."); 23:59 would be a minute early */
-	assert_non_null(strstr(nt.body, "trước 13/03/2024 24:00 (còn 7 ngày)"));
-	assert_non_null(strstr(nt.body, "Thời gian lấy số liệu: 15/12/2023 – 13/03/2024"));
+	/* an end-of-day deadline reads as plans write it, not "23:59"
+	 * (a minute early) nor "24:00" */
+	assert_non_null(strstr(nt.body, "trước ngày 13/03/2024 (còn 7 ngày)"));
+	assert_non_null(strstr(nt.body, "Thời gian lấy số liệu: từ ngày 15/12/2023 đến ngày 13/03/2024"));
 	assert_int_equal(db_unit_token(f->db, "tu-phap", &token), 0);
 	feed = xasprintf("http://127.0.0.1:8470/units/tu-phap.ics?token=%s", token);
 	assert_string_equal(nt.feed_url, feed);
@@ -498,15 +498,17 @@ test_escalation_and_digest(void **state)
 	char *msg;
 	json_t *j;
 
-	/* +3d to the head: the escalate template */
+	/* +3d to the head: the head's escalate template */
 	notice_init(&a, "tu-phap", "escalate+3d", AUD_HEAD,
 		    "truongphong.tuphap@example.vn");
 	assert_int_equal(notice_render(f->c, f->db, ns, 1, now, &nt), 0);
-	assert_int_equal(nt.kind, TMPL_ESCALATE);
+	assert_int_equal(nt.kind, TMPL_ESCALATE_HEAD);
 	assert_true(nt.escalation);
 	assert_int_equal(nt.days, 3);
 	assert_non_null(strstr(nt.subject, "Phòng Tư pháp"));
-	assert_non_null(strstr(nt.body, "quá hạn kể từ 14/03/2024 00:00, đã 3 ngày"));
+	assert_non_null(strstr(nt.body, "Kính gửi: Đồng chí Thủ trưởng Phòng Tư pháp\n"));
+	assert_non_null(strstr(nt.body, "Đến ngày 16/03/2024, "));
+	assert_non_null(strstr(nt.body, "(chậm 3 ngày)"));
 	notice_text_clear(&nt);
 	notice_clear(&a);
 
@@ -632,7 +634,8 @@ test_named_recipients(void **state)
 }
 
 /* A one-off date with the default period (previous) has no earlier due
- * date: the data period is "up to" its date, never a blank field. */
+ * date: no data period, and its line is left out rather than blank (0.1
+ * wrote "đến ngày 15/08/2023", which is not what the plan says). */
 static void
 test_period_without_previous(void **state)
 {
@@ -645,8 +648,8 @@ test_period_without_previous(void **state)
 	snprintf(n.occurrence, sizeof n.occurrence, "ke-hoach/2023-08-15");
 	assert_int_equal(notice_render(f->c, f->db, ns, 1, now, &nt), 0);
 	assert_null(strstr(nt.body, "Thời gian lấy số liệu: \n"));
-	assert_non_null(strstr(nt.body,
-			       "Thời gian lấy số liệu: đến ngày 15/08/2023\n"));
+	assert_null(strstr(nt.body, "Thời gian lấy số liệu"));
+	assert_non_null(strstr(nt.body, "- Hạn gửi: trước ngày 15/08/2023\n"));
 	notice_text_clear(&nt);
 	notice_clear(&n);
 }

@@ -284,6 +284,57 @@ test_subject_stays_one_line(void **state)
 	diag_free(&d);
 }
 
+/* 0.2's per-audience files fall back on 0.1's; with neither, both the
+ * file and its fallback are named */
+static void
+test_missing_digest_and_fallback(void **state)
+{
+	struct diag d;
+	char *dir = make_dir(good, good, NULL);
+	char *want = xasprintf("%s/vi/digest-secretariat.txt: cannot read "
+			       "template (nor its fallback digest.txt): "
+			       "No such file or directory", dir);
+	(void)state;
+
+	diag_init(&d);
+	assert_null(tmpl_load(dir, "vi", &d));
+	dump(&d);
+	assert_int_equal(d.n, 2);   /* secretariat's and chief's */
+	assert_string_equal(d.msg[0], want);
+	free(want);
+	diag_free(&d);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* A line whose placeholders are all empty is left out; a line with a
+ * literal and one filled placeholder stays, and so does a plain line. */
+static void
+test_empty_lines_left_out(void **state)
+{
+	struct diag d;
+	struct tmplset *t;
+	char *subject, *body;
+	const struct tmpl_var vars[] = {
+		{ "unit", "U" }, { "ref", "" }, { "period_text", "" },
+	};
+	const char *text = "Subject: {{ref}}s\n\nA {{ref}}\n"
+			   "- x: {{period_text}}{{ref}}\n{{unit}} {{ref}}\n\nB\n"
+			   "{{period_text}}\n";
+	(void)state;
+
+	diag_init(&d);
+	t = tmpl_parse_text("t.txt", TMPL_REMIND, text, strlen(text), "vi", &d);
+	assert_non_null(t);
+	assert_int_equal(tmpl_render(t, TMPL_REMIND, vars, 3, &subject, &body), 0);
+	assert_string_equal(subject, "s");
+	assert_string_equal(body, "U \n\nB\n");
+	free(subject);
+	free(body);
+	tmpl_free(t);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -296,6 +347,8 @@ main(void)
 		cmocka_unit_test(test_bad_shapes),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_subject_stays_one_line),
+		cmocka_unit_test(test_missing_digest_and_fallback),
+		cmocka_unit_test(test_empty_lines_left_out),
 	};
 
 	return cmocka_run_group_tests_name("tmpl", tests, NULL, NULL);
