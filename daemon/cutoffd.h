@@ -1114,6 +1114,14 @@ int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,
 		  struct notice_text *out);
 void notice_text_clear(struct notice_text *t);
+/* The report's name with its year as the notices say it ({{report}}:
+ * "Báo cáo quý I/2024", "Báo cáo sơ kết 6 tháng đầu năm 2024") and its
+ * period label ({{period_label}}: "quý I/2024"; "" when none can be
+ * told), in c's language: the page shows the same words. */
+void occ_label(const struct conf *c, const struct occ *o, char *out,
+	       size_t size);
+void occ_period_label(const struct conf *c, const struct occ *o, char *out,
+		      size_t size);
 /* notice_render keeps the text common to the units of one (occurrence,
  * step, audience, day) and each unit's feed token in the configuration's
  * template set; this drops the texts (the state changed: a due date may
@@ -1266,12 +1274,6 @@ void status_csv_write(const struct conf *c, const struct status *s,
 /* "13/03/2024 17:00": an occurrence's due date and time as people read it
  * (out >= 32 bytes). */
 void status_fmt_due(const struct occ *o, char *out, size_t size);
-/* An occurrence's title with its year, as people write it ("Báo cáo quý
- * I/2024", "Báo cáo tổng kết năm 2024"), and the period of its Decree 09
- * preset ("quý I/2024", "06 tháng đầu năm 2024"; "" without one): for the
- * page, and for templates.  out >= 160 bytes is enough for any title. */
-void occ_label(const struct occ *o, char *out, size_t size);
-void occ_period_label(const struct occ *o, char *out, size_t size);
 /* `cutoffctl status --csv`: the rows of status_csv_write */
 int status_print_csv(const struct conf *c, struct db *db, tstamp now,
 		     const char *occ, FILE *out);

@@ -90,11 +90,11 @@ put_days(struct page *pg, tstamp due_at, struct ymd due)
 }
 
 static void
-put_label(struct buf *b, const struct occ *o)
+put_label(struct buf *b, const struct conf *c, const struct occ *o)
 {
 	char l[512];
 
-	occ_label(o, l, sizeof(l));
+	occ_label(c, o, l, sizeof(l));
 	html_esc(b, l);
 }
 
@@ -303,7 +303,7 @@ page_section(struct page *pg, const struct st_occ *so)
 	buf_puts(b, "<section id=\"");
 	put_anchor(b, so->o.id);
 	buf_printf(b, "\"><details%s><summary><h2>", open ? " open" : "");
-	put_label(b, &so->o);
+	put_label(b, pg->a->conf, &so->o);
 	status_fmt_due(&so->o, due, sizeof(due));
 	buf_printf(b, "</h2> — hạn %s — ", due);
 	put_days(pg, so->o.due_at, so->o.due);
@@ -680,7 +680,7 @@ page_render(struct page *pg, const char *token, const char *notice)
 			buf_puts(b, "<tr><td><a href=\"#");
 			put_anchor(b, so->o.id);
 			buf_puts(b, "\">");
-			put_label(b, &so->o);
+			put_label(b, pg->a->conf, &so->o);
 			buf_printf(b, "</a></td><td>%s%s</td><td>", due,
 				   so->o.extended ? " <span class=\"st ext\">"
 				   "(gia hạn)</span>" : "");

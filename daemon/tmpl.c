@@ -350,15 +350,26 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 		int r = -1;
 
 		/* the first directory holding the file wins: an admin's
-		 * override of one template keeps the others' defaults */
+		 * override of one template keeps the others' defaults.  In
+		 * each directory the kind's own file, then its fallback (0.1's
+		 * generic one), so that an admin's old escalate.txt still
+		 * beats the installed escalate-head.txt */
 		errno = ENOENT;
 		for (i = 0; i < ndirs && r < 0 && errno == ENOENT; i++) {
+			enum tmpl_kind f = tmpl_fallback[k];
+
 			if (dirs[i] == NULL)
 				continue;
 			free(path);
 			path = xasprintf("%s/%s/%s", dirs[i], lang,
 					 tmpl_files[k]);
 			r = read_file(path, TMPL_MAX_SIZE, &text, &len);
+			if (r < 0 && errno == ENOENT && f != (enum tmpl_kind)k) {
+				free(path);
+				path = xasprintf("%s/%s/%s", dirs[i], lang,
+						 tmpl_files[f]);
+				r = read_file(path, TMPL_MAX_SIZE, &text, &len);
+			}
 		}
 		if (r < 0) {
 			/* a missing file is told below, with its fallback */
@@ -752,6 +763,15 @@ label_kind(const struct cycle *cy)
 
 	if (cy->label != LABEL_AUTO)
 		return cy->label;
+	/* a Decree 09 period preset says what the period is */
+	switch (cy->period) {
+	case PERIOD_MONTH: return LABEL_MONTH;
+	case PERIOD_QUARTER: return LABEL_QUARTER;
+	case PERIOD_HALF: return LABEL_HALF;
+	case PERIOD_NINE_MONTHS: return LABEL_NINE_MONTHS;
+	case PERIOD_YEAR: return LABEL_YEAR;
+	default: break;
+	}
 	if (cy->title == NULL)
 		return LABEL_NONE;
 	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
@@ -887,6 +907,33 @@ done:
 		buf_reset(report);
 		buf_puts(report, title);
 	}
+}
+
+void
+occ_label(const struct conf *c, const struct occ *o, char *out, size_t size)
+{
+	struct buf label, report;
+
+	buf_init(&label);
+	buf_init(&report);
+	label_texts(c, o, &label, &report);
+	snprintf(out, size, "%s", buf_str(&report));
+	buf_free(&label);
+	buf_free(&report);
+}
+
+void
+occ_period_label(const struct conf *c, const struct occ *o, char *out,
+		 size_t size)
+{
+	struct buf label, report;
+
+	buf_init(&label);
+	buf_init(&report);
+	label_texts(c, o, &label, &report);
+	snprintf(out, size, "%s", buf_str(&label));
+	buf_free(&label);
+	buf_free(&report);
 }
 
 /* {{deadline}}: "trước ngày 13/03/2024" for an end-of-day deadline, as

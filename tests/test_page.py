@@ -104,13 +104,13 @@ def test_order_labels_days_and_groups(daemon_factory, tmp_path, port):
         # what is chased now first, then what comes, soonest first; the
         # past after; nothing due before since (2024-01-01)
         assert rows == [
-            ("Báo cáo sơ kết 6 tháng năm 2024",
+            ("Báo cáo sơ kết 6 tháng đầu năm 2024",
              f"quá hạn {days('2024-06-13', today)} ngày"),
             ("Báo cáo quý III/2024", f"còn {days(today, '2024-09-13')} ngày"),
             ("Báo cáo tổng kết năm 2024",
              f"còn {days(today, '2024-12-13')} ngày"),
             ("Báo cáo quý I/2025", f"còn {days(today, '2025-03-13')} ngày"),
-            ("Báo cáo sơ kết 6 tháng năm 2025",
+            ("Báo cáo sơ kết 6 tháng đầu năm 2025",
              f"còn {days(today, '2025-06-13')} ngày"),
             ("Báo cáo quý I/2024",
              f"quá hạn {days('2024-03-13', today)} ngày"),
@@ -126,7 +126,7 @@ def test_order_labels_days_and_groups(daemon_factory, tmp_path, port):
         assert "y/2023-12-13" not in drv.page_source
         h2 = [e.text for e in drv.find_elements(By.CSS_SELECTOR,
                                                  "section[id^='o-'] h2")]
-        assert h2[:3] == ["Báo cáo sơ kết 6 tháng năm 2024",
+        assert h2[:3] == ["Báo cáo sơ kết 6 tháng đầu năm 2024",
                           "Báo cáo quý III/2024", "Báo cáo tổng kết năm 2024"]
         # the groups by their names
         opts = [o.text for o in drv.find_elements(
@@ -241,7 +241,7 @@ def test_admin_actions_through_the_page(daemon_factory, tmp_path, port):
         o = occ_json(d, h1)
         assert o["extended"] is True and o["due_date"] == "28/06/2024"
         assert o["not_due"] == 11 and o["missing"] == 0
-        assert overview(drv)[0] == ("Báo cáo sơ kết 6 tháng năm 2024",
+        assert overview(drv)[0] == ("Báo cáo sơ kết 6 tháng đầu năm 2024",
                                     "còn 8 ngày")
         sec = drv.find_element(By.ID, "o-h1-2024-06-13").text
         assert "gia hạn đến 28/06/2024 (hạn theo kế hoạch 13/06/2024)" in sec
@@ -390,7 +390,7 @@ def test_page_at_10000_units(daemon_factory, tmp_path, port):
         assert "Chưa nộp: 9999" in h1 and "không phát sinh: 1" in h1
         assert h1.count("Chưa nộp</td>") == 300
         assert "và 9699 đơn vị khác" in h1
-        assert h1.index("Báo cáo sơ kết 6 tháng năm 2024") < 200
+        assert h1.index("Báo cáo sơ kết 6 tháng đầu năm 2024") < 200
         st, hdr, _ = post_form(d, "/login", {"token": ADMIN_TOKEN})
         cookie = hdr["Set-Cookie"].split(";")[0]
         t0 = time.monotonic()
@@ -403,7 +403,7 @@ def test_page_at_10000_units(daemon_factory, tmp_path, port):
         try:
             drv.get(d.base + "/")
             rows = overview(drv)
-            assert rows[0] == ("Báo cáo sơ kết 6 tháng năm 2024",
+            assert rows[0] == ("Báo cáo sơ kết 6 tháng đầu năm 2024",
                                "quá hạn 7 ngày")
             # the past below, latest first (since = 2023-01-01 here)
             t = NOW[:10]
@@ -413,7 +413,7 @@ def test_page_at_10000_units(daemon_factory, tmp_path, port):
                  f"quá hạn {days('2023-12-13', t)} ngày"),
                 ("Báo cáo quý III/2023",
                  f"quá hạn {days('2023-09-13', t)} ngày"),
-                ("Báo cáo sơ kết 6 tháng năm 2023",
+                ("Báo cáo sơ kết 6 tháng đầu năm 2023",
                  f"quá hạn {days('2023-06-13', t)} ngày")]
             assert [o.text for o in drv.find_elements(
                 By_css(), "select[name='group'] option")][1] == "Cụm xã số 0"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CYCLES, ROOT, ctl, make_config
+from conftest import CYCLES, ROOT, ctl, init_state, make_config
 from test_notices import smtp, smtp_mail, wait_for  # noqa: F401 (fixture)
 
 ARTIFACTS = ROOT / "build" / "artifacts" / "mails"
@@ -38,6 +38,8 @@ def run_until(daemon_factory, tmp_path, port, sink, now, want, speed=10,
     returns {recipient: message}."""
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port),
                        cycles=cycles)
+    if before:
+        init_state(conf, port, now="2024-03-01T10:00")
     for args in before or []:
         r = ctl(conf, *args, now="2024-03-05T10:00")
         assert r.returncode == 0, r.stderr
@@ -101,8 +103,9 @@ def test_escalation_to_a_head(daemon_factory, tmp_path, port, smtp):
 
 def test_secretariat_digest(daemon_factory, tmp_path, port, smtp):
     sink = smtp()
+    # +3d falls on Saturday 16/03: send_days = workdays sends it on Monday
     _, got = run_until(daemon_factory, tmp_path, port, sink,
-                       "2024-03-16T07:59:50", [SECRETARIAT],
+                       "2024-03-18T07:59:50", [SECRETARIAT],
                        before=[("received", "mttq", "q1/2024-03-13")])
     m = got[SECRETARIAT]
     body = content(m)
@@ -145,6 +148,7 @@ def test_reminder_after_an_extension(daemon_factory, tmp_path, port, smtp):
     sink = smtp()
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port),
                        cycles=TEXT_CYCLES)
+    init_state(conf, port, now="2024-03-01T10:00")
     r = ctl(conf, "extend", "q1/2024-03-13", "2024-03-20", "--unit",
             "tu-phap", now="2024-03-05T10:00")
     if r.returncode != 0 and ("usage" in (r.stdout + r.stderr).lower() or
@@ -305,7 +309,8 @@ def test_older_template_directory_keeps_working(daemon_factory, tmp_path,
                                           f"templates  = {old}")
     Path(conf).write_text(text)
     head = "truongphong.tuphap@example.vn"
-    d = daemon_factory(conf, port, now="2024-03-16T07:59:50", speed=10).start()
+    # the +3d step of Saturday 16/03 goes on Monday (send_days = workdays)
+    d = daemon_factory(conf, port, now="2024-03-18T07:59:50", speed=10).start()
     wait_for(lambda: {head, SECRETARIAT} <= {r[0] for r, _ in sink.messages},
              what="the head's escalation and the digest")
     time.sleep(0.3)
