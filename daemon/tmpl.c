@@ -327,6 +327,15 @@ tmpl_parse_text(const char *name, enum tmpl_kind k, const char *text,
 	return ts;
 }
 
+static bool
+str_ends(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+
+	return n >= t && strcmp(s + n - t, tail) == 0 &&
+	       (n == t || s[n - t - 1] == '/');
+}
+
 struct tmplset *
 tmpl_load(const char *dir, const char *lang, struct diag *d)
 {
@@ -379,9 +388,17 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 				ok = false;
 			}
 		} else {
+			/* read as another kind's fallback: that kind reads the
+			 * same file and tells its problems, once */
+			bool as_fallback = !str_ends(path, tmpl_files[k]);
+			struct diag quiet;
+
+			diag_init(&quiet);
 			present[k] = true;
-			if (tmpl_parse(path, text, len, &ts->t[k], d) < 0)
+			if (tmpl_parse(path, text, len, &ts->t[k],
+				       as_fallback ? &quiet : d) < 0)
 				ok = false;
+			diag_free(&quiet);
 			free(text);
 		}
 		free(path);
