@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CUTOFFD_VERSION "0.1.0"
+#define CUTOFFD_VERSION "0.2.0"
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define NORETURN __attribute__((noreturn))

@@ -10,8 +10,17 @@ import time
 
 import pytest
 
-from conftest import ADMIN_TOKEN, CUTOFFD, ctl, http as http_req, init_state, make_config
+from conftest import (ADMIN_TOKEN, CUTOFFD, ROOT, ctl, http as http_req,
+                      init_state, make_config)
 from test_notices import BEFORE, smtp, smtp_mail, wait_for  # noqa: F401
+
+
+def header_version():
+    """CUTOFFD_VERSION as daemon/cutoffd.h defines it (not a copy here)."""
+    m = re.search(r'#define CUTOFFD_VERSION "([^"]+)"',
+                  (ROOT / "daemon" / "cutoffd.h").read_text())
+    return m.group(1)
+
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
@@ -71,7 +80,10 @@ def test_scrape_counts_what_the_smtp_server_saw(daemon_factory, tmp_path,
     # 600x: a 10-minute backoff takes one real second
     d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
     first = samples(scrape(d))
-    assert first["cutoffd_build_info{version=\"0.1.0\"}"] == 1
+    version = header_version()
+    assert subprocess.run([str(CUTOFFD), "--version"], capture_output=True,
+                          text=True).stdout == f"cutoffd {version}\n"
+    assert first[f'cutoffd_build_info{{version="{version}"}}'] == 1
     assert first["cutoffd_config_last_reload_success"] == 1
     assert first["cutoffd_state_store_up"] == 1
     assert first['cutoffd_submissions_total{source="cli"}'] == 1
