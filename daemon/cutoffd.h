@@ -138,6 +138,9 @@ bool log_enabled(enum log_level lvl);
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
 /* True when JOURNAL_STREAM is set: stderr is journald's. */
 bool log_to_journal(void);
+/* The zone of the time stamps on terminal lines (the configuration's
+ * timezone); NULL or an unknown name: the process's TZ. */
+void log_set_zone(const char *name);
 /* A bare line on stderr ("FILE:LINE: message" of --check), with only the
  * "<N>" prefix when stderr is the journal. */
 void log_plain(enum log_level lvl, const char *line);

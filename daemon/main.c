@@ -259,6 +259,7 @@ reload(struct app *a)
 	apply_state(a->db, nc, clock_now(&a->clk), true);
 	old = a->conf;
 	a->conf = nc;
+	log_set_zone(nc->daemon.timezone);
 	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0 ||
 	    nc->daemon.max_connections != old->daemon.max_connections) {
 		/* Only a changed listen address costs a server restart;
@@ -604,6 +605,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	diag_free(&d);
+	log_set_zone(app.conf->daemon.timezone);
 	if (check) {
 		summary = conf_summary(app.conf);
 		printf("%s\n", summary);
@@ -746,5 +748,6 @@ main(int argc, char **argv)
 	conf_free(app.conf);
 	ev_loop_destroy(loop);
 	log_info("stopped");
+	log_set_zone(NULL);
 	return 0;
 }
