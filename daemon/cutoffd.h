@@ -781,6 +781,13 @@ struct ledger_event {
 int ledger_history(struct db *db, const char *occ, const char *unit,
 		   int (*fn)(void *ctx, const struct ledger_event *e),
 		   void *ctx);
+/* At most max events with id > after, in id order (what another process
+ * recorded since the daemon last looked); 0 or -1. */
+int ledger_events_after(struct db *db, int64_t after, int max,
+			int (*fn)(void *ctx, const struct ledger_event *e),
+			void *ctx);
+/* The newest event's id into *id (0: none); 0 or -1. */
+int ledger_last_event_id(struct db *db, int64_t *id);
 /* Appends one event to the history (for other modules' events, e.g. a
  * report detected in the mailbox: "proposed", "confirmed"); at may be
  * NULL.  Refuses an action outside the list above.  0 or -1. */

@@ -349,6 +349,68 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_timer_start(loop, &stop_timer);
 }
 
+/* The newest ledger event logged (or there at start): events after it
+ * that another process (cutoffctl) recorded get a log line each, so the
+ * daemon's log tells every change of what it chases. */
+static int64_t ledger_seen;
+
+struct seenctx {
+	int64_t last;
+	int n;
+};
+
+static int
+log_event(void *ctx, const struct ledger_event *e)
+{
+	struct seenctx *x = ctx;
+	struct buf b;
+	static const char *const own[] = { "api", "page", "imap", "link" };
+	bool mine = false;
+
+	x->last = e->id;
+	x->n++;
+	/* the daemon logs its own writes where it makes them */
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strcmp(e->source, own[i]) == 0)
+			mine = true;
+	if (mine)
+		return 0;
+	buf_init(&b);
+	buf_puts(&b, "recorded by another process: ");
+	buf_put_escaped(&b, e->action, 16);
+	buf_puts(&b, " ");
+	buf_put_escaped(&b, e->occurrence, OCC_ID_MAX);
+	buf_puts(&b, " ");
+	buf_put_escaped(&b, e->unit[0] ? e->unit : "*", 72);
+	if (e->detail != NULL && e->detail[0] != '\0') {
+		buf_puts(&b, " ");
+		buf_put_escaped(&b, e->detail, 64);
+	}
+	buf_puts(&b, " (source ");
+	buf_put_escaped(&b, e->source[0] ? e->source : "-", 16);
+	buf_puts(&b, ", actor ");
+	buf_put_escaped(&b, e->actor[0] ? e->actor : "-", LEDGER_ACTOR_MAX);
+	buf_puts(&b, ")");
+	log_info("%s", buf_str(&b));
+	buf_free(&b);
+	return 0;
+}
+
+static void
+log_new_events(struct app *a)
+{
+	struct seenctx x;
+
+	do {
+		x.last = ledger_seen;
+		x.n = 0;
+		if (ledger_events_after(a->db, ledger_seen, 64, log_event,
+					&x) < 0)
+			return;         /* logged; the next change tries again */
+		ledger_seen = x.last;
+	} while (x.n == 64);
+}
+
 static void
 check_state(struct app *a)
 {
@@ -358,6 +420,7 @@ check_state(struct app *a)
 	 * committed: a submission recorded or undone. */
 	if (v != a->data_version) {
 		log_debug("state store changed by another process");
+		log_new_events(a);
 		app_changed(a);
 	}
 }
@@ -663,6 +726,8 @@ main(int argc, char **argv)
 	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);
 	apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	app.data_version = db_data_version(app.db);
+	if (ledger_last_event_id(app.db, &ledger_seen) < 0)
+		ledger_seen = INT64_MAX;  /* unreadable: log none, not all */
 	/* from here on the loop never waits long for another process's
 	 * lock: writers retry later, the API answers 503 (see db.c) */
 	db_set_busy_timeout(app.db, DB_LOOP_BUSY_MS);
