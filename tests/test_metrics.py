@@ -248,3 +248,33 @@ def test_metrics_allow_accepts_v4_v6_and_bare_addresses(tmp_path, port):
     r = subprocess.run([str(CUTOFFD), "--check", "-c", str(conf)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_missing_units_skip_what_is_before_since(daemon_factory, tmp_path,
+                                                 port):
+    """Nothing due before `since` is chased or listed: the gauge does not
+    count it missing either (as the status views)."""
+    conf = make_config(tmp_path, port,
+                       extra_daemon="history = 30d\nsince = 2024-03-14")
+    d = daemon_factory(conf, port, now="2024-03-14T09:00").start()
+    s = samples(scrape(d))
+    # q1/2024-03-13 is due the day before since: not missing
+    assert s['cutoffd_units_missing{cycle="q1"}'] == 0
+    st, _, body = http_req("GET", d.base + "/status.json")
+    assert "q1/2024-03-13" not in body.decode()
+
+
+def test_last_scan_is_the_engines_mark(daemon_factory, tmp_path, port):
+    """The scan mark moves on with the clock although nothing is queued
+    (the stored mark is written only with queued notices)."""
+    conf = make_config(tmp_path, port)
+    init_state(conf, port, now="2024-03-06T10:00")
+    # 3600x: an hour of the daemon's clock each real second; the next
+    # step (-3d on 10/03) is days away, the engine wakes for the horizon
+    d = daemon_factory(conf, port, now="2024-03-06T10:00").start()
+    first = samples(scrape(d))["cutoffd_last_scan_timestamp_seconds"]
+    assert first >= 1709694000            # 2024-03-06T10:00+07
+    d.stop()
+    d = daemon_factory(conf, port, now="2024-03-07T10:00").start()
+    second = samples(scrape(d))["cutoffd_last_scan_timestamp_seconds"]
+    assert second >= first + 86400, (first, second)
