@@ -709,6 +709,21 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  * ("cutd"); an 0.1.0 store gets it on its first open.
  */
 
+/* ---------------------------------------------------------------- regime.c */
+
+/* What a configuration takes from the state store (db NULL: nothing): the
+ * default since (the store's first start, recorded now when record and
+ * none is) and the ids earlier reloads moved. */
+void regime_apply_state(struct db *db, struct conf *c, tstamp now,
+			bool record);
+/* Every occurrence with recorded state that c no longer has either moves
+ * (its state to the new occurrence; with apply, written) or vanishes (its
+ * state kept under its id).  Each is reported: to out (a check), or the
+ * log when out is NULL.  old, when given, limits the vanishing reports to
+ * ids it had (a reload does not repeat old news). */
+void regime_moves(struct db *db, struct conf *c, const struct conf *old,
+		  tstamp now, bool apply, FILE *out);
+
 /* ---------------------------------------------------------------- ledger.c */
 
 /* The ledger: submissions, nil returns, extended deadlines and the history

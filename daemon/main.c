@@ -24,8 +24,6 @@
 /* Poll of the state store for changes made by cutoffctl, only when no
  * inotify watch can be had (see watch_start). */
 #define STATE_POLL 2.0
-/* Vanishing occurrences named one by one in the log and by --check. */
-#define VANISH_SHOWN 20
 /* A second look after the last change seen: a writer updates the WAL index
  * (shared memory, no inotify event) only after its WAL write and fsync. */
 #define STATE_RECHECK 0.25
@@ -111,92 +109,6 @@ notify_status(struct app *a, const char *what)
 		   a->conf->ncycles);
 }
 
-/* What a configuration takes from the state store: the default since
- * (recorded on the first start) and the ids moved by earlier reloads. */
-static void
-apply_state(struct db *db, struct conf *c, tstamp now, bool record)
-{
-	struct occ_alias *al = NULL;
-	struct ymd today;
-	int64_t since = INT64_MIN, day;
-	size_t nal = 0;
-
-	tz_local(c->tz, now, &today, NULL, NULL);
-	day = days_from_civil(today.y, today.m, today.d);
-	if (db != NULL && db_first_day(db, day, record, &since) < 0)
-		since = INT64_MIN;
-	if (db != NULL && db_aliases(db, &al, &nal) < 0)
-		nal = 0;
-	conf_apply_state(c, since, day, al, nal);
-	db_aliases_free(al, nal);
-}
-
-/*
- * Moved due dates (README "Moved due dates"): every occurrence with
- * recorded state that c no longer has either moves - its state goes to the
- * new occurrence and the old id resolves to it - or vanishes, its state
- * kept under the old id.  Each is reported (log, or out for --check);
- * only apply touches the store.  old, when given, limits the vanishing
- * reports to ids it had (a reload does not repeat old news).
- */
-static void
-regime_moves(struct db *db, struct conf *c, const struct conf *old,
-	     tstamp now, bool apply, FILE *out)
-{
-	struct occ_move *mv = NULL;
-	char **ids = NULL;
-	size_t nids = 0, nmv = 0, nvan = 0, quiet = 0;
-	struct occ probe;
-
-	if (db_state_ids(db, &ids, &nids) < 0)
-		return;
-	sched_moves(c, ids, nids, &mv, &nmv);
-	for (size_t i = 0; i < nmv; i++) {
-		int64_t subs = 0, sent = 0;
-
-		if (mv[i].to[0] == '\0' && old != NULL &&
-		    sched_occurrence(old, mv[i].from, &probe) < 0)
-			continue;
-		db_state_count(db, mv[i].from, &subs, &sent);
-		if (mv[i].to[0] != '\0') {
-			if (out != NULL)
-				fprintf(out, "%s moves to %s: %lld submissions "
-					"and %lld sent notices go with it\n",
-					mv[i].from, mv[i].to, (long long)subs,
-					(long long)sent);
-			else
-				log_info("%s moves to %s: %lld submissions and "
-					 "%lld sent notices go with it",
-					 mv[i].from, mv[i].to, (long long)subs,
-					 (long long)sent);
-			if (apply && db_occ_move(db, mv[i].from, mv[i].to,
-						 now) < 0)
-				log_err("%s: could not move its state to %s",
-					mv[i].from, mv[i].to);
-		} else if (++nvan > VANISH_SHOWN) {
-			quiet++;        /* old news of a removed cycle, say */
-		} else if (out != NULL) {
-			fprintf(out, "%s vanishes with recorded state (%lld "
-				"submissions, %lld sent notices, kept): %s\n",
-				mv[i].from, (long long)subs, (long long)sent,
-				mv[i].why);
-		} else {
-			log_warn("%s vanishes with recorded state (%lld "
-				 "submissions, %lld sent notices, kept): %s",
-				 mv[i].from, (long long)subs, (long long)sent,
-				 mv[i].why);
-		}
-	}
-	if (quiet > 0 && out != NULL)
-		fprintf(out, "%zu more occurrences vanish with recorded state "
-			"(kept)\n", quiet);
-	else if (quiet > 0)
-		log_warn("%zu more occurrences vanish with recorded state (kept)",
-			 quiet);
-	free(mv);
-	free_list(ids, nids);
-}
-
 /* STATEDIR/reload.status, "GENERATION PID RESULT": how `cutoffctl reload`
  * (the unit's ExecReload) learns that the reload it asked for is done and
  * whether it took, so that `systemctl reload` returns only then and fails
@@ -254,9 +166,9 @@ reload(struct app *a)
 	if (strcmp(nc->daemon.state, a->conf->daemon.state) != 0)
 		log_warn("state = %s: a new state store takes effect only "
 			 "after a restart", nc->daemon.state);
-	apply_state(a->db, nc, clock_now(&a->clk), true);
+	regime_apply_state(a->db, nc, clock_now(&a->clk), true);
 	regime_moves(a->db, nc, a->conf, clock_now(&a->clk), true, NULL);
-	apply_state(a->db, nc, clock_now(&a->clk), true);
+	regime_apply_state(a->db, nc, clock_now(&a->clk), true);
 	old = a->conf;
 	a->conf = nc;
 	log_set_zone(nc->daemon.timezone);
@@ -680,7 +592,7 @@ main(int argc, char **argv)
 			if (app.db != NULL) {
 				tstamp t = (tstamp)time(NULL);
 
-				apply_state(app.db, app.conf, t, false);
+				regime_apply_state(app.db, app.conf, t, false);
 				regime_moves(app.db, app.conf, NULL, t, false,
 					     stdout);
 				db_close(app.db);
@@ -722,9 +634,9 @@ main(int argc, char **argv)
 	}
 	ensure_tokens(&app);
 	/* a file edited while we were stopped moves dates as a reload does */
-	apply_state(app.db, app.conf, clock_now(&app.clk), true);
+	regime_apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);
-	apply_state(app.db, app.conf, clock_now(&app.clk), true);
+	regime_apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	app.data_version = db_data_version(app.db);
 	if (ledger_last_event_id(app.db, &ledger_seen) < 0)
 		ledger_seen = INT64_MAX;  /* unreadable: log none, not all */
