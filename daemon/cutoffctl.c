@@ -843,6 +843,7 @@ main(int argc, char **argv)
 	c = load_conf();
 	if (c == NULL)
 		return EXIT_USER;
+	log_set_zone(c->daemon.timezone);   /* the library's log lines */
 	if (become_state_owner(c) < 0) {
 		conf_free(c);
 		return EXIT_STATE;
@@ -881,5 +882,6 @@ main(int argc, char **argv)
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);
+	log_set_zone(NULL);
 	return rc;
 }
