@@ -165,36 +165,21 @@ now_of(const struct conf *c)
 static void
 apply_state(struct conf *c)
 {
-	struct occ_alias *al = NULL;
-	struct ymd today;
-	int64_t since = INT64_MIN, day;
-	size_t nal = 0;
 	struct db *db = NULL;
 	char *err = NULL;
 
-	tz_local(c->tz, now_of(c), &today, NULL, NULL);
-	day = days_from_civil(today.y, today.m, today.d);
 	if (access(c->daemon.state, F_OK) == 0) {
 		db = db_open(c->daemon.state, false, &err);
 		free(err);
 	}
-	if (db != NULL) {
-		if (db_first_day(db, day, false, &since) != 0)
-			since = INT64_MIN;
-		if (db_aliases(db, &al, &nal) < 0)
-			nal = 0;
-		db_close(db);
-	}
-	conf_apply_state(c, since, day, al, nal);
-	db_aliases_free(al, nal);
+	regime_apply_state(db, c, now_of(c), false);
+	db_close(db);
 }
 
 static int
 cmd_check(struct conf *c)
 {
-	char *s = conf_summary(c), *err = NULL, **ids = NULL;
-	struct occ_move *mv = NULL;
-	size_t nids = 0, nmv = 0, nvan = 0;
+	char *s = conf_summary(c), *err = NULL;
 	struct db *db = NULL;
 
 	printf("%s\n", s);
@@ -204,30 +189,8 @@ cmd_check(struct conf *c)
 	if (access(c->daemon.state, F_OK) == 0)
 		db = db_open(c->daemon.state, false, &err);
 	free(err);
-	if (db == NULL || db_state_ids(db, &ids, &nids) < 0) {
-		db_close(db);
-		return 0;
-	}
-	sched_moves(c, ids, nids, &mv, &nmv);
-	for (size_t i = 0; i < nmv; i++) {
-		int64_t subs = 0, sent = 0;
-
-		db_state_count(db, mv[i].from, &subs, &sent);
-		if (mv[i].to[0] != '\0')
-			printf("%s moves to %s: %lld submissions and %lld sent "
-			       "notices go with it\n", mv[i].from, mv[i].to,
-			       (long long)subs, (long long)sent);
-		else if (++nvan <= 20)    /* as cutoffd --check */
-			printf("%s vanishes with recorded state (%lld "
-			       "submissions, %lld sent notices, kept): %s\n",
-			       mv[i].from, (long long)subs, (long long)sent,
-			       mv[i].why);
-	}
-	if (nvan > 20)
-		printf("%zu more occurrences vanish with recorded state "
-		       "(kept)\n", nvan - 20);
-	free(mv);
-	free_list(ids, nids);
+	if (db != NULL)
+		regime_moves(db, c, NULL, now_of(c), false, stdout);
 	db_close(db);
 	return 0;
 }
@@ -880,6 +843,7 @@ main(int argc, char **argv)
 	c = load_conf();
 	if (c == NULL)
 		return EXIT_USER;
+	log_set_zone(c->daemon.timezone);   /* the library's log lines */
 	if (become_state_owner(c) < 0) {
 		conf_free(c);
 		return EXIT_STATE;
@@ -918,5 +882,6 @@ main(int argc, char **argv)
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);
+	log_set_zone(NULL);
 	return rc;
 }

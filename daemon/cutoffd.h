@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CUTOFFD_VERSION "0.1.0"
+#define CUTOFFD_VERSION "0.2.0"
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define NORETURN __attribute__((noreturn))
@@ -138,6 +138,9 @@ bool log_enabled(enum log_level lvl);
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
 /* True when JOURNAL_STREAM is set: stderr is journald's. */
 bool log_to_journal(void);
+/* The zone of the time stamps on terminal lines (the configuration's
+ * timezone); NULL or an unknown name: the process's TZ. */
+void log_set_zone(const char *name);
 /* A bare line on stderr ("FILE:LINE: message" of --check), with only the
  * "<N>" prefix when stderr is the journal. */
 void log_plain(enum log_level lvl, const char *line);
@@ -726,6 +729,21 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  * ("cutd"); an 0.1.0 store gets it on its first open.
  */
 
+/* ---------------------------------------------------------------- regime.c */
+
+/* What a configuration takes from the state store (db NULL: nothing): the
+ * default since (the store's first start, recorded now when record and
+ * none is) and the ids earlier reloads moved. */
+void regime_apply_state(struct db *db, struct conf *c, tstamp now,
+			bool record);
+/* Every occurrence with recorded state that c no longer has either moves
+ * (its state to the new occurrence; with apply, written) or vanishes (its
+ * state kept under its id).  Each is reported: to out (a check), or the
+ * log when out is NULL.  old, when given, limits the vanishing reports to
+ * ids it had (a reload does not repeat old news). */
+void regime_moves(struct db *db, struct conf *c, const struct conf *old,
+		  tstamp now, bool apply, FILE *out);
+
 /* ---------------------------------------------------------------- ledger.c */
 
 /* The ledger: submissions, nil returns, extended deadlines and the history
@@ -798,6 +816,13 @@ struct ledger_event {
 int ledger_history(struct db *db, const char *occ, const char *unit,
 		   int (*fn)(void *ctx, const struct ledger_event *e),
 		   void *ctx);
+/* At most max events with id > after, in id order (what another process
+ * recorded since the daemon last looked); 0 or -1. */
+int ledger_events_after(struct db *db, int64_t after, int max,
+			int (*fn)(void *ctx, const struct ledger_event *e),
+			void *ctx);
+/* The newest event's id into *id (0: none); 0 or -1. */
+int ledger_last_event_id(struct db *db, int64_t *id);
 /* Appends one event to the history (for other modules' events, e.g. a
  * report detected in the mailbox: "proposed", "confirmed"); at may be
  * NULL.  Refuses an action outside the list above.  0 or -1. */

@@ -63,6 +63,14 @@ static const char SQL_HISTORY[] =
 	" AND (?2 IS NULL OR unit = ?2 OR unit = '')"
 	" ORDER BY id";
 
+static const char SQL_EVENTS_AFTER[] =
+	"SELECT id, occurrence, unit, action, at, recorded, source, actor,"
+	" detail, note FROM submission_event WHERE id > ?1 ORDER BY id"
+	" LIMIT ?2";
+
+static const char SQL_LAST_EVENT_ID[] =
+	"SELECT coalesce(max(id), 0) FROM submission_event";
+
 static void
 fail(struct db *db, const char *what)
 {
@@ -673,21 +681,15 @@ ledger_effective(const struct conf *c, struct db *db, struct occ *o,
 
 /* -------------------------------------------------------------- history */
 
-int
-ledger_history(struct db *db, const char *occ, const char *unit,
-	       int (*fn)(void *ctx, const struct ledger_event *e), void *ctx)
+/* The events of the bound statement s (then done) to fn. */
+static int
+read_events(struct db *db, sqlite3_stmt *s,
+	    int (*fn)(void *ctx, const struct ledger_event *e), void *ctx)
 {
-	sqlite3_stmt *s = db_stmt(db, SQL_HISTORY);
 	struct ledger_event *v = NULL;
 	size_t n = 0, cap = 0;
 	int rc, ret = -1;
 
-	if (!s)
-		return -1;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
-		db_stmt_done(db, s);
-		return -1;
-	}
 	/* read all first: fn may use the database */
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct ledger_event *e;
@@ -725,4 +727,54 @@ out:
 	}
 	free(v);
 	return ret;
+}
+
+int
+ledger_history(struct db *db, const char *occ, const char *unit,
+	       int (*fn)(void *ctx, const struct ledger_event *e), void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_HISTORY);
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	return read_events(db, s, fn, ctx);
+}
+
+int
+ledger_events_after(struct db *db, int64_t after, int max,
+		    int (*fn)(void *ctx, const struct ledger_event *e),
+		    void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_EVENTS_AFTER);
+
+	if (!s)
+		return -1;
+	if (sqlite3_bind_int64(s, 1, after) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 2, max) != SQLITE_OK) {
+		fail(db, "history");
+		db_stmt_done(db, s);
+		return -1;
+	}
+	return read_events(db, s, fn, ctx);
+}
+
+int
+ledger_last_event_id(struct db *db, int64_t *id)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_LAST_EVENT_ID);
+	int rc;
+
+	if (!s)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	else
+		fail(db, "history");
+	db_stmt_done(db, s);
+	return rc == SQLITE_ROW ? 0 : -1;
 }

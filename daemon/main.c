@@ -24,8 +24,6 @@
 /* Poll of the state store for changes made by cutoffctl, only when no
  * inotify watch can be had (see watch_start). */
 #define STATE_POLL 2.0
-/* Vanishing occurrences named one by one in the log and by --check. */
-#define VANISH_SHOWN 20
 /* A second look after the last change seen: a writer updates the WAL index
  * (shared memory, no inotify event) only after its WAL write and fsync. */
 #define STATE_RECHECK 0.25
@@ -111,92 +109,6 @@ notify_status(struct app *a, const char *what)
 		   a->conf->ncycles);
 }
 
-/* What a configuration takes from the state store: the default since
- * (recorded on the first start) and the ids moved by earlier reloads. */
-static void
-apply_state(struct db *db, struct conf *c, tstamp now, bool record)
-{
-	struct occ_alias *al = NULL;
-	struct ymd today;
-	int64_t since = INT64_MIN, day;
-	size_t nal = 0;
-
-	tz_local(c->tz, now, &today, NULL, NULL);
-	day = days_from_civil(today.y, today.m, today.d);
-	if (db != NULL && db_first_day(db, day, record, &since) < 0)
-		since = INT64_MIN;
-	if (db != NULL && db_aliases(db, &al, &nal) < 0)
-		nal = 0;
-	conf_apply_state(c, since, day, al, nal);
-	db_aliases_free(al, nal);
-}
-
-/*
- * Moved due dates (README "Moved due dates"): every occurrence with
- * recorded state that c no longer has either moves - its state goes to the
- * new occurrence and the old id resolves to it - or vanishes, its state
- * kept under the old id.  Each is reported (log, or out for --check);
- * only apply touches the store.  old, when given, limits the vanishing
- * reports to ids it had (a reload does not repeat old news).
- */
-static void
-regime_moves(struct db *db, struct conf *c, const struct conf *old,
-	     tstamp now, bool apply, FILE *out)
-{
-	struct occ_move *mv = NULL;
-	char **ids = NULL;
-	size_t nids = 0, nmv = 0, nvan = 0, quiet = 0;
-	struct occ probe;
-
-	if (db_state_ids(db, &ids, &nids) < 0)
-		return;
-	sched_moves(c, ids, nids, &mv, &nmv);
-	for (size_t i = 0; i < nmv; i++) {
-		int64_t subs = 0, sent = 0;
-
-		if (mv[i].to[0] == '\0' && old != NULL &&
-		    sched_occurrence(old, mv[i].from, &probe) < 0)
-			continue;
-		db_state_count(db, mv[i].from, &subs, &sent);
-		if (mv[i].to[0] != '\0') {
-			if (out != NULL)
-				fprintf(out, "%s moves to %s: %lld submissions "
-					"and %lld sent notices go with it\n",
-					mv[i].from, mv[i].to, (long long)subs,
-					(long long)sent);
-			else
-				log_info("%s moves to %s: %lld submissions and "
-					 "%lld sent notices go with it",
-					 mv[i].from, mv[i].to, (long long)subs,
-					 (long long)sent);
-			if (apply && db_occ_move(db, mv[i].from, mv[i].to,
-						 now) < 0)
-				log_err("%s: could not move its state to %s",
-					mv[i].from, mv[i].to);
-		} else if (++nvan > VANISH_SHOWN) {
-			quiet++;        /* old news of a removed cycle, say */
-		} else if (out != NULL) {
-			fprintf(out, "%s vanishes with recorded state (%lld "
-				"submissions, %lld sent notices, kept): %s\n",
-				mv[i].from, (long long)subs, (long long)sent,
-				mv[i].why);
-		} else {
-			log_warn("%s vanishes with recorded state (%lld "
-				 "submissions, %lld sent notices, kept): %s",
-				 mv[i].from, (long long)subs, (long long)sent,
-				 mv[i].why);
-		}
-	}
-	if (quiet > 0 && out != NULL)
-		fprintf(out, "%zu more occurrences vanish with recorded state "
-			"(kept)\n", quiet);
-	else if (quiet > 0)
-		log_warn("%zu more occurrences vanish with recorded state (kept)",
-			 quiet);
-	free(mv);
-	free_list(ids, nids);
-}
-
 /* STATEDIR/reload.status, "GENERATION PID RESULT": how `cutoffctl reload`
  * (the unit's ExecReload) learns that the reload it asked for is done and
  * whether it took, so that `systemctl reload` returns only then and fails
@@ -254,11 +166,12 @@ reload(struct app *a)
 	if (strcmp(nc->daemon.state, a->conf->daemon.state) != 0)
 		log_warn("state = %s: a new state store takes effect only "
 			 "after a restart", nc->daemon.state);
-	apply_state(a->db, nc, clock_now(&a->clk), true);
+	regime_apply_state(a->db, nc, clock_now(&a->clk), true);
 	regime_moves(a->db, nc, a->conf, clock_now(&a->clk), true, NULL);
-	apply_state(a->db, nc, clock_now(&a->clk), true);
+	regime_apply_state(a->db, nc, clock_now(&a->clk), true);
 	old = a->conf;
 	a->conf = nc;
+	log_set_zone(nc->daemon.timezone);
 	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0 ||
 	    nc->daemon.max_connections != old->daemon.max_connections) {
 		/* Only a changed listen address costs a server restart;
@@ -348,6 +261,68 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_timer_start(loop, &stop_timer);
 }
 
+/* The newest ledger event logged (or there at start): events after it
+ * that another process (cutoffctl) recorded get a log line each, so the
+ * daemon's log tells every change of what it chases. */
+static int64_t ledger_seen;
+
+struct seenctx {
+	int64_t last;
+	int n;
+};
+
+static int
+log_event(void *ctx, const struct ledger_event *e)
+{
+	struct seenctx *x = ctx;
+	struct buf b;
+	static const char *const own[] = { "api", "page", "imap", "link" };
+	bool mine = false;
+
+	x->last = e->id;
+	x->n++;
+	/* the daemon logs its own writes where it makes them */
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strcmp(e->source, own[i]) == 0)
+			mine = true;
+	if (mine)
+		return 0;
+	buf_init(&b);
+	buf_puts(&b, "recorded by another process: ");
+	buf_put_escaped(&b, e->action, 16);
+	buf_puts(&b, " ");
+	buf_put_escaped(&b, e->occurrence, OCC_ID_MAX);
+	buf_puts(&b, " ");
+	buf_put_escaped(&b, e->unit[0] ? e->unit : "*", 72);
+	if (e->detail != NULL && e->detail[0] != '\0') {
+		buf_puts(&b, " ");
+		buf_put_escaped(&b, e->detail, 64);
+	}
+	buf_puts(&b, " (source ");
+	buf_put_escaped(&b, e->source[0] ? e->source : "-", 16);
+	buf_puts(&b, ", actor ");
+	buf_put_escaped(&b, e->actor[0] ? e->actor : "-", LEDGER_ACTOR_MAX);
+	buf_puts(&b, ")");
+	log_info("%s", buf_str(&b));
+	buf_free(&b);
+	return 0;
+}
+
+static void
+log_new_events(struct app *a)
+{
+	struct seenctx x;
+
+	do {
+		x.last = ledger_seen;
+		x.n = 0;
+		if (ledger_events_after(a->db, ledger_seen, 64, log_event,
+					&x) < 0)
+			return;         /* logged; the next change tries again */
+		ledger_seen = x.last;
+	} while (x.n == 64);
+}
+
 static void
 check_state(struct app *a)
 {
@@ -357,6 +332,7 @@ check_state(struct app *a)
 	 * committed: a submission recorded or undone. */
 	if (v != a->data_version) {
 		log_debug("state store changed by another process");
+		log_new_events(a);
 		app_changed(a);
 	}
 }
@@ -604,6 +580,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	diag_free(&d);
+	log_set_zone(app.conf->daemon.timezone);
 	if (check) {
 		summary = conf_summary(app.conf);
 		printf("%s\n", summary);
@@ -615,7 +592,7 @@ main(int argc, char **argv)
 			if (app.db != NULL) {
 				tstamp t = (tstamp)time(NULL);
 
-				apply_state(app.db, app.conf, t, false);
+				regime_apply_state(app.db, app.conf, t, false);
 				regime_moves(app.db, app.conf, NULL, t, false,
 					     stdout);
 				db_close(app.db);
@@ -657,10 +634,12 @@ main(int argc, char **argv)
 	}
 	ensure_tokens(&app);
 	/* a file edited while we were stopped moves dates as a reload does */
-	apply_state(app.db, app.conf, clock_now(&app.clk), true);
+	regime_apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);
-	apply_state(app.db, app.conf, clock_now(&app.clk), true);
+	regime_apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	app.data_version = db_data_version(app.db);
+	if (ledger_last_event_id(app.db, &ledger_seen) < 0)
+		ledger_seen = INT64_MAX;  /* unreadable: log none, not all */
 	/* from here on the loop never waits long for another process's
 	 * lock: writers retry later, the API answers 503 (see db.c) */
 	db_set_busy_timeout(app.db, DB_LOOP_BUSY_MS);
@@ -746,5 +725,6 @@ main(int argc, char **argv)
 	conf_free(app.conf);
 	ev_loop_destroy(loop);
 	log_info("stopped");
+	log_set_zone(NULL);
 	return 0;
 }

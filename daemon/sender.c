@@ -50,6 +50,9 @@
 #define REPLIES_MAX 128       /* SMTP reply lines kept per transfer */
 #define REPLY_LOG_MAX 300     /* bytes of a server reply kept and logged */
 #define RETRY_AFTER_MAX 86400 /* a webhook's Retry-After is honoured up to */
+#define HELD_MIN 0.1          /* real seconds: first retry of held outcomes */
+#define HELD_MAX 2.0          /* and the longest wait between tries */
+#define STOP_BUSY_MS 2000     /* the last flush at stop waits this long */
 
 /* libcurl 8.2 fixed the option's name; 7.69 to 8.1 spell it ALLLOW */
 #if LIBCURL_VERSION_NUM >= 0x080200
@@ -96,6 +99,14 @@ struct sender {
 	ev_timer flushtm;         /* writes `done` at the latest FLUSH_DELAY on */
 	size_t ndone;
 	bool flush_due;
+	/* Another process holds the write lock: the outcomes in `done` could
+	 * not be written.  They are kept (their rows stay pending in the
+	 * store, and in_flight() keeps them from being sent again), no new
+	 * send starts until they are written, and `held` retries the write
+	 * with backoff. */
+	bool holding, held_warned;
+	double held_wait;
+	ev_timer held;
 	int nmail, nhook;
 	CURL *pool[POOL_MAX];
 	size_t npool;
@@ -649,10 +660,36 @@ static void job_fail_local(struct sender *s, struct job *j, const char *error)
 	job_finish(s, j, OUT_RETRY, xstrdup(error));
 }
 
+/* The outcomes in `done` could not be written for another process's
+ * lock: keep them and try again a little later (see struct sender). */
+static void hold(struct sender *s)
+{
+	if (!s->held_warned) {
+		size_t n = 0;
+
+		for (const struct job *j = s->done; j; j = j->next)
+			n += j->nrows;
+		log_warn("sender: the state store is locked by another process;"
+			 " %zu sent or failed notice%s wait%s to be written, no "
+			 "new sends until then", n, n == 1 ? "" : "s",
+			 n == 1 ? "s" : "");
+		s->held_warned = true;
+	}
+	s->holding = true;
+	s->held_wait = s->held_wait > 0 ? s->held_wait * 2 : HELD_MIN;
+	if (s->held_wait > HELD_MAX)
+		s->held_wait = HELD_MAX;
+	ev_timer_stop(s->a->loop, &s->held);
+	ev_timer_set(&s->held, s->held_wait, 0.);
+	ev_timer_start(s->a->loop, &s->held);
+}
+
 /* Writes the outcomes of finished jobs, in a transaction of its own when
  * `own` (else the caller's): every row sent in one statement, refused
- * addresses, retries and failures one by one (they are few). */
-static void flush_done(struct sender *s, bool own)
+ * addresses, retries and failures one by one (they are few).  Returns
+ * false when another process's lock kept them from being written: they
+ * stay in `done` (hold). */
+static bool flush_done(struct sender *s, bool own)
 {
 	struct job *list = s->done, *j;
 	struct db *db = s->a->db;
@@ -663,14 +700,26 @@ static void flush_done(struct sender *s, bool own)
 	int marked;
 
 	if (!list)
-		return;
+		return true;
+	/* without a transaction each row would still be written on its own,
+	 * but under another's lock each write fails: the rows would stay
+	 * pending and go out again */
+	if (own) {
+		txn = db_begin(db) == 0;
+		if (!txn && db_busy(db)) {
+			hold(s);
+			return false;
+		}
+	}
+	if (s->held_warned)
+		log_info("sender: the held outcomes are written");
+	s->holding = s->held_warned = false;
+	s->held_wait = 0;
+	ev_timer_stop(s->a->loop, &s->held);
 	s->done = NULL;
 	s->ndone = 0;
 	s->flush_due = false;
 	ev_timer_stop(s->a->loop, &s->flushtm);
-	/* without a transaction each row still gets written on its own */
-	if (own)
-		txn = db_begin(db) == 0;
 	for (j = list; j; j = j->next) {
 		if (j->out == OUT_SENT)
 			nids += j->nrows;
@@ -724,6 +773,7 @@ static void flush_done(struct sender *s, bool own)
 		list = j->next;
 		job_free(j);
 	}
+	return true;
 }
 
 /* Takes ownership of rows[0..n).  Maildir: delivered here; else queued on
@@ -1084,9 +1134,14 @@ static void sender_run(struct sender *s)
 	}
 	ev_prepare_stop(s->a->loop, &s->flush);
 	if (s->draining || s->a->stopping) {
-		flush_done(s, true);
+		if (!s->holding)
+			flush_done(s, true);
 		return;
 	}
+	/* outcomes held by another's lock: the `held` timer tries again;
+	 * nothing starts meanwhile (finished transfers join `done`) */
+	if (s->holding)
+		return;
 	/* One transaction per round: the outcomes of the transfers that
 	 * finished since the last one, cancellations and the reads that pick
 	 * the next rows share one commit and one lock.
@@ -1118,11 +1173,15 @@ static void sender_run(struct sender *s)
 	/* the round's reads share one transaction: in autocommit each query
 	 * would take and drop the WAL locks (system calls) on its own */
 	txn = db_begin(db) == 0;
-	if (flush)
-		flush_done(s, !txn);
+	if (flush) {
+		if (!txn && db_busy(db))
+			hold(s);     /* begun in vain just now: no second wait */
+		else
+			flush_done(s, !txn);
+	}
 	s->kicking = true;
 	now = clock_now(&s->a->clk);
-	for (int round = 0; round < MAILDIR_ROUNDS; round++) {
+	for (int round = 0; round < MAILDIR_ROUNDS && !s->holding; round++) {
 		s->again = false;
 		more = start_channel(s, CH_WEBHOOK, now);
 		more = start_channel(s, CH_EMAIL, now) || more;
@@ -1159,6 +1218,20 @@ static void on_flushtm(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	s->flush_due = true;
 	sender_run(s);
+}
+
+static void on_held(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sender *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	s->holding = false;       /* try the write again */
+	s->flush_due = true;
+	if (s->draining || s->a->stopping)
+		flush_done(s, true);
+	else
+		sender_run(s);
 }
 
 static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1224,6 +1297,8 @@ struct sender *sender_start(struct app *a)
 	s->sync.data = s;
 	ev_init(&s->flushtm, on_flushtm);
 	s->flushtm.data = s;
+	ev_init(&s->held, on_held);
+	s->held.data = s;
 	if (a->conf->mail.auth_needs_tls) {
 		struct buf u;
 
@@ -1257,8 +1332,9 @@ bool sender_drain(struct sender *s)
 	s->draining = true;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
-	flush_done(s, true);
-	return s->jobs == NULL;
+	if (!s->holding)
+		flush_done(s, true);
+	return s->jobs == NULL && s->done == NULL;
 }
 
 void sender_stop(struct sender *s)
@@ -1269,7 +1345,20 @@ void sender_stop(struct sender *s)
 	ev_timer_stop(s->a->loop, &s->soon);
 	ev_timer_stop(s->a->loop, &s->sync);
 	ev_prepare_stop(s->a->loop, &s->flush);
-	flush_done(s, true);
+	ev_timer_stop(s->a->loop, &s->held);
+	/* the last chance to write what was sent: wait for a lock longer */
+	db_set_busy_timeout(s->a->db, STOP_BUSY_MS);
+	if (!flush_done(s, true)) {
+		log_err("sender: outcomes could not be written before the stop;"
+			" those notices stay pending and will be sent again");
+		while (s->done) {
+			struct job *j = s->done;
+
+			s->done = j->next;
+			job_free(j);
+		}
+	}
+	db_set_busy_timeout(s->a->db, DB_LOOP_BUSY_MS);
 	db_sync(s->a->db);        /* the last outcomes, power-safe */
 	/* aborted rows stay pending: the next start sends them */
 	while (s->jobs) {

@@ -526,3 +526,41 @@ def test_admin_config_errors(tmp_path, port, extra, msg):
     assert r.returncode == 1, r.stdout
     assert msg in r.stderr, r.stderr
     assert f"{conf}:" in r.stderr          # FILE:LINE
+
+
+def test_daemon_logs_what_cutoffctl_recorded(daemon_factory, conf, port):
+    """What cutoffctl records while the daemon runs gets one line each in
+    the daemon's log (action, occurrence, unit, source, actor); what was
+    there before the start and the daemon's own API writes get none."""
+    r = ctl(conf, "received", "mttq", OCC, now="2024-03-05T09:00")
+    assert r.returncode == 0, r.stderr
+    d = daemon_factory(conf, port, now="2024-03-05T10:00").start()
+    st, _, _ = http("POST", d.base + "/api/submissions",
+                    json.dumps({"unit": "ld-tbxh", "occurrence": OCC}).encode(),
+                    AUTH)
+    assert st in (200, 201), st
+    steps = [("received", "tu-phap", OCC, "--note", "bản giấy"),
+             ("received", "p-tan-loi", OCC, "--nil"),
+             ("undo", "tu-phap", OCC),
+             ("extend", OCC, "2024-03-20", "--unit", "tu-phap")]
+    for args in steps:
+        r = ctl(conf, *args)
+        assert r.returncode == 0, (args, r.stderr)
+    who = f"(source cli, actor {me()})"
+    want = [f"recorded by another process: received {OCC} tu-phap {who}",
+            f"recorded by another process: nil {OCC} p-tan-loi {who}",
+            f"recorded by another process: undo {OCC} tu-phap {who}",
+            f"recorded by another process: extend {OCC} tu-phap 2024-03-20 "
+            f"{who}"]
+
+    def logged():
+        lines = [ln.split("]: ", 1)[1] for ln in d.logtext().splitlines()
+                 if "recorded by another process" in ln]
+        return lines if len(lines) >= len(want) else None
+    lines = wait_for(logged, what="the log lines")
+    time.sleep(0.3)
+    assert d.stop() == 0
+    lines = [ln.split("]: ", 1)[1] for ln in d.logtext().splitlines()
+             if "recorded by another process" in ln]
+    assert lines == want, lines
+    assert "mttq" not in "\n".join(lines) and "ld-tbxh" not in "\n".join(lines)

@@ -10,8 +10,17 @@ import time
 
 import pytest
 
-from conftest import ADMIN_TOKEN, CUTOFFD, ctl, http as http_req, init_state, make_config
+from conftest import (ADMIN_TOKEN, CUTOFFD, ROOT, ctl, http as http_req,
+                      init_state, make_config)
 from test_notices import BEFORE, smtp, smtp_mail, wait_for  # noqa: F401
+
+
+def header_version():
+    """CUTOFFD_VERSION as daemon/cutoffd.h defines it (not a copy here)."""
+    m = re.search(r'#define CUTOFFD_VERSION "([^"]+)"',
+                  (ROOT / "daemon" / "cutoffd.h").read_text())
+    return m.group(1)
+
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
@@ -71,7 +80,10 @@ def test_scrape_counts_what_the_smtp_server_saw(daemon_factory, tmp_path,
     # 600x: a 10-minute backoff takes one real second
     d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
     first = samples(scrape(d))
-    assert first["cutoffd_build_info{version=\"0.1.0\"}"] == 1
+    version = header_version()
+    assert subprocess.run([str(CUTOFFD), "--version"], capture_output=True,
+                          text=True).stdout == f"cutoffd {version}\n"
+    assert first[f'cutoffd_build_info{{version="{version}"}}'] == 1
     assert first["cutoffd_config_last_reload_success"] == 1
     assert first["cutoffd_state_store_up"] == 1
     assert first['cutoffd_submissions_total{source="cli"}'] == 1
@@ -236,3 +248,33 @@ def test_metrics_allow_accepts_v4_v6_and_bare_addresses(tmp_path, port):
     r = subprocess.run([str(CUTOFFD), "--check", "-c", str(conf)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_missing_units_skip_what_is_before_since(daemon_factory, tmp_path,
+                                                 port):
+    """Nothing due before `since` is chased or listed: the gauge does not
+    count it missing either (as the status views)."""
+    conf = make_config(tmp_path, port,
+                       extra_daemon="history = 30d\nsince = 2024-03-14")
+    d = daemon_factory(conf, port, now="2024-03-14T09:00").start()
+    s = samples(scrape(d))
+    # q1/2024-03-13 is due the day before since: not missing
+    assert s['cutoffd_units_missing{cycle="q1"}'] == 0
+    st, _, body = http_req("GET", d.base + "/status.json")
+    assert "q1/2024-03-13" not in body.decode()
+
+
+def test_last_scan_is_the_engines_mark(daemon_factory, tmp_path, port):
+    """The scan mark moves on with the clock although nothing is queued
+    (the stored mark is written only with queued notices)."""
+    conf = make_config(tmp_path, port)
+    init_state(conf, port, now="2024-03-06T10:00")
+    # 3600x: an hour of the daemon's clock each real second; the next
+    # step (-3d on 10/03) is days away, the engine wakes for the horizon
+    d = daemon_factory(conf, port, now="2024-03-06T10:00").start()
+    first = samples(scrape(d))["cutoffd_last_scan_timestamp_seconds"]
+    assert first >= 1709694000            # 2024-03-06T10:00+07
+    d.stop()
+    d = daemon_factory(conf, port, now="2024-03-07T10:00").start()
+    second = samples(scrape(d))["cutoffd_last_scan_timestamp_seconds"]
+    assert second >= first + 86400, (first, second)

@@ -59,10 +59,12 @@ def test_moved_due_date_keeps_state(daemon_factory, tmp_path, port):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "q1/2024-03-13 moves to q1/2024-03-15" in r.stdout, r.stdout
+    daemon_check = r.stdout
     r = ctl(conf, "check")
     assert r.returncode == 0, r.stderr
     assert "q1/2024-03-13 moves to q1/2024-03-15: 1 submissions and 4 sent" \
         in r.stdout, r.stdout
+    assert r.stdout == daemon_check     # one implementation (regime.c)
     log = d.reload()
     assert "q1/2024-03-13 moves to q1/2024-03-15" in log, log
 

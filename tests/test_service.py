@@ -2,7 +2,9 @@
 configuration in a fresh directory, the installed data directory and its
 per-file overrides, the admin token made on first start, --check errors at
 priority err under journald, the watchdog."""
+import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -232,3 +234,44 @@ email = tuphap@example.vn
     r = subprocess.run([CUTOFFCTL, "-c", conf, "reload", pid],
                        capture_output=True, text=True, env=env_data())
     assert r.returncode == 2
+
+
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)([+-]\d\d:\d\d) cutoffd\[")
+
+
+def test_terminal_lines_stamped_in_the_configured_zone(daemon_factory,
+                                                       tmp_path, port,
+                                                       monkeypatch):
+    """Off journald every line starts with an ISO 8601 time and its UTC
+    offset, in the configuration's zone (not the process's TZ); under
+    journald only the "<N>" prefix (journald stamps the time)."""
+    conf = inert(tmp_path, port)
+    env = {"CUTOFFD_DATADIR": str(DATADIR), "TZ": "America/New_York"}
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    d = daemon_factory(conf, port, env=env).start()
+    assert d.stop() == 0
+    lines = d.logtext().splitlines()
+    assert lines
+    for line in lines:
+        m = STAMP.match(line)
+        assert m and m.group(2) == "+07:00", line
+        when = datetime.datetime.fromisoformat(m.group(1) + m.group(2))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        assert abs((now - when).total_seconds()) < 120, line
+
+    # a zone with a negative offset, the process's TZ elsewhere
+    conf.write_text(conf.read_text().replace(
+        "timezone   = Asia/Ho_Chi_Minh", "timezone   = America/Caracas"))
+    d.log_path.unlink()
+    d = daemon_factory(conf, port, env=dict(env, TZ="Asia/Tokyo")).start()
+    assert d.stop() == 0
+    for line in d.logtext().splitlines():
+        assert STAMP.match(line).group(2) == "-04:00", line
+
+    d.log_path.unlink()
+    d = daemon_factory(conf, port, env=dict(env, JOURNAL_STREAM="1:2")).start()
+    assert d.stop() == 0
+    lines = d.logtext().splitlines()
+    assert lines
+    for line in lines:
+        assert re.match(r"^<[3-7]>", line) and not STAMP.match(line[3:]), line

@@ -259,3 +259,71 @@ def test_no_commit_when_nothing_is_queued(daemon_factory, conf, port):
     assert last_scan() == before
     assert not list((conf.parent / "mail").glob("new/*"))
     assert d.stop() == 0
+
+
+class GateSink:
+    """An SMTP server whose DATA answers wait for a gate: the transfers are
+    in flight until the test opens it."""
+
+    def __init__(self):
+        self.messages, self.waiting = [], 0
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        with self.lock:
+            self.waiting += 1
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        with self.lock:
+            self.messages.append(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def test_no_resend_when_outcomes_meet_a_lock(daemon_factory, conf, port,
+                                             tmp_path):
+    """Transfers that finish while another process holds the write lock:
+    their outcomes are kept (no new send starts meanwhile) and written
+    once the lock goes, so every notice arrives exactly once (the old
+    sender dropped them: the rows stayed pending and went out again)."""
+    from aiosmtpd.controller import Controller
+    from conftest import free_port
+    from test_notices import BEFORE, smtp_mail
+
+    sink = GateSink()
+    sport = free_port()
+    c = Controller(sink, hostname="127.0.0.1", port=sport)
+    c.start()
+    try:
+        conf = make_config(tmp_path, port,
+                           mail=smtp_mail(sport, "parallel = 8\n"))
+        init_state(conf, port, now=BEFORE)
+        d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+        # the first -7d reminder of 08:00 is in the server's hands
+        wait_for(lambda: sink.waiting >= 1, "a transfer in flight")
+        con = lock(conf.parent / "state.db")
+        try:
+            sink.gate.set()
+            wait_for(lambda: sink.messages, "a mail accepted")
+            time.sleep(2)     # the old sender sent them again by now
+            got = [r[0] for r in sink.messages]
+            assert len(got) == len(set(got)), got
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        wait_for(lambda: len(sink.messages) >= 4, "the four reminders")
+        time.sleep(1)
+        assert d.stop() == 0
+    finally:
+        c.stop()
+    rcpts = sorted(r[0] for r in sink.messages)
+    assert rcpts == ["bcd.tanloi@example.vn", "ldtbxh@example.vn",
+                     "mttq@example.vn", "tuphap@example.vn"], rcpts
+    db = sqlite3.connect(conf.parent / "state.db")
+    states = db.execute("select state, count(*) from outbox group by state"
+                        ).fetchall()
+    assert states == [("sent", 4)], states
+    # one warning for the episode, and its end
+    assert d.logtext().count("to be written, no new sends") == 1
+    assert d.logtext().count("held outcomes are written") == 1

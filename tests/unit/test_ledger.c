@@ -153,6 +153,37 @@ test_nil_undo_history(void **state)
 	fix_free(f);
 }
 
+/* What the daemon logs of another process's records: events after an id,
+ * in pages. */
+static void
+test_events_after(void **state)
+{
+	struct fix *f = fix_new(conf_text);
+	struct rows h = { .n = 0 };
+	int64_t last = -1;
+
+	(void)state;
+	assert_int_equal(ledger_last_event_id(f->db, &last), 0);
+	assert_int_equal(last, 0);
+	assert_int_equal(ledger_receive(f->db, OCC, "a", 10, false, "cli",
+					"lan", NULL, 11), 0);
+	assert_int_equal(ledger_last_event_id(f->db, &last), 0);
+	assert_true(last > 0);
+	assert_int_equal(ledger_receive(f->db, OCC, "b", 10, true, "cli",
+					"lan", NULL, 12), 0);
+	assert_int_equal(ledger_undo(f->db, OCC, "a", "api", "minh", 13), 0);
+	assert_int_equal(ledger_events_after(f->db, last, 64, hist_collect,
+					     &h), 0);
+	assert_int_equal(h.n, 2);
+	assert_string_equal(h.line[0], "b|nil|cli|lan|");
+	assert_string_equal(h.line[1], "a|undo|api|minh|");
+	h.n = 0;
+	assert_int_equal(ledger_events_after(f->db, 0, 1, hist_collect, &h), 0);
+	assert_int_equal(h.n, 1);             /* at most max */
+	assert_string_equal(h.line[0], "a|received|cli|lan|");
+	fix_free(f);
+}
+
 /* A schema-2 store (0.1) migrates with its history intact. */
 static void
 test_migration_keeps_history(void **state)
@@ -291,6 +322,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_extend_and_history),
 		cmocka_unit_test(test_nil_undo_history),
+		cmocka_unit_test(test_events_after),
 		cmocka_unit_test(test_migration_keeps_history),
 		cmocka_unit_test(test_plan_with_extensions),
 		cmocka_unit_test(test_csv_quoting),
