@@ -1144,4 +1144,46 @@ int http_dispatch(struct app *a, const struct http_req *q,
 struct http *http_start(struct app *a, char **err);
 void http_stop(struct http *h);
 
+/* ------------------------------------------------------------------ mime.c */
+
+/* A strict, bounded reader of a stored message (RFC 5322, 2045-2047, 2231,
+ * 3464): what matching a reply or a bounce needs.  Strings are clean UTF-8
+ * (no control characters), NULL when absent. */
+#define MIME_MAX_REFS 32
+#define MIME_MAX_FILES 16
+#define MIME_MAX_RCPT 16
+struct mime_rcpt {               /* one recipient of a delivery report */
+	char *recipient;         /* Final-Recipient's address, lowercased */
+	char *action;            /* "failed", "delayed", ... lowercased */
+	char *status;            /* "5.1.1" */
+	char *diagnostic;        /* Diagnostic-Code without its type */
+};
+struct mime_msg {
+	char *message_id;        /* "<id>" */
+	char **refs;             /* In-Reply-To then References ids, unique */
+	size_t nrefs;
+	char *from;              /* the From addr-spec, lowercased */
+	char *subject;           /* RFC 2047 decoded (UTF-8, Latin-1) */
+	tstamp date;
+	bool has_date;
+	bool auto_reply;         /* Auto-Submitted, X-Autoreply, Precedence */
+	const char *auto_why;    /* the header that says so (static) */
+	char **files;            /* attachment names (RFC 2231 / 2047) */
+	size_t nfiles;
+	bool dsn;                /* multipart/report; report-type=delivery-status */
+	struct mime_rcpt *rcpt;
+	size_t nrcpt;
+	char *dsn_orig_id;       /* the returned message's Message-ID */
+};
+/* 0, or -1 when s holds no header field at all.  mime_clear after 0. */
+int mime_parse(const char *s, size_t n, struct mime_msg *out);
+void mime_clear(struct mime_msg *m);
+/* RFC 2047 encoded words of a header value decoded (charsets other than
+ * UTF-8 and Latin-1 left as written); xmalloc'ed, clean UTF-8. */
+char *mime_decode_words(const char *s, size_t n);
+/* The addr-spec of "Name <a@b>" or "a@b", lowercased; NULL if none. */
+char *mime_addr(const char *v);
+/* An RFC 5322 date-time; 0 or -1. */
+int mime_date(const char *v, tstamp *out);
+
 #endif
