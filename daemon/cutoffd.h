@@ -272,6 +272,17 @@ struct conf {
 		int64_t give_up;      /* after this long, a temp failure is final */
 		int64_t timeout;      /* per SMTP transaction */
 	} mail;
+	struct {                  /* [imap]: the secretariat's mailbox */
+		bool enabled;         /* the section is there */
+		char *url;            /* imaps://host/MAILBOX, imap://... */
+		enum starttls starttls;  /* default required */
+		bool tls_verify;
+		char *user;
+		char *password_file;
+		char *password;       /* contents or NULL */
+		int64_t poll;         /* seconds, >= 2 */
+		bool record;          /* mode = record (else propose) */
+	} imap;
 	struct {
 		char *secret_file;
 		unsigned char *secret;  /* raw key bytes or NULL */
@@ -419,7 +430,7 @@ void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
 
 struct db;
 
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -536,6 +547,38 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
  */
+
+/* The mailbox's bookkeeping (imap.c), schema version 4:
+ *   imap_seen(message_id PRIMARY KEY, uidvalidity, uid, seen, outcome,
+ *       occurrence, unit, detail)      -- every message read, once
+ *   notice_bounce(outbox_id, address, status, diagnostic, at, report_id,
+ *       PRIMARY KEY(outbox_id, address))   -- RFC 3464 reports
+ *   index outbox_message_id ON outbox(message_id)
+ * db_imap_seen: 1 when message_id was read before, 0, -1.
+ * db_imap_mark / db_bounce_add: 0 added, 1 already there, -1. */
+int db_imap_seen(struct db *db, const char *message_id);
+int db_imap_mark(struct db *db, const char *message_id, int64_t uidvalidity,
+		 int64_t uid, const char *outcome, const char *occ,
+		 const char *unit, const char *detail, tstamp now);
+struct notice;
+/* The sent email notice whose Message-ID is message_id: 0 (notice_clear
+ * it), 1 none, -1. */
+int db_notice_by_message_id(struct db *db, const char *message_id,
+			    struct notice *out);
+int db_bounce_add(struct db *db, int64_t outbox_id, const char *address,
+		  const char *status, const char *diagnostic,
+		  const char *report_id, tstamp now);
+/* Every bounced address, optionally of one occurrence, in (occurrence,
+ * unit, step, address) order; the strings live until fn returns, which
+ * returns non-zero to stop. */
+struct db_bounce {
+	const char *occurrence, *unit, *step, *audience, *address, *status,
+		*diagnostic;
+	tstamp at;
+};
+typedef int (*db_bounce_fn)(void *ctx, const struct db_bounce *b);
+int db_bounce_foreach(struct db *db, const char *occ, db_bounce_fn fn,
+		      void *ctx);
 
 /* ---------------------------------------------------------------- ledger.c */
 
@@ -675,6 +718,7 @@ struct app {
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
+	struct imap *imap;       /* imap.c: the mailbox poller, or NULL */
 	int64_t data_version;
 	tstamp started;
 	bool stopping;
@@ -1185,5 +1229,37 @@ char *mime_decode_words(const char *s, size_t n);
 char *mime_addr(const char *v);
 /* An RFC 5322 date-time; 0 or -1. */
 int mime_date(const char *v, tstamp *out);
+
+/* ------------------------------------------------------------------ imap.c */
+
+/* The secretariat's mailbox ([imap]), polled read-only on the loop for
+ * reports and delivery status notifications (see imap.c). */
+enum imap_outcome {
+	IMAP_RECORDED,           /* a confident match, mode = record */
+	IMAP_PROPOSED,           /* a match shown for confirmation */
+	IMAP_BOUNCED,            /* a DSN for one of our notices */
+	IMAP_AUTOREPLY,          /* an auto-reply or out-of-office */
+	IMAP_UNKNOWN_SENDER,     /* not from any unit's address */
+	IMAP_UNMATCHED,          /* from a unit, names none of its reports;
+				    a DSN for a message not ours */
+	IMAP_ALREADY,            /* read before, or the report is recorded */
+	IMAP_UNREADABLE,         /* not a message, or the store failed */
+	IMAP_OUTCOMES
+};
+const char *imap_outcome_name(enum imap_outcome o);   /* "recorded", ... */
+struct imap;
+struct app;
+/* NULL when there is no [imap] section. */
+struct imap *imap_start(struct app *a);
+void imap_stop(struct imap *im);
+/* One message as the mailbox holds it: matched, recorded or proposed
+ * (ledger.c) or marked bounced, and remembered by Message-ID; calls
+ * a->changed when state changed.  The poller's core, for tests too. */
+enum imap_outcome imap_process(struct app *a, const char *msg, size_t len,
+			       int64_t uidvalidity, int64_t uid);
+/* cutoffd_imap_* lines of /metrics (metrics.c appends them). */
+void imap_metrics_write(struct buf *b);
+/* "imap ok" or why it fails, into out; NULL when im is NULL. */
+const char *imap_health(const struct imap *im, char *out, size_t size);
 
 #endif

@@ -145,6 +145,9 @@ reload(struct app *a)
 		}
 	}
 	ensure_tokens(a);
+	/* the poller restarts on the new [imap] (its position is stored) */
+	imap_stop(a->imap);
+	a->imap = imap_start(a);
 	app_changed(a);
 	conf_free(old);
 	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
@@ -197,6 +200,8 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	a->http = NULL;
 	engine_stop(a->engine);
 	a->engine = NULL;
+	imap_stop(a->imap);
+	a->imap = NULL;
 	ev_stat_stop(loop, &wal_watch);
 	ev_timer_stop(loop, &state_poll);
 	/* Give in-flight sends a bounded time; what does not finish stays
@@ -364,6 +369,7 @@ main(int argc, char **argv)
 	}
 	app.sender = sender_start(&app);
 	app.engine = engine_start(&app);
+	app.imap = imap_start(&app);
 
 	ev_signal_init(&sig_hup, on_hup, SIGHUP);
 	ev_signal_init(&sig_term, on_term, SIGTERM);
@@ -396,6 +402,7 @@ main(int argc, char **argv)
 	ev_signal_stop(loop, &sig_int);
 	ev_stat_stop(loop, &wal_watch);
 	ev_timer_stop(loop, &state_poll);
+	imap_stop(app.imap);
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);
