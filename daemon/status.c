@@ -413,6 +413,29 @@ status_fmt_due(const struct occ *o, char *out, size_t size)
 
 /* -------------------------------------------------- cutoffctl status */
 
+/* "bounced  OCC  UNIT  STEP  ADDRESS  STATUS DIAGNOSTIC": what a remote
+ * server said, escaped. */
+static int
+print_bounce(void *ctx, const struct db_bounce *x)
+{
+	struct buf *b = ctx;
+
+	buf_puts(b, "bounced\t");
+	buf_put_escaped(b, x->occurrence, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->unit, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->step, 100);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->address, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->status ? x->status : "", 20);
+	buf_putc(b, ' ');
+	buf_put_escaped(b, x->diagnostic ? x->diagnostic : "", 300);
+	buf_putc(b, '\n');
+	return 0;
+}
+
 int
 status_print(const struct conf *c, struct db *db, tstamp now,
 	     const char *occ, FILE *out)
@@ -477,6 +500,8 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		buf_put_escaped(&b, x->err, 300);
 		buf_putc(&b, '\n');
 	}
+	/* delivery reports found in the [imap] mailbox */
+	(void)db_bounce_foreach(db, occ, print_bounce, &b);
 	fputs(buf_str(&b), out);
 	buf_free(&b);
 	status_free(s);
