@@ -259,7 +259,7 @@ struct match {
 	char occ[OCC_ID_MAX];
 	const struct unit *unit;
 	bool confident;
-	char why[200];
+	char why[256];
 };
 
 /* Whether the folded text names o (its title with its period or due
@@ -404,7 +404,7 @@ classify(struct app *a, const struct mime_msg *m, const char *folded,
 			       clock_now(&a->clk), other) &&
 		    strcmp(other, r->occ) != 0) {
 			snprintf(r->why, sizeof(r->why), "answers the reminder"
-				 " for %s but names %s", r->occ, other);
+				 " for %.96s but names %.96s", r->occ, other);
 			snprintf(r->occ, sizeof(r->occ), "%s", other);
 			r->confident = false;
 		} else {

@@ -268,16 +268,24 @@ mime_decode_words(const char *s, size_t n)
 
 	buf_init(&b);
 	while (i < n) {
-		size_t k = one_word(&b, s + i, n - i);
+		struct buf w;
+		size_t k;
 
+		buf_init(&w);
+		k = one_word(&w, s + i, n - i);
 		if (k > 0) {
 			/* white space between two encoded words is dropped
-			 * (RFC 2047 section 6.2); pending_ws was not put */
+			 * (RFC 2047 section 6.2), kept after plain text */
+			if (pending_ws > 0 && !last_word && b.len > 0)
+				buf_putc(&b, ' ');
+			buf_add(&b, w.p != NULL ? w.p : "", w.len);
+			buf_free(&w);
 			i += k;
 			pending_ws = 0;
 			last_word = true;
 			continue;
 		}
+		buf_free(&w);
 		if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' ||
 		    s[i] == '\n') {
 			if (pending_ws == 0)
@@ -382,7 +390,8 @@ hdr_parse(const char *s, size_t n, struct hdr *h, struct span *body)
 		if (colon >= le || s[colon] != ':' || colon == ls)
 			continue;
 		buf_init(&v);
-		buf_add(&v, s + colon + 1, le - colon - 1);
+		buf_add(&v, s + colon + 1, le - colon - 1 < FIELD_MAX ?
+			le - colon - 1 : FIELD_MAX);
 		/* continuation lines */
 		while (i < n && (s[i] == ' ' || s[i] == '\t')) {
 			size_t cs = i, ce;
