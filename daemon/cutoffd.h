@@ -982,6 +982,13 @@ struct st_fail {
 	bool retrying;           /* a temporary failure, to be tried again */
 };
 
+/* An address a delivery report (RFC 3464, found in the [imap] mailbox)
+ * says did not get a notice. */
+struct st_bounce {
+	char *occ, *unit, *step, *addr, *status, *diag;
+	tstamp at;               /* when the report was read */
+};
+
 struct status {
 	tstamp now;
 	tstamp stale_at;         /* time alone may change the model from here */
@@ -990,6 +997,8 @@ struct status {
 	size_t nocc;
 	struct st_fail *fail;
 	size_t nfail;
+	struct st_bounce *bounce; /* db_bounce_foreach's rows, filtered */
+	size_t nbounce;
 };
 
 /* What to show; every field NULL = the default window, every unit. */

@@ -113,7 +113,7 @@ static const char *const migrations[] = {
 	 * Message-ID, so none counts twice across restarts and UIDVALIDITY
 	 * changes; bounces reported for a notice's address; replies and
 	 * reports name a notice by its Message-ID. */
-	"CREATE TABLE imap_seen("
+	"CREATE TABLE IF NOT EXISTS imap_seen("
 	    "  message_id TEXT NOT NULL PRIMARY KEY,"
 	    "  uidvalidity INTEGER,"
 	    "  uid INTEGER,"
@@ -122,7 +122,7 @@ static const char *const migrations[] = {
 	    "  occurrence TEXT,"
 	    "  unit TEXT,"
 	    "  detail TEXT);"
-	"CREATE TABLE notice_bounce("
+	"CREATE TABLE IF NOT EXISTS notice_bounce("
 	    "  outbox_id INTEGER NOT NULL,"
 	    "  address TEXT NOT NULL,"
 	    "  status TEXT,"
@@ -130,7 +130,7 @@ static const char *const migrations[] = {
 	    "  at INTEGER NOT NULL,"
 	    "  report_id TEXT,"
 	    "  PRIMARY KEY(outbox_id, address));"
-	"CREATE INDEX outbox_message_id ON outbox(message_id);",
+	"CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox(message_id);",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,

@@ -220,6 +220,17 @@ status_free(struct status *s)
 		free(x->err);
 	}
 	free(s->fail);
+	for (size_t i = 0; i < s->nbounce; i++) {
+		struct st_bounce *x = &s->bounce[i];
+
+		free(x->occ);
+		free(x->unit);
+		free(x->step);
+		free(x->addr);
+		free(x->status);
+		free(x->diag);
+	}
+	free(s->bounce);
 	free(s);
 }
 
@@ -284,6 +295,53 @@ load_failed(const struct conf *c, struct db *db,
 	s->fail = xcalloc(FAILED_MAX, sizeof(*s->fail));
 	if (outbox_troubles(db, FAILED_SCAN, collect_fail, &fc) < 0) {
 		log_err("status: cannot read the failed notices");
+		return -1;
+	}
+	return 0;
+}
+
+struct bounce_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+	size_t cap;
+};
+
+static int
+collect_bounce(void *ctx, const struct db_bounce *b)
+{
+	struct bounce_ctx *bc = ctx;
+	struct st_bounce *x;
+
+	if (bc->s->nbounce >= FAILED_MAX)
+		return 1;
+	if (!fail_matches(bc->c, bc->f, b->occurrence, b->unit))
+		return 0;
+	if (bc->s->nbounce == bc->cap) {
+		bc->cap = bc->cap ? bc->cap * 2 : 8;
+		bc->s->bounce = xrealloc(bc->s->bounce,
+					 bc->cap * sizeof(*bc->s->bounce));
+	}
+	x = &bc->s->bounce[bc->s->nbounce++];
+	x->occ = xstrdup(b->occurrence);
+	x->unit = xstrdup(b->unit);
+	x->step = xstrdup(b->step);
+	x->addr = xstrdup(b->address);
+	x->status = xstrdup(b->status ? b->status : "");
+	x->diag = xstrdup(b->diagnostic ? b->diagnostic : "");
+	x->at = b->at;
+	return 0;
+}
+
+/* Addresses that delivery reports in the [imap] mailbox said bounced. */
+static int
+load_bounces(const struct conf *c, struct db *db,
+	     const struct status_filter *f, struct status *s)
+{
+	struct bounce_ctx bc = { c, f, s, 0 };
+
+	if (db_bounce_foreach(db, f->occ, collect_bounce, &bc) < 0) {
+		log_err("status: cannot read the bounced notices");
 		return -1;
 	}
 	return 0;
@@ -382,7 +440,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
 	for (size_t i = 0; i < s->nocc; i++)
 		s->bytes += s->occ[i].nu * sizeof(struct st_unit);
-	if (load_failed(c, db, f, s) < 0) {
+	if (load_failed(c, db, f, s) < 0 || load_bounces(c, db, f, s) < 0) {
 		status_free(s);
 		return -1;
 	}
@@ -698,6 +756,24 @@ status_json_write(const struct conf *c, const struct status *s,
 		else
 			json_object_set_new(jf, "error",
 					    json_string("(not UTF-8)"));
+		tz_format_iso(c->tz, x->at, t);
+		json_object_set_new(jf, "at", json_string(t));
+		json_array_append_new(fails, jf);
+	}
+	json_put(b, fails);
+	buf_puts(b, ",\"bounced\":");
+	fails = json_array();
+	for (size_t i = 0; i < s->nbounce; i++) {
+		const struct st_bounce *x = &s->bounce[i];
+		json_t *jf = json_object();
+
+		json_object_set_new(jf, "occurrence", json_string(x->occ));
+		json_object_set_new(jf, "unit", json_string(x->unit));
+		json_object_set_new(jf, "step", json_string(x->step));
+		json_object_set_new(jf, "address", json_string(x->addr));
+		json_object_set_new(jf, "status", json_string(x->status));
+		/* mime.c gives clean UTF-8 */
+		json_object_set_new(jf, "diagnostic", json_string(x->diag));
 		tz_format_iso(c->tz, x->at, t);
 		json_object_set_new(jf, "at", json_string(t));
 		json_array_append_new(fails, jf);

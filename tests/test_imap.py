@@ -303,6 +303,13 @@ def test_corpus_outcomes_precision_recall(daemon_factory, tmp_path, port,
     assert "RecipientNotFound" in bounces[1][3]
     st = ctl(conf, "status", "q1/2024-03-13", now="2024-03-08T12:00").stdout
     assert "bounced" in st and "mttq@example.vn" in st, st
+    import json
+    code, _, body = d.get("/status.json")
+    assert code == 200
+    bj = json.loads(body)["bounced"]
+    assert sorted((b["unit"], b["address"], b["status"]) for b in bj) == [
+        ("mttq", "mttq@example.vn", "5.1.1"),
+        ("p-tan-loi", "bcd.tanloi@example.vn", "5.1.10")], bj
 
     # read-only: no message got \Seen (or any flag)
     for f in dovecot.flags("Reports"):
