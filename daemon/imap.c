@@ -557,7 +557,7 @@ imap_process(struct app *a, const char *msg, size_t len, int64_t uidvalidity,
 		char note[DB_NOTE_MAX];
 
 		at = m.has_date && m.date <= now ? m.date : now;
-		snprintf(actor, sizeof(actor), "%s", m.from);
+		snprintf(actor, sizeof(actor), "%s", m.from ? m.from : "");
 		snprintf(note, sizeof(note), "Message-ID: %s", key);
 		if (db_sub_get(a->db, occ, unitid, &sub) == 0) {
 			submission_clear(&sub);
@@ -571,10 +571,15 @@ imap_process(struct app *a, const char *msg, size_t len, int64_t uidvalidity,
 		} else {
 			char *subj = NULL;
 
-			if (m.subject != NULL) {
-				subj = xstrndup(m.subject, 300);
-				if (!utf8_valid(subj, strlen(subj)))
-					subj[0] = '\0';
+			if (m.subject != NULL && m.subject[0] != '\0') {
+				size_t k = strlen(m.subject);
+
+				/* at most 300 bytes, cut at a character */
+				if (k > 300)
+					k = 300;
+				while (k > 0 && !utf8_valid(m.subject, k))
+					k--;
+				subj = xstrndup(m.subject, k);
 			}
 			if (ledger_event_add(a->db, occ, unitid, "proposed",
 					     &at, "imap", actor, key, subj,
