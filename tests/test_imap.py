@@ -215,20 +215,25 @@ def message_id(data):
 BEFORE = "2024-03-06T07:59:30"
 
 
+@pytest.mark.parametrize("mode", ["record", "propose"])
 def test_corpus_outcomes_precision_recall(daemon_factory, tmp_path, port,
-                                          dovecot):
+                                          dovecot, mode):
     c = dovecot.client()
     assert c.create("Reports")[0] == "OK"
     c.logout()
     conf = make_config(tmp_path, port)
     add_imap(conf, imap_section(
-        tmp_path, f"imaps://127.0.0.1:{dovecot.imaps_port}/Reports"))
+        tmp_path, f"imaps://127.0.0.1:{dovecot.imaps_port}/Reports",
+        mode=mode))
     d = daemon_factory(conf, port, now=BEFORE, speed=10).start()
     units = ["ld-tbxh", "mttq", "p-tan-loi", "tu-phap"]
     mids = wait_for(lambda: (lambda m: m if all(
         ("q1/2024-03-13", u) in m for u in units) else None)(first_mids(conf)),
         what="the first reminders sent")
     rows = corpus()
+    if mode == "propose":      # nothing is recorded, all is proposed
+        rows = [(n, "proposed" if o == "recorded" else o, oc, u)
+                for n, o, oc, u in rows]
     sent = {}
     for name, *_ in rows:
         data = fill((MAIL / name).read_bytes(), mids)
@@ -279,15 +284,23 @@ def test_corpus_outcomes_precision_recall(daemon_factory, tmp_path, port,
     assert r.returncode == 0, r.stderr
     hist = r.stdout
     lines = [ln for ln in hist.splitlines() if "imap" in ln]
-    assert any("tu-phap" in ln and "received" in ln for ln in lines), hist
+    assert any("tu-phap" in ln and ("received" if mode == "record" else
+                                     "proposed") in ln
+               for ln in lines), hist
     assert any("ld-tbxh" in ln and "proposed" in ln and "h1/2024-06-13" in ln
                for ln in lines), hist
     assert any("ld-tbxh" in ln and "proposed" in ln and "q1/2024-03-13" in ln
                for ln in lines), hist
     assert not any("mttq" in ln or "p-tan-loi" in ln for ln in lines), hist
     db = store(conf)
-    at, src = db.execute("SELECT at, source FROM submission WHERE occurrence"
-                         " = 'q1/2024-03-13' AND unit = 'tu-phap'").fetchone()
+    row = db.execute("SELECT at, source FROM submission WHERE occurrence"
+                     " = 'q1/2024-03-13' AND unit = 'tu-phap'").fetchone()
+    if mode == "propose":
+        assert row is None
+        row = db.execute("SELECT at, source FROM submission_event WHERE"
+                         " action = 'proposed' AND unit = 'tu-phap'"
+                         ).fetchone()
+    at, src = row
     assert src == "imap"
     # its Date (Mon, 11 Mar 2024 09:13:58 +0700), or the daemon's clock
     # when that Date lies ahead of it (a sender's clock skew)
