@@ -1238,6 +1238,9 @@ char *mime_decode_words(const char *s, size_t n);
 char *mime_addr(const char *v);
 /* An RFC 5322 date-time; 0 or -1. */
 int mime_date(const char *v, tstamp *out);
+/* Adds to m->files the attachment names an IMAP BODYSTRUCTURE lists
+ * (those past the part of a message that was fetched). */
+void mime_bodystructure_files(const char *s, size_t n, struct mime_msg *m);
 
 /* ------------------------------------------------------------------ imap.c */
 
@@ -1263,8 +1266,11 @@ struct imap *imap_start(struct app *a);
 void imap_stop(struct imap *im);
 /* One message as the mailbox holds it: matched, recorded or proposed
  * (ledger.c) or marked bounced, and remembered by Message-ID; calls
- * a->changed when state changed.  The poller's core, for tests too. */
+ * a->changed when state changed.  msg may be the first bytes only;
+ * bodystructure (may be NULL) is the FETCH's BODYSTRUCTURE, for the names
+ * of attachments past them.  The poller's core, for tests too. */
 enum imap_outcome imap_process(struct app *a, const char *msg, size_t len,
+			       const char *bodystructure, size_t bslen,
 			       int64_t uidvalidity, int64_t uid);
 /* cutoffd_imap_* lines of /metrics (metrics.c appends them). */
 void imap_metrics_write(struct buf *b);

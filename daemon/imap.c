@@ -37,8 +37,11 @@
 
 #include "cutoffd.h"
 
-#define FETCH_MAX (2 * 1024 * 1024)  /* bytes of a message read */
-#define RAW_MAX (FETCH_MAX + 64 * 1024)
+/* Bytes of a message read: its header, a report's parts, the first
+ * parts' headers; attachment names past them come from BODYSTRUCTURE.
+ * (libcurl refuses a command's answer over 300 KiB.) */
+#define FETCH_MAX (128 * 1024)
+#define RAW_MAX (FETCH_MAX + 80 * 1024)
 #define OUT_MAX (1024 * 1024)        /* untagged lines (SEARCH) */
 #define PER_POLL 200                 /* messages per poll, then go on */
 #define BACKOFF_MAX (30 * 60)
@@ -487,8 +490,8 @@ content_key(const char *s, size_t n, char *out, size_t size)
 }
 
 enum imap_outcome
-imap_process(struct app *a, const char *msg, size_t len, int64_t uidvalidity,
-	     int64_t uid)
+imap_process(struct app *a, const char *msg, size_t len, const char *bs,
+	     size_t bslen, int64_t uidvalidity, int64_t uid)
 {
 	struct mime_msg m;
 	struct match r;
@@ -509,6 +512,8 @@ imap_process(struct app *a, const char *msg, size_t len, int64_t uidvalidity,
 		stats.msg[IMAP_UNREADABLE]++;
 		return IMAP_UNREADABLE;
 	}
+	if (bs != NULL)
+		mime_bodystructure_files(bs, bslen, &m);
 	if (m.message_id != NULL)
 		snprintf(key, sizeof(key), "%s", m.message_id);
 	else
@@ -653,51 +658,46 @@ debug_cb(CURL *e, curl_infotype t, char *p, size_t n, void *ctx)
 static void schedule(struct imap *im, double secs);
 static void step_start(struct imap *im, enum imstep st);
 
-/* "{N}\r\n" after "BODY[]<0> " in the FETCH answer: the literal. */
+/* The FETCH answer in raw: the literal after "BODY[]<0> {N}\r\n" (the
+ * message's first bytes) and where BODYSTRUCTURE's list starts (before or
+ * after it; NULL when absent). */
 static bool
-fetch_literal(const struct buf *raw, int64_t uid, const char **msg,
-	      size_t *len)
+fetch_parts(const struct buf *raw, const char **msg, size_t *len,
+	    const char **bs, size_t *bslen)
 {
-	const char *s = raw->p, *end = raw->p + raw->len, *p;
-	char want[48];
+	const char *s = raw->p, *end, *p, *q, *lit;
+	unsigned long long n;
+	char *e;
 
 	if (s == NULL)
 		return false;
-	snprintf(want, sizeof(want), "UID %" PRId64 " ", uid);
-	for (p = s; p < end; ) {
-		const char *le = memchr(p, '\n', (size_t)(end - p));
-		const char *lb;
-		size_t ll;
-
-		if (le == NULL)
-			return false;
-		ll = (size_t)(le - p);
-		/* "* 12 FETCH (UID 40 BODY[]<0> {1234}\r" */
-		if (ll > 4 && p[0] == '*' && p[1] == ' ' &&
-		    memmem(p, ll, " FETCH (", 8) != NULL &&
-		    memmem(p, ll, "BODY[]", 6) != NULL &&
-		    (lb = memchr(p, '{', ll)) != NULL) {
-			char *q;
-			unsigned long long n = strtoull(lb + 1, &q, 10);
-
-			if (*q == '}' && n <= FETCH_MAX) {
-				const char *body = le + 1;
-				size_t have = (size_t)(end - body);
-
-				/* UID may come before or after the body */
-				if (memmem(p, ll, want, strlen(want)) == NULL &&
-				    have > n &&
-				    memmem(body + n, have - n, want,
-					   strlen(want)) == NULL)
-					return false;
-				*msg = body;
-				*len = have < n ? have : (size_t)n;
-				return true;
-			}
-		}
-		p = le + 1;
+	end = s + raw->len;
+	p = memmem(s, raw->len, "BODY[]<0> {", 11);
+	if (p == NULL)
+		return false;
+	n = strtoull(p + 11, &e, 10);
+	if (*e != '}' || n > FETCH_MAX)
+		return false;
+	lit = e + 1;
+	if (lit < end && *lit == '\r')
+		lit++;
+	if (lit < end && *lit == '\n')
+		lit++;
+	*msg = lit;
+	*len = (size_t)(end - lit) < n ? (size_t)(end - lit) : (size_t)n;
+	*bs = NULL;
+	*bslen = 0;
+	q = memmem(s, (size_t)(p - s), "BODYSTRUCTURE (", 15);
+	if (q != NULL) {
+		*bs = q + 14;
+		*bslen = (size_t)(p - *bs);
+	} else if (lit + *len < end &&
+		   (q = memmem(lit + *len, (size_t)(end - lit - *len),
+			       "BODYSTRUCTURE (", 15)) != NULL) {
+		*bs = q + 14;
+		*bslen = (size_t)(end - *bs);
 	}
-	return false;
+	return true;
 }
 
 static void
@@ -805,15 +805,20 @@ save_uid(struct imap *im, int64_t uid)
 	return 0;
 }
 
+/* quick: a FETCH failed on a server that had just answered EXAMINE and
+ * SEARCH, so the message may be at fault: try again soon (it is skipped
+ * after the third time), without growing the backoff. */
 static void
-poll_failed(struct imap *im, const char *what)
+poll_failed_how(struct imap *im, const char *what, bool quick)
 {
 	int64_t wait = im->a->conf->imap.poll;
 	struct buf esc;
 
 	stats.poll_failures++;
 	im->fails++;
-	for (int i = 1; i < im->fails && wait < BACKOFF_MAX; i++)
+	if (quick && wait > 10)
+		wait = 10;
+	for (int i = 1; !quick && i < im->fails && wait < BACKOFF_MAX; i++)
 		wait *= 2;
 	if (wait > BACKOFF_MAX)
 		wait = BACKOFF_MAX > im->a->conf->imap.poll ? BACKOFF_MAX :
@@ -835,6 +840,12 @@ poll_failed(struct imap *im, const char *what)
 	}
 	im->st = ST_IDLE;
 	schedule(im, (double)wait);
+}
+
+static void
+poll_failed(struct imap *im, const char *what)
+{
+	poll_failed_how(im, what, false);
 }
 
 static void
@@ -867,11 +878,11 @@ on_done(void *ctx, void *easy, int result)
 	(void)easy;
 	im->busy = false;
 	if (result != CURLE_OK) {
-		snprintf(what, sizeof(what), "%s: %s",
+		snprintf(what, sizeof(what), "%s: %s (curl %d)",
 			 im->st == ST_EXAMINE ? "EXAMINE" :
 			 im->st == ST_SEARCH ? "UID SEARCH" : "UID FETCH",
 			 im->err[0] ? im->err :
-			 curl_easy_strerror((CURLcode)result));
+			 curl_easy_strerror((CURLcode)result), result);
 		if (im->st == ST_FETCH && ++im->fetch_fails >= 3) {
 			/* this one message, three times: skip it, not the
 			 * whole mailbox */
@@ -881,7 +892,7 @@ on_done(void *ctx, void *easy, int result)
 			(void)save_uid(im, im->uids[im->iuid]);
 			im->fetch_fails = 0;
 		}
-		poll_failed(im, what);
+		poll_failed_how(im, what, im->st == ST_FETCH);
 		return;
 	}
 	switch (im->st) {
@@ -903,17 +914,18 @@ on_done(void *ctx, void *easy, int result)
 		next_fetch(im);
 		break;
 	case ST_FETCH: {
-		const char *msg;
-		size_t len;
+		const char *msg, *bs;
+		size_t len, bslen;
 		int64_t uid = im->uids[im->iuid];
 
-		if (!fetch_literal(&im->raw, uid, &msg, &len)) {
+		if (!fetch_parts(&im->raw, &msg, &len, &bs, &bslen)) {
 			/* expunged since the SEARCH, or over the bound */
 			log_debug("imap: uid %" PRId64 ": no message in the "
 				  "answer%s", uid, im->raw_over ?
 				  " (too large)" : "");
 		} else {
 			enum imap_outcome o = imap_process(im->a, msg, len,
+							   bs, bslen,
 							   im->uidvalidity,
 							   uid);
 
@@ -1023,8 +1035,8 @@ step_start(struct imap *im, enum imstep st)
 			   im->last_uid + 1);
 		break;
 	case ST_FETCH:
-		buf_printf(&cmd, "UID FETCH %" PRId64 " (UID BODY.PEEK[]<0.%d>)",
-			   im->uids[im->iuid], FETCH_MAX);
+		buf_printf(&cmd, "UID FETCH %" PRId64 " (UID BODYSTRUCTURE "
+			   "BODY.PEEK[]<0.%d>)", im->uids[im->iuid], FETCH_MAX);
 		break;
 	default:
 		buf_free(&cmd);

@@ -1115,6 +1115,168 @@ part(struct walk *w, const char *s, size_t n, int depth, bool in_report)
 	hdr_free(&h);
 }
 
+/* ------------------------------------------------------- BODYSTRUCTURE */
+
+/* The attachment names in an IMAP BODYSTRUCTURE (RFC 3501 section 7.4.2):
+ * every parenthesized list of strings holding a "name" or "filename"
+ * key (RFC 2231 forms included) is read as parameters.  A small reader
+ * of the s-expression: atoms, quoted strings, {N} literals, lists. */
+#define BS_DEPTH 32
+#define BS_TOKENS 20000
+#define BS_LIST 64
+
+struct bs {
+	const char *p, *end;
+	int tokens;
+	struct mime_msg *m;
+};
+
+static bool
+bs_string(struct bs *b, struct buf *out, bool *is_str)
+{
+	*is_str = false;
+	if (b->p >= b->end)
+		return false;
+	if (*b->p == '"') {
+		b->p++;
+		while (b->p < b->end && *b->p != '"') {
+			if (*b->p == '\\' && b->p + 1 < b->end)
+				b->p++;
+			buf_putc(out, *b->p++);
+		}
+		if (b->p < b->end)
+			b->p++;
+		*is_str = true;
+		return true;
+	}
+	if (*b->p == '{') {
+		char *q;
+		unsigned long long n = strtoull(b->p + 1, &q, 10);
+
+		if (q >= b->end || *q != '}')
+			return false;
+		q++;
+		if (q < b->end && *q == '\r')
+			q++;
+		if (q < b->end && *q == '\n')
+			q++;
+		if (n > (unsigned long long)(b->end - q))
+			return false;
+		buf_add(out, q, (size_t)n);
+		b->p = q + n;
+		*is_str = true;
+		return true;
+	}
+	/* an atom (NIL, numbers) */
+	while (b->p < b->end && *b->p != ' ' && *b->p != '(' && *b->p != ')' &&
+	       *b->p != '\r' && *b->p != '\n')
+		b->p++;
+	return true;
+}
+
+static bool
+param_key(const char *k)
+{
+	return !strncasecmp(k, "name", 4) || !strncasecmp(k, "filename", 8);
+}
+
+static void
+bs_list(struct bs *b, int depth)
+{
+	char *items[BS_LIST];
+	size_t n = 0;
+	bool all_str = true;
+
+	/* at '(' */
+	b->p++;
+	while (b->p < b->end && *b->p != ')' && ++b->tokens < BS_TOKENS) {
+		if (*b->p == ' ' || *b->p == '\r' || *b->p == '\n') {
+			b->p++;
+			continue;
+		}
+		if (*b->p == '(') {
+			all_str = false;
+			if (depth >= BS_DEPTH) {
+				b->p = b->end;
+				break;
+			}
+			bs_list(b, depth + 1);
+			if (b->p < b->end && *b->p == ')')
+				b->p++;
+			continue;
+		}
+		{
+			struct buf t;
+			bool str;
+
+			buf_init(&t);
+			if (!bs_string(b, &t, &str)) {
+				buf_free(&t);
+				b->p = b->end;
+				break;
+			}
+			if (!str)
+				all_str = false;
+			if (str && n < BS_LIST) {
+				items[n++] = buf_steal(&t);
+				if (items[n - 1] == NULL)
+					items[n - 1] = xstrdup("");
+			}
+			buf_free(&t);
+		}
+	}
+	if (all_str && n >= 2 && n % 2 == 0) {
+		struct buf v;
+		bool any = false;
+
+		buf_init(&v);
+		buf_puts(&v, "x");
+		for (size_t i = 0; i + 1 < n; i += 2) {
+			if (!param_key(items[i]))
+				continue;
+			any = true;
+			buf_printf(&v, "; %s=\"", items[i]);
+			for (const char *q = items[i + 1]; *q; q++) {
+				if (*q == '"' || *q == '\\')
+					buf_putc(&v, '\\');
+				buf_putc(&v, *q);
+			}
+			buf_putc(&v, '"');
+		}
+		if (any) {
+			char *f = param_get(buf_str(&v), "filename");
+
+			if (f == NULL)
+				f = param_get(buf_str(&v), "name");
+			if (f != NULL) {
+				bool dup = false;
+
+				for (size_t i = 0; i < b->m->nfiles; i++)
+					if (strcmp(b->m->files[i], f) == 0)
+						dup = true;
+				if (dup)
+					free(f);
+				else
+					add_file(b->m, f);
+			}
+		}
+		buf_free(&v);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+}
+
+void
+mime_bodystructure_files(const char *s, size_t n, struct mime_msg *m)
+{
+	struct bs b = { s, s + n, 0, m };
+
+	while (b.p < b.end && *b.p != '(')
+		b.p++;
+	if (b.p < b.end)
+		bs_list(&b, 0);
+}
+
 /* ----------------------------------------------------------------- public */
 
 static bool

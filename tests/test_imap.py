@@ -510,3 +510,43 @@ def test_imap_config_accepted(tmp_path, port):
              "starttls = no\npoll = 2s\n")
     r = ctl(conf, "check")
     assert r.returncode == 0, r.stderr
+
+
+def test_large_message_report_named_in_a_late_attachment(daemon_factory,
+                                                         tmp_path, port,
+                                                         dovecot):
+    """A 2 MB mail: only its first 128 KiB are fetched, the name of the
+    attachment after a big one comes from BODYSTRUCTURE; a line far over
+    RFC 5322's limit does not wedge the mailbox."""
+    import base64
+    conf = make_config(tmp_path, port)
+    add_imap(conf, imap_section(
+        tmp_path, f"imaps://127.0.0.1:{dovecot.imaps_port}/INBOX",
+        mode="propose"))
+    big = base64.encodebytes(os.urandom(1500000)).replace(b"\n", b"\r\n")
+    msg = (b"From: mttq@example.vn\r\nTo: thuongtruc@example.vn\r\n"
+           b"Subject: =?UTF-8?Q?G=E1=BB=ADi_t=C3=A0i_li=E1=BB=87u?=\r\n"
+           b"Date: Wed, 6 Mar 2024 09:00:00 +0700\r\n"
+           b"Message-ID: <big-1@mttq.example.vn>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n"
+           b"--zz\r\nContent-Type: text/plain\r\n\r\nxem tep\r\n"
+           b"--zz\r\nContent-Type: image/jpeg\r\nContent-Disposition: "
+           b"attachment; filename=anh.jpg\r\nContent-Transfer-Encoding: "
+           b"base64\r\n\r\n" + big +
+           b"--zz\r\nContent-Type: application/pdf\r\nContent-Disposition: "
+           b"attachment;\r\n filename*=UTF-8''B%C3%A1o%20c%C3%A1o%20qu%C3%BD"
+           b"%20I%202024.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"JVBERi0K\r\n--zz--\r\n")
+    dovecot.append(b"From: x@y.vn\r\nSubject: long\r\nMessage-ID: <long@y>"
+                   b"\r\n\r\n" + b"a" * 600000 + b"\r\n")
+    dovecot.append(msg)
+    d = daemon_factory(conf, port, now=BEFORE, speed=10).start()
+    wait_for(lambda: len(seen(conf)) >= 2, timeout=30,
+             what="both read:\n" + d.logtext())
+    d.stop()
+    got = seen(conf)
+    assert got["<big-1@mttq.example.vn>"] == ("proposed", "q1/2024-03-13",
+                                              "mttq"), got
+    assert got["<long@y>"][0] == "unknown_sender"
+    for f in dovecot.flags():
+        assert b"\\Seen" not in f

@@ -1,7 +1,7 @@
 /*
  * fuzz_mime.c - libFuzzer target for mime.c, the reader of what the
- * secretariat's mailbox returns: any bytes as a stored message, then as a
- * header value for the encoded-word, address and date readers.  Checks
+ * secretariat's mailbox returns: any bytes as a stored message, as an
+ * IMAP BODYSTRUCTURE, then as a header value for the encoded-word, address and date readers.  Checks
  * that every string it returns is valid UTF-8 without control characters.
  */
 #include <stdlib.h>
@@ -50,6 +50,14 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		}
 		mime_clear(&m);
 	}
+	/* the same bytes as an IMAP BODYSTRUCTURE */
+	memset(&m, 0, sizeof(m));
+	mime_bodystructure_files((const char *)data, size, &m);
+	if (m.nfiles > MIME_MAX_FILES)
+		abort();
+	for (size_t i = 0; i < m.nfiles; i++)
+		clean(m.files[i]);
+	mime_clear(&m);
 	w = mime_decode_words(s, strlen(s));
 	clean(w);
 	free(w);

@@ -275,6 +275,35 @@ test_bounds(void **state)
 	assert_int_equal(mime_parse("no header here", 14, &m), -1);
 }
 
+static void
+test_bodystructure(void **state)
+{
+	static const char bs[] =
+		"((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 3 1"
+		" NIL NIL NIL NIL)(\"application\" \"octet-stream\" (\"name\""
+		" \"big.bin\") NIL NIL \"base64\" 2000000 NIL (\"attachment\""
+		" (\"filename\" \"big.bin\")) NIL NIL)(\"application\" \"pdf\" NIL"
+		" NIL NIL \"base64\" 10 NIL (\"attachment\" (\"filename*0*\""
+		" \"UTF-8''B%C3%A1o%20c%C3%A1o\" \"filename*1\" \" q1.pdf\")) NIL"
+		" NIL)(\"text\" \"plain\" (\"name\" {10}\r\nl\"it\"\\.txt) NIL NIL"
+		" \"7bit\" 1 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"zz\")"
+		" NIL NIL NIL)";
+	struct mime_msg m;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	mime_bodystructure_files(bs, strlen(bs), &m);
+	assert_int_equal(m.nfiles, 3);
+	assert_string_equal(m.files[0], "big.bin");
+	assert_string_equal(m.files[1], "Báo cáo q1.pdf");
+	assert_string_equal(m.files[2], "l\"it\"\\.txt");
+	mime_clear(&m);
+	/* unbalanced, truncated, a literal longer than the input */
+	mime_bodystructure_files("((((\"name\" {99}\r\nab", 20, &m);
+	assert_int_equal(m.nfiles, 0);
+	mime_clear(&m);
+}
+
 int
 main(void)
 {
@@ -285,6 +314,7 @@ main(void)
 		cmocka_unit_test(test_auto),
 		cmocka_unit_test(test_dsn),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_bodystructure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
