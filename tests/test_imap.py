@@ -5,6 +5,7 @@ read-only; a corpus of messages under tests/mail/ with expected outcomes
 (precision and recall printed); a reply that stops the chase at a real
 aiosmtpd; a dead and a silent server that stall nothing."""
 import imaplib
+from email.header import Header
 import os
 import shutil
 import signal
@@ -391,7 +392,8 @@ def test_reply_is_recorded_and_stops_the_chase(daemon_factory, tmp_path,
     mid = reminder["Message-ID"]
     reply = (f"From: =?UTF-8?Q?Ph=C3=B2ng_T=C6=B0_ph=C3=A1p?= "
              f"<tuphap@example.vn>\r\nTo: thuongtruc@example.vn\r\n"
-             f"Subject: Re: {reminder['Subject'].encode()}\r\n"
+             f"Subject: {Header('Re: ' + reminder['Subject'], 'utf-8').encode()}"
+             "\r\n"
              f"Date: Mon, 11 Mar 2024 10:00:00 +0700\r\n"
              f"Message-ID: <reply-1@tuphap.example.vn>\r\n"
              f"In-Reply-To: {mid}\r\nReferences: {mid}\r\n"
