@@ -400,11 +400,14 @@ def test_reply_is_recorded_and_stops_the_chase(daemon_factory, tmp_path,
              "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8"
              "\r\n\r\nG\xc3\xbdi b\xc3\xa1o c\xc3\xa1o.\r\n").encode("latin-1")
     dovecot.append(reply)
+    t0 = time.monotonic()
 
     def recorded():
         st, _, body = http("GET", d.base + "/status.json")
         return st == 200 and b'"imap"' in body
     wait_for(recorded, timeout=20, what="the reply recorded:\n" + d.logtext())
+    print(f"\nreply recorded {time.monotonic() - t0:.2f} s after APPEND "
+          "(poll = 2s)")
     # the next reminders (-1d, 0d) go to the others, never to tu-phap
     wait_for(lambda: sum("mttq@example.vn" in r for r, _ in sink.messages)
              >= 3, timeout=40, what="the 0d reminder to mttq")
@@ -552,3 +555,22 @@ def test_large_message_report_named_in_a_late_attachment(daemon_factory,
     assert got["<long@y>"][0] == "unknown_sender"
     for f in dovecot.flags():
         assert b"\\Seen" not in f
+
+
+def test_refusing_server_is_logged_and_retried(daemon_factory, tmp_path,
+                                               port, dovecot):
+    """A wrong password: the log says so (without the password), the
+    daemon serves on, and the poll is tried again with a longer wait."""
+    conf = make_config(tmp_path, port)
+    add_imap(conf, imap_section(
+        tmp_path, f"imaps://127.0.0.1:{dovecot.imaps_port}/INBOX"))
+    (Path(tmp_path) / "imap.password").write_text("wrong-password\n")
+    d = daemon_factory(conf, port, now=BEFORE, speed=10).start()
+    wait_for(lambda: "imap: imaps://127.0.0.1:%d/" % dovecot.imaps_port
+             in d.logtext(), what="the failure logged")
+    st, _, _ = d.get("/healthz")
+    assert st == 200
+    d.stop()
+    log = d.logtext()
+    assert "wrong-password" not in log and PASSWORD not in log
+    assert "next try in" in log
