@@ -265,8 +265,9 @@ struct match {
 	char why[256];
 };
 
-/* Whether the folded text names o (its title with its period or due
- * month, or its id). */
+/* How well the folded text names o: 0 not at all; its title 2, with the
+ * year of its period or due date 3, with their month and year 4; its id
+ * 10. */
 static int
 names_occ(const char *text, const struct occ *o)
 {
@@ -275,30 +276,25 @@ names_occ(const char *text, const struct occ *o)
 	char *id = fold(o->id);
 	int score = 0;
 
-	if (strstr(text, id) != NULL)
-		score = 3;
-	else if (strlen(t) > 3 && strstr(text, t) != NULL) {
-		char mon[32];
+	if (strstr(text, id) != NULL) {
+		score = 10;
+	} else if (strlen(t) > 3 && strstr(text, t) != NULL) {
+		struct ymd d[2] = { o->nominal, o->period_to };
+		int nd = o->has_period ? 2 : 1;
+		char w[32];
 
-		score = 1;
-		/* "03/2024", "3/2024", "2024": the period or due date */
-		snprintf(mon, sizeof(mon), " %d %d ", o->nominal.m,
-			 o->nominal.y);
-		if (strstr(text, mon) != NULL)
-			score = 2;
-		snprintf(mon, sizeof(mon), " %02d %d ", o->nominal.m,
-			 o->nominal.y);
-		if (strstr(text, mon) != NULL)
-			score = 2;
-		if (o->has_period) {
-			snprintf(mon, sizeof(mon), " %d %d ",
-				 o->period_to.m, o->period_to.y);
-			if (strstr(text, mon) != NULL)
-				score = 2;
-			snprintf(mon, sizeof(mon), " %02d %d ",
-				 o->period_to.m, o->period_to.y);
-			if (strstr(text, mon) != NULL)
-				score = 2;
+		score = 2;
+		for (int k = 0; k < nd; k++) {
+			/* "03/2024", "3/2024" (folded: " 3 2024 ") */
+			snprintf(w, sizeof(w), " %d %d ", d[k].m, d[k].y);
+			if (strstr(text, w) != NULL)
+				score = 4;
+			snprintf(w, sizeof(w), " %02d %d ", d[k].m, d[k].y);
+			if (strstr(text, w) != NULL)
+				score = 4;
+			snprintf(w, sizeof(w), " %d ", d[k].y);
+			if (score < 3 && strstr(text, w) != NULL)
+				score = 3;
 		}
 	}
 	free(t);
