@@ -18,6 +18,20 @@
 #define DAY 86400
 #define FUTURE_SLACK 3600           /* `at` may be this far ahead (clocks) */
 
+/* A store the lock of another process holds up longer than the loop's
+ * short busy timeout (DB_LOOP_BUSY_MS) is not waited for: 503 and the
+ * client tries again (README "State store"); any other failure is 500. */
+static void
+store_failed(struct app *a, struct http_resp *r)
+{
+	if (db_busy(a->db)) {
+		resp_error(r, 503, "state store busy, try again");
+		resp_hdr(r, "Retry-After", "1");
+	} else {
+		resp_error(r, 500, "state store unavailable");
+	}
+}
+
 static void
 build_json(const struct conf *c, const struct status *s,
 	   const struct status_filter *f, void *ctx, struct buf *out)
@@ -62,7 +76,7 @@ serve_view(struct app *a, const struct http_req *q, struct http_resp *r,
 	d = views_doc(a->views, a->conf, a->db, now, &f, slot, type, build,
 		      NULL);
 	if (d == NULL) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	r->status = 200;
@@ -357,12 +371,12 @@ api_post(struct app *a, const struct http_req *q, struct http_resp *r)
 	rc = ledger_receive(a->db, o.id, u->id, at, nil, "api",
 			    auth_actor(a, q, now), note, now);
 	if (rc < 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	if (db_sub_get(a->db, o.id, u->id, &sub) != 0 ||
 	    ledger_extensions(a->db, o.id, &ext, &next) < 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 		goto out;
 	}
 	if (rc == 1) {
@@ -408,15 +422,19 @@ api_list(struct app *a, const struct http_req *q, struct http_resp *r)
 	struct form args;
 	struct list_ctx l = { .c = a->conf };
 	const char *occ;
+	struct occ o;
 
 	form_parse(&args, q->query, q->query ? strlen(q->query) : 0);
 	occ = form_get(&args, "occurrence");
 	l.unit = form_get(&args, "unit");
 	l.arr = json_array();
+	/* a moved occurrence's old id lists the new one's records */
+	if (occ != NULL && sched_occurrence(a->conf, occ, &o) == 0)
+		occ = o.id;
 	if (ledger_extensions(a->db, occ, &l.ext, &l.next) < 0 ||
 	    db_sub_foreach(a->db, occ, list_one, &l) < 0) {
 		json_decref(l.arr);
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 	} else {
 		resp_json(r, 200, json_pack("{s:o}", "submissions", l.arr));
 	}
@@ -456,7 +474,7 @@ api_one(struct app *a, const struct http_req *q, struct http_resp *r,
 		rc = ledger_undo(a->db, o.id, u->id, "api",
 				 auth_actor(a, q, now), now);
 		if (rc < 0) {
-			resp_error(r, 500, "state store unavailable");
+			store_failed(a, r);
 		} else if (rc == 1) {
 			resp_error(r, 404, "nothing recorded");
 		} else {
@@ -474,7 +492,7 @@ api_one(struct app *a, const struct http_req *q, struct http_resp *r,
 		rc = -1;
 	}
 	if (rc < 0) {
-		resp_error(r, 500, "state store unavailable");
+		store_failed(a, r);
 	} else if (rc == 1) {
 		resp_error(r, 404, "nothing recorded");
 	} else {

@@ -50,3 +50,15 @@ clock_delay(const struct clock *c, tstamp t)
 		    c->speed;
 	return d > 0 ? d : 0;
 }
+
+double
+clock_real_at(const struct clock *c, tstamp t)
+{
+	/* half a virtual second in, so that clock_now() then reads t and not
+	 * t - 1 through rounding (at speeds near the 1e7 limit the float error
+	 * of real time is larger: the engine re-arms while clock_now() is
+	 * still short of t) */
+	if (!c->fake && c->speed == 1.0)
+		return (double)t + 0.5;
+	return c->real0 + ((double)(t - c->virt0) + 0.5) / c->speed;
+}

@@ -25,18 +25,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #ifndef INI_MAX_LINE
 #define INI_MAX_LINE 200
 #endif
 
-#define CONF_MAX_BYTES (4u << 20)
+/* 100,000 units with a head and groups each take about 13 MB */
+#define CONF_MAX_BYTES (32u << 20)
 #define SECRET_MAX_BYTES 65536
 #define MAX_ERRORS 1000
 #define MAX_STEPS 64
 #define MAX_OFFSET_DAYS 3660
 #define MAX_DURATION (3660 * 86400LL)
 #define ADMIN_TOKEN_MIN 32
+/* the installed defaults (templates/, holidays); the Makefile passes
+ * $(DATADIR), CUTOFFD_DATADIR in the environment overrides it */
+#ifndef CUTOFFD_DATADIR
+#define CUTOFFD_DATADIR "/usr/local/share/cutoffd"
+#endif
+#define HOLIDAYS_FILE "holidays-vn.ics"
 
 /* ------------------------------------------------------ sections and keys */
 
@@ -58,7 +66,9 @@ enum sec {
 enum {
 	KD_TIMEZONE, KD_STATE, KD_LISTEN, KD_PUBLIC_URL, KD_HOLIDAYS,
 	KD_WORKDAYS, KD_ADMIN_TOKEN_FILE, KD_CALENDAR_TOKEN, KD_HORIZON,
-	KD_HISTORY, KD_TEMPLATES, KD_LANG, KD_N
+	KD_HISTORY, KD_TEMPLATES, KD_LANG,
+	KD_METRICS_ALLOW, KD_SINCE, KD_MAX_CONNECTIONS,
+	KD_MAX_CONNECTIONS_PER_IP, KD_N
 };
 static const char *const daemon_keys[KD_N] = {
 	[KD_TIMEZONE] = "timezone", [KD_STATE] = "state",
@@ -68,12 +78,15 @@ static const char *const daemon_keys[KD_N] = {
 	[KD_CALENDAR_TOKEN] = "calendar_token", [KD_HORIZON] = "horizon",
 	[KD_HISTORY] = "history", [KD_TEMPLATES] = "templates",
 	[KD_LANG] = "lang",
+	[KD_METRICS_ALLOW] = "metrics_allow", [KD_SINCE] = "since",
+	[KD_MAX_CONNECTIONS] = "max_connections",
+	[KD_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
 };
 
 enum {
 	KM_TRANSPORT, KM_URL, KM_STARTTLS, KM_TLS_VERIFY, KM_USER,
 	KM_PASSWORD_FILE, KM_FROM, KM_MAILDIR, KM_PARALLEL, KM_RETRY_MIN,
-	KM_RETRY_MAX, KM_GIVE_UP, KM_TIMEOUT, KM_N
+	KM_RETRY_MAX, KM_GIVE_UP, KM_TIMEOUT, KM_ALLOW_PLAINTEXT_AUTH, KM_N
 };
 static const char *const mail_keys[KM_N] = {
 	[KM_TRANSPORT] = "transport", [KM_URL] = "url",
@@ -83,6 +96,7 @@ static const char *const mail_keys[KM_N] = {
 	[KM_PARALLEL] = "parallel", [KM_RETRY_MIN] = "retry_min",
 	[KM_RETRY_MAX] = "retry_max", [KM_GIVE_UP] = "give_up",
 	[KM_TIMEOUT] = "timeout",
+	[KM_ALLOW_PLAINTEXT_AUTH] = "allow_plaintext_auth",
 };
 
 enum { KW_SECRET_FILE, KW_TIMEOUT, KW_FORMAT, KW_N };
@@ -97,11 +111,11 @@ static const char *const secretariat_keys[KS_N] = {
 };
 
 enum { KP_AT, KP_REMIND, KP_ESCALATE, KP_REPEAT, KP_UNTIL, KP_QUIET,
-	KP_SHIFT, KP_N };
+	KP_SHIFT, KP_SEND_DAYS, KP_N };
 static const char *const policy_keys[KP_N] = {
 	[KP_AT] = "at", [KP_REMIND] = "remind", [KP_ESCALATE] = "escalate",
 	[KP_REPEAT] = "repeat", [KP_UNTIL] = "until", [KP_QUIET] = "quiet",
-	[KP_SHIFT] = "shift",
+	[KP_SHIFT] = "shift", [KP_SEND_DAYS] = "send_days",
 };
 
 enum { KC_TITLE, KC_DUE, KC_RRULE, KC_START, KC_PERIOD, KC_TIME,
@@ -677,6 +691,36 @@ valid_token(const char *s)
 
 /* ----------------------------------------------------------- per section */
 
+/* metrics_allow = CIDR, CIDR ...: the whole list or nothing, so that a
+ * typo never leaves a half-open door; empty = loopback only. */
+static void
+set_metrics_allow(struct pctx *p, char *v, int line)
+{
+	struct conf *c = p->c;
+	struct cidr *list = NULL;
+	char **items = NULL;
+	size_t n = split_list(v, ", \t", &items);
+	bool ok = true;
+
+	list = n > 0 ? xcalloc(n, sizeof(*list)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *why;
+
+		if (cidr_parse(items[i], &list[i], &why) < 0) {
+			bad(p, line, "metrics_allow", items[i], why);
+			ok = false;
+		}
+	}
+	free_list(items, n);
+	if (!ok) {
+		free(list);
+		return;
+	}
+	free(c->daemon.metrics_allow);
+	c->daemon.metrics_allow = list;
+	c->daemon.nmetrics_allow = n;
+}
+
 static void
 set_daemon(struct pctx *p, int k, char *v, int line)
 {
@@ -762,6 +806,38 @@ set_daemon(struct pctx *p, int k, char *v, int line)
 		else
 			replace(&c->daemon.lang, xstrdup(v));
 		break;
+	case KD_METRICS_ALLOW:
+		set_metrics_allow(p, v, line);
+		break;
+	case KD_SINCE: {
+		struct ymd d;
+
+		if (parse_date(v, &d) < 0) {
+			bad(p, line, key, v, "expected YYYY-MM-DD");
+		} else {
+			c->daemon.since_day = days_from_civil(d.y, d.m, d.d);
+			c->daemon.since_given = true;
+		}
+		break;
+	}
+	case KD_MAX_CONNECTIONS:
+	case KD_MAX_CONNECTIONS_PER_IP: {
+		/* each connection is a descriptor; the usual soft limit of
+		 * 1024 has to leave room for the store, mail and webhooks */
+		char *end;
+		long lv;
+
+		errno = 0;
+		lv = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno ||
+		    lv < 1 || lv > 4096)
+			bad(p, line, key, v, "expected a number from 1 to 4096");
+		else if (k == KD_MAX_CONNECTIONS)
+			c->daemon.max_connections = (unsigned)lv;
+		else
+			c->daemon.max_connections_per_ip = (unsigned)lv;
+		break;
+	}
 	}
 }
 
@@ -839,6 +915,10 @@ set_mail(struct pctx *p, int k, char *v, int line)
 		break;
 	case KM_TIMEOUT:
 		durp = &c->mail.timeout;
+		break;
+	case KM_ALLOW_PLAINTEXT_AUTH:
+		if (parse_bool(v, &c->mail.allow_plaintext_auth) < 0)
+			bad(p, line, key, v, "expected yes or no");
 		break;
 	}
 	if (durp != NULL) {
@@ -1146,6 +1226,14 @@ set_policy(struct pctx *p, int k, char *v, int line)
 			bad(p, line, key, v, "expected next-workday, "
 			    "previous-workday or none");
 		break;
+	case KP_SEND_DAYS:
+		if (!strcmp(v, "workdays"))
+			po->send_all_days = false;
+		else if (!strcmp(v, "all"))
+			po->send_all_days = true;
+		else
+			bad(p, line, key, v, "expected workdays or all");
+		break;
 	}
 }
 
@@ -1330,16 +1418,35 @@ set_cycle(struct pctx *p, int k, char *v, int line)
 			replace(&cy->rrule, xstrdup(v));
 		break;
 	case KC_START:
-		if (parse_date(v, &d) < 0)
+		if (parse_date(v, &d) < 0) {
 			bad(p, line, key, v, "expected YYYY-MM-DD");
-		else
+		} else {
 			cy->start = d;
+			cy->start_given = true;
+		}
 		break;
-	case KC_PERIOD:
-		if (strcmp(v, "previous") == 0) {
+	case KC_PERIOD: {
+		static const struct {
+			const char *name;
+			enum period_kind k;
+		} presets[] = {
+			{ "none", PERIOD_NONE }, { "previous", PERIOD_PREVIOUS },
+			{ "month", PERIOD_MONTH }, { "quarter", PERIOD_QUARTER },
+			{ "half", PERIOD_HALF },
+			{ "nine-months", PERIOD_NINE_MONTHS },
+			{ "year", PERIOD_YEAR },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof presets / sizeof presets[0]; i++)
+			if (strcmp(v, presets[i].name) == 0)
+				break;
+		if (i < sizeof presets / sizeof presets[0]) {
+			cy->period = presets[i].k;
 			cy->period_fixed = false;
 			break;
 		}
+	}
 		copy = xstrdup(v);
 		dots = strstr(copy, "..");
 		if (dots != NULL)
@@ -1348,10 +1455,12 @@ set_cycle(struct pctx *p, int k, char *v, int line)
 			parse_md(strtrim(dots + 2), &to) < 0;
 		free(copy);
 		if (m) {
-			bad(p, line, key, v, "expected MM-DD .. MM-DD or "
-			    "previous");
+			bad(p, line, key, v, "expected MM-DD .. MM-DD, month, "
+			    "quarter, half, nine-months, year, previous or "
+			    "none");
 			break;
 		}
+		cy->period = PERIOD_FIXED;
 		cy->period_fixed = true;
 		cy->period_from = from;
 		cy->period_to = to;
@@ -2100,6 +2209,42 @@ resolve_units(struct pctx *p, struct cycle *cy, const struct secinfo *a)
 	free(spec);
 }
 
+/* Why a rule's dates depend on where it starts (then `start` is required),
+ * or NULL when they don't: it then counts from `since` (contract, "Added
+ * for 0.2").  Beyond INTERVAL > 1 and COUNT, a rule that takes its day,
+ * weekday or month from DTSTART (RFC 5545 3.3.10) depends on it too. */
+static const char *
+rrule_needs_start(const char *rule)
+{
+	struct icalrecurrencetype r = icalrecurrencetype_from_string(rule);
+	bool bymday = r.by_month_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool byday = r.by_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool bymonth = r.by_month[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool byyday = r.by_year_day[0] != ICAL_RECURRENCE_ARRAY_MAX;
+	bool bywno = r.by_week_no[0] != ICAL_RECURRENCE_ARRAY_MAX;
+
+	if (r.interval > 1)
+		return "INTERVAL > 1 counts from it";
+	if (r.count > 0)
+		return "COUNT counts from it";
+	switch (r.freq) {
+	case ICAL_WEEKLY_RECURRENCE:
+		return byday ? NULL : "FREQ=WEEKLY without BYDAY takes its "
+				      "weekday from it";
+	case ICAL_MONTHLY_RECURRENCE:
+		return bymday || byday ? NULL : "FREQ=MONTHLY without "
+			"BYMONTHDAY or BYDAY takes its day from it";
+	case ICAL_YEARLY_RECURRENCE:
+		if (byyday || bywno || (bymonth && (bymday || byday)) ||
+		    (byday && !bymonth))
+			return NULL;
+		return "FREQ=YEARLY without BYMONTH and BYMONTHDAY (or BYDAY, "
+		       "BYYEARDAY) takes its date from it";
+	default:
+		return NULL;
+	}
+}
+
 /* The rule must expand from its start, to at least one date. */
 static void
 check_rrule(struct pctx *p, struct cycle *cy, int line)
@@ -2130,6 +2275,7 @@ check_cycle(struct pctx *p, struct cycle *cy, const struct secinfo *a,
 	    const size_t *pidx)
 {
 	struct conf *c = p->c;
+	const char *why;
 	ssize_t pos;
 	char *q;
 
@@ -2142,11 +2288,18 @@ check_cycle(struct pctx *p, struct cycle *cy, const struct secinfo *a,
 		if (!a->bad)
 			err(p, cy->line, "cycle '%s' needs due = or rrule =",
 			    cy->id);
-	} else if (a->kl[KC_RRULE] > 0 && a->kl[KC_START] == 0) {
+	} else if (a->kl[KC_RRULE] > 0 && a->kl[KC_START] == 0 &&
+		   cy->rrule != NULL &&
+		   (why = rrule_needs_start(cy->rrule)) != NULL) {
 		err(p, a->kl[KC_RRULE], "rrule: needs start = YYYY-MM-DD "
-		    "(the first date the rule counts from)");
+		    "(%s)", why);
 	} else if (cy->rrule != NULL && cy->start.y != 0) {
 		check_rrule(p, cy, a->kl[KC_RRULE]);
+	} else if (cy->rrule != NULL && a->kl[KC_START] == 0) {
+		/* counts from since; any anchor shows the rule expands */
+		cy->start = (struct ymd){ 2000, 1, 1 };
+		check_rrule(p, cy, a->kl[KC_RRULE]);
+		cy->start = (struct ymd){ 0, 0, 0 };
 	}
 	if (a->kl[KC_START] > 0 && a->kl[KC_RRULE] == 0)
 		err(p, a->kl[KC_START], "start: only used with rrule");
@@ -2248,8 +2401,23 @@ load_secrets(struct pctx *p)
 	char *text;
 	int line;
 
-	if (c->daemon.admin_token_file != NULL) {
+	if (c->daemon.admin_token_file == NULL) {
+		/* None configured: the daemon's own, beside its state, made
+		 * on its first start (main.c); read when it exists. */
+		const char *slash = strrchr(c->daemon.state, '/');
+
+		c->daemon.admin_token_auto = true;
+		c->daemon.admin_token_file = slash == NULL ?
+			xstrdup("admin.token") : xasprintf("%.*s/admin.token",
+			(int)(slash - c->daemon.state), c->daemon.state);
+	}
+	if (c->daemon.admin_token_auto &&
+	    access(c->daemon.admin_token_file, F_OK) < 0 && errno == ENOENT) {
+		/* not created yet: no token until the daemon makes it */
+	} else {
 		line = p->single[S_DAEMON].kl[KD_ADMIN_TOKEN_FILE];
+		if (line == 0)
+			line = p->single[S_DAEMON].kl[KD_STATE];
 		if (read_secret(p, "admin_token_file",
 				c->daemon.admin_token_file, line, &text,
 				&n) == 0) {
@@ -2340,6 +2508,56 @@ load_secrets(struct pctx *p)
 	}
 }
 
+/* Whether an smtp:// URL names a loopback address literally (127.0.0.0/8,
+ * [::1]).  A name is never taken for loopback, not even "localhost": what
+ * it resolves to is not in the file, and the decision must not depend on
+ * a resolver. */
+static bool
+smtp_url_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	unsigned a, b, cc, d;
+	char tail;
+
+	if (h == NULL)
+		return false;
+	h += 3;
+	if (strchr(h, '@') != NULL)
+		h = strrchr(h, '@') + 1;
+	if (strncmp(h, "[::1]", 5) == 0)
+		return strchr(":/", h[5]) != NULL;
+	tail = '\0';
+	if (sscanf(h, "%u.%u.%u.%u%c", &a, &b, &cc, &d, &tail) < 4)
+		return false;
+	return a == 127 && b < 256 && cc < 256 && d < 256 &&
+	       (tail == '\0' || tail == ':' || tail == '/');
+}
+
+/* No SMTP password in clear: with `user` set over smtp:// to a server not
+ * on loopback, `starttls = try` becomes `required` (a server or a
+ * middlebox that offers no STARTTLS gets no password), and `starttls =
+ * no` is an error, unless allow_plaintext_auth = yes. */
+static void
+check_plaintext_auth(struct pctx *p, const struct secinfo *si)
+{
+	struct conf *c = p->c;
+
+	if (c->mail.transport != TRANSPORT_SMTP || c->mail.user == NULL ||
+	    c->mail.allow_plaintext_auth || c->mail.url == NULL ||
+	    strncmp(c->mail.url, "smtp://", 7) != 0 ||
+	    smtp_url_loopback(c->mail.url))
+		return;
+	if (c->mail.starttls == STARTTLS_TRY) {
+		c->mail.starttls = STARTTLS_REQUIRED;
+		c->mail.auth_needs_tls = true;
+	} else if (c->mail.starttls == STARTTLS_NO) {
+		err(p, si->kl[KM_STARTTLS], "starttls = no with user set would "
+		    "send the SMTP password in clear to a server not on "
+		    "loopback; use starttls = required or smtps://, or write "
+		    "allow_plaintext_auth = yes");
+	}
+}
+
 static void
 validate(struct pctx *p)
 {
@@ -2385,7 +2603,10 @@ validate(struct pctx *p)
 	}
 
 	si = &p->single[S_SECRETARIAT];
-	if (si->line == 0)
+	/* an installed configuration with no unit yet is valid and inert */
+	if (si->line == 0 && c->nunits == 0)
+		;
+	else if (si->line == 0)
 		err(p, 0, "missing [secretariat] section (its email "
 		    "receives escalations)");
 	else if (!si->bad && si->kl[KS_EMAIL] == 0)
@@ -2404,12 +2625,8 @@ validate(struct pctx *p)
 		check_cycle(p, &c->cycles[i], &p->caux[i], pidx);
 	free(pidx);
 
-	if (c->nunits == 0)
-		err(p, 0, "no [unit ID] section: at least one unit is "
-		    "needed");
-	if (c->ncycles == 0)
-		err(p, 0, "no [cycle ID] section: at least one cycle is "
-		    "needed");
+	/* Zero units or cycles is an empty calendar, not an error: the
+	 * installed configuration starts inert until the admin fills it. */
 
 	si = &p->single[S_DAEMON];
 	if (c->daemon.timezone != NULL) {
@@ -2429,6 +2646,7 @@ validate(struct pctx *p)
 		err(p, si->kl[KM_RETRY_MIN] ? si->kl[KM_RETRY_MIN] :
 		    si->kl[KM_RETRY_MAX], "retry_min is longer than "
 		    "retry_max");
+	check_plaintext_auth(p, si);
 	if (c->mail.from == NULL && c->secretariat.email != NULL) {
 		/* the secretariat's first address, with its name */
 		first = xstrndup(c->secretariat.email,
@@ -2501,7 +2719,13 @@ set_defaults(struct conf *c, const char *name)
 	c->daemon.horizon = 400 * 86400LL;
 	c->daemon.history = 400 * 86400LL;
 	c->daemon.templates = resolve(c, "templates");
+	c->daemon.datadir = xstrdup(getenv("CUTOFFD_DATADIR") != NULL &&
+				    getenv("CUTOFFD_DATADIR")[0] != '\0' ?
+				    getenv("CUTOFFD_DATADIR") : CUTOFFD_DATADIR);
 	c->daemon.lang = xstrdup("vi");
+	c->daemon.since_day = INT64_MIN;
+	c->daemon.max_connections = 512;
+	c->daemon.max_connections_per_ip = 256;
 
 	c->mail.transport = TRANSPORT_SMTP;
 	c->mail.url = xstrdup("smtp://127.0.0.1:25");
@@ -2519,6 +2743,23 @@ set_defaults(struct conf *c, const char *name)
 
 	c->webhook.timeout = 10;
 	c->webhook.format = HOOK_STANDARD;
+}
+
+/* No holidays key: the file beside the configuration (an admin's copy in
+ * /etc/cutoffd), else the installed one, else none. */
+static char *
+default_holidays(const struct conf *c)
+{
+	char *path = resolve(c, HOLIDAYS_FILE);
+
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	path = xasprintf("%s/%s", c->daemon.datadir, HOLIDAYS_FILE);
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	return NULL;
 }
 
 static void
@@ -2540,8 +2781,8 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 	struct pctx p;
 	struct conf *c;
 	size_t i, nd0 = d != NULL ? d->n : 0;
-	bool failed;
-	int r;
+	bool failed, hol_set;
+	int r, tmpl_line;
 
 	memset(&p, 0, sizeof p);
 	c = xcalloc(1, sizeof *c);
@@ -2555,6 +2796,8 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 
 	r = ini_parse_stream(reader, &p, handler, &p);
 	flush(&p);
+	hol_set = p.single[S_DAEMON].kl[KD_HOLIDAYS] != 0;
+	tmpl_line = p.single[S_DAEMON].kl[KD_TEMPLATES];
 	if (r == -2) {
 		err(&p, 0, "out of memory while parsing");
 	} else if (r > 0) {
@@ -2584,7 +2827,10 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 
 	if (!(flags & CONF_NO_FILES)) {
 		size_t before = d != NULL ? d->n : 0;
+		char *tdirs[2];
 
+		if (!hol_set)
+			c->daemon.holidays = default_holidays(c);
 		if (c->daemon.holidays != NULL &&
 		    holidays_load(c->daemon.holidays, &c->hol, d) < 0) {
 			failed = true;
@@ -2593,18 +2839,27 @@ conf_parse(const char *name, const char *text, size_t len, unsigned flags,
 					 "from %s", c->daemon.holidays);
 		}
 		before = d != NULL ? d->n : 0;
-		c->tmpl = tmpl_load(c->daemon.templates, c->daemon.lang, d);
+		tdirs[0] = c->daemon.templates;
+		tdirs[1] = xasprintf("%s/templates", c->daemon.datadir);
+		c->tmpl = tmpl_load_dirs((const char *const *)tdirs, 2,
+					 c->daemon.lang, name, tmpl_line, d);
 		if (c->tmpl == NULL) {
 			failed = true;
 			if (d != NULL && d->n == before)
 				diag_add(d, name, 0, "cannot load templates "
 					 "from %s", c->daemon.templates);
 		}
+		free(tdirs[1]);
 	}
 	if (failed || (d != NULL && d->n > nd0)) {
 		conf_free(c);
 		return NULL;
 	}
+	/* usable as loaded when since is in the file; else the state
+	 * store's default comes with conf_apply_state */
+	if (c->daemon.since_given)
+		conf_apply_state(c, c->daemon.since_day, c->daemon.since_day,
+				 NULL, 0);
 	return c;
 }
 
@@ -2617,7 +2872,7 @@ conf_load(const char *path, unsigned flags, struct diag *d)
 
 	if (read_file(path, CONF_MAX_BYTES, &text, &len) < 0) {
 		diag_add(d, path, 0, "cannot read: %s", errno == EFBIG ?
-			 "larger than 4 MiB" : strerror(errno));
+			 "larger than 32 MiB" : strerror(errno));
 		return NULL;
 	}
 	c = conf_parse(path, text, len, flags, d);
@@ -2642,7 +2897,9 @@ conf_free(struct conf *c)
 	free(c->daemon.admin_token_file);
 	free(c->daemon.admin_token);
 	free(c->daemon.calendar_token);
+	free(c->daemon.metrics_allow);
 	free(c->daemon.templates);
+	free(c->daemon.datadir);
 	free(c->daemon.lang);
 	free(c->imap.url);
 	free(c->imap.user);
@@ -2693,6 +2950,11 @@ conf_free(struct conf *c)
 	free_list(c->groups, c->ngroups);
 	free(c->unit_index);
 	free(c->cycle_index);
+	for (i = 0; i < c->naliases; i++) {
+		free(c->aliases[i].from);
+		free(c->aliases[i].to);
+	}
+	free(c->aliases);
 	tz_free(c->tz);
 	holidays_free(&c->hol);
 	tmpl_free(c->tmpl);
@@ -2734,6 +2996,8 @@ conf_workday(const struct conf *c, int64_t day)
 {
 	int wd = (int)(((day + 4) % 7 + 7) % 7);   /* 1970-01-01: Thursday */
 
+	if (holidays_workday(&c->hol, day))  /* a Saturday worked in exchange */
+		return true;
 	if (!(c->daemon.workdays & (1u << wd)))
 		return false;
 	return !holidays_has(&c->hol, day);
@@ -2771,6 +3035,19 @@ conf_summary(const struct conf *c)
 			 c->daemon.timezone);
 }
 
+/* Beside the state store, as the admin token: the directory the daemon
+ * may write and cutoffctl may read. */
+char *
+conf_reload_status_path(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+
+	if (slash == NULL)
+		return xstrdup("reload.status");
+	return xasprintf("%.*s/reload.status", (int)(slash - c->daemon.state),
+			 c->daemon.state);
+}
+
 const char *
 audience_name(enum audience a)
 {
@@ -2791,4 +3068,51 @@ channel_name(enum channel c)
 	case CH_WEBHOOK: return "webhook";
 	}
 	return "?";
+}
+
+static int
+alias_qcmp(const void *a, const void *b)
+{
+	return strcmp(((const struct occ_alias *)a)->from,
+		      ((const struct occ_alias *)b)->from);
+}
+
+void
+conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
+		 const struct occ_alias *aliases, size_t naliases)
+{
+	int64_t anchor;
+	size_t i;
+
+	if (!c->daemon.since_given)
+		c->daemon.since_day = since_day;
+	/* A rule whose dates don't depend on its start counts from since.
+	 * The anchor is 1 January of the year before, so that `previous`
+	 * finds the date before the first one chased; the dates are the
+	 * same from any anchor. */
+	anchor = c->daemon.since_day != INT64_MIN ? c->daemon.since_day
+						  : today_day;
+	for (i = 0; i < c->ncycles; i++) {
+		struct cycle *cy = &c->cycles[i];
+
+		if (cy->rrule != NULL && !cy->start_given)
+			cy->start = (struct ymd){ civil_from_days(anchor).y - 1,
+						  1, 1 };
+	}
+	for (i = 0; i < c->naliases; i++) {
+		free(c->aliases[i].from);
+		free(c->aliases[i].to);
+	}
+	free(c->aliases);
+	c->aliases = NULL;
+	c->naliases = 0;
+	if (naliases == 0)
+		return;
+	c->aliases = xcalloc(naliases, sizeof(*c->aliases));
+	for (i = 0; i < naliases; i++) {
+		c->aliases[i].from = xstrdup(aliases[i].from);
+		c->aliases[i].to = xstrdup(aliases[i].to);
+	}
+	c->naliases = naliases;
+	qsort(c->aliases, naliases, sizeof(*c->aliases), alias_qcmp);
 }

@@ -6,11 +6,15 @@
  *
  * Exit status: 0 success, 1 user error, 2 state store unreachable.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,9 +50,14 @@ usage(FILE *f)
 		"  history [--unit UNIT] [--occurrence OCCURRENCE]\n"
 		"                                 every recorded event, who and from where\n"
 		"  feed-url UNIT                  the unit's private calendar URL\n"
+		"  admin-token                    the API's admin token\n"
+		"  reload [PID]                   reload the daemon (default\n"
+		"                                 $MAINPID), wait for the outcome\n"
 		"\n"
 		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
 		"      --now TIME     act as if it were TIME (local ISO 8601)\n"
+		"  -h, --help         this text\n"
+		"      --version      print the version\n"
 		"\n"
 		"DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time. OCCURRENCE is\n"
 		"CYCLE/YYYY-MM-DD (the nominal due date). Exit status: 0 ok, 1 user\n"
@@ -84,13 +93,16 @@ load_conf(void)
 	return c;
 }
 
+/* Never creates the store: only the daemon does (a store made here would
+ * be one the daemon does not use when the paths differ, and the two would
+ * disagree silently).  Missing, empty or foreign: exit 2 with the path. */
 static struct db *
-open_state(const struct conf *c, bool create)
+open_state(const struct conf *c)
 {
 	struct db *db;
 	char *err = NULL;
 
-	db = db_open(c->daemon.state, create, &err);
+	db = db_open(c->daemon.state, false, &err);
 	if (db == NULL) {
 		fprintf(stderr, "cutoffctl: %s\n", err);
 		free(err);
@@ -147,13 +159,76 @@ now_of(const struct conf *c)
 	return (tstamp)time(NULL);
 }
 
+/* The configuration's state-dependent parts, as the daemon sets them: the
+ * default since (the store's first start) and the ids reloads moved.
+ * Without a store nothing has started: no since. */
+static void
+apply_state(struct conf *c)
+{
+	struct occ_alias *al = NULL;
+	struct ymd today;
+	int64_t since = INT64_MIN, day;
+	size_t nal = 0;
+	struct db *db = NULL;
+	char *err = NULL;
+
+	tz_local(c->tz, now_of(c), &today, NULL, NULL);
+	day = days_from_civil(today.y, today.m, today.d);
+	if (access(c->daemon.state, F_OK) == 0) {
+		db = db_open(c->daemon.state, false, &err);
+		free(err);
+	}
+	if (db != NULL) {
+		if (db_first_day(db, day, false, &since) != 0)
+			since = INT64_MIN;
+		if (db_aliases(db, &al, &nal) < 0)
+			nal = 0;
+		db_close(db);
+	}
+	conf_apply_state(c, since, day, al, nal);
+	db_aliases_free(al, nal);
+}
+
 static int
 cmd_check(struct conf *c)
 {
-	char *s = conf_summary(c);
+	char *s = conf_summary(c), *err = NULL, **ids = NULL;
+	struct occ_move *mv = NULL;
+	size_t nids = 0, nmv = 0, nvan = 0;
+	struct db *db = NULL;
 
 	printf("%s\n", s);
 	free(s);
+	holidays_warn(c, (tstamp)time(NULL), stderr);
+	/* as cutoffd --check: what a reload of this file would move */
+	if (access(c->daemon.state, F_OK) == 0)
+		db = db_open(c->daemon.state, false, &err);
+	free(err);
+	if (db == NULL || db_state_ids(db, &ids, &nids) < 0) {
+		db_close(db);
+		return 0;
+	}
+	sched_moves(c, ids, nids, &mv, &nmv);
+	for (size_t i = 0; i < nmv; i++) {
+		int64_t subs = 0, sent = 0;
+
+		db_state_count(db, mv[i].from, &subs, &sent);
+		if (mv[i].to[0] != '\0')
+			printf("%s moves to %s: %lld submissions and %lld sent "
+			       "notices go with it\n", mv[i].from, mv[i].to,
+			       (long long)subs, (long long)sent);
+		else if (++nvan <= 20)    /* as cutoffd --check */
+			printf("%s vanishes with recorded state (%lld "
+			       "submissions, %lld sent notices, kept): %s\n",
+			       mv[i].from, (long long)subs, (long long)sent,
+			       mv[i].why);
+	}
+	if (nvan > 20)
+		printf("%zu more occurrences vanish with recorded state "
+		       "(kept)\n", nvan - 20);
+	free(mv);
+	free_list(ids, nids);
+	db_close(db);
 	return 0;
 }
 
@@ -243,7 +318,7 @@ cmd_plan(struct conf *c, int argc, char **argv)
 	/* A plan needs no daemon; without a state store nothing is recorded
 	 * yet, so every notice is still to come. */
 	if (access(c->daemon.state, F_OK) == 0) {
-		p.db = open_state(c, false);
+		p.db = open_state(c);
 		if (p.db == NULL)
 			return EXIT_STATE;
 	}
@@ -280,7 +355,7 @@ cmd_status(struct conf *c, int argc, char **argv)
 			return EXIT_USER;
 		}
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = csv ? status_print_csv(c, db, now_of(c), occ, stdout)
@@ -368,7 +443,7 @@ cmd_received(struct conf *c, int argc, char **argv)
 	}
 	if (check_pair(c, argv[optind], argv[optind + 1], &occ) < 0)
 		return EXIT_USER;
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = ledger_receive(db, occ.id, argv[optind], at, nil, "cli",
@@ -407,7 +482,7 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	}
 	if (check_pair(c, argv[1], argv[2], &occ) < 0)
 		return EXIT_USER;
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = ledger_undo(db, occ.id, argv[1], "cli", actor_name(), now_of(c));
@@ -481,7 +556,7 @@ cmd_extend(struct conf *c, int argc, char **argv)
 			return EXIT_USER;
 		}
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	if (cancel)
@@ -602,7 +677,7 @@ cmd_history(struct conf *c, int argc, char **argv)
 		user_error("--occurrence: not an occurrence id");
 		return EXIT_USER;
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	h.unit = unit;
@@ -629,7 +704,7 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 		user_error("no unit %s in %s", argv[1], c->path);
 		return EXIT_USER;
 	}
-	db = open_state(c, true);
+	db = open_state(c);
 	if (db == NULL)
 		return EXIT_STATE;
 	rc = db_unit_token(db, argv[1], &token);
@@ -639,6 +714,122 @@ cmd_feed_url(struct conf *c, int argc, char **argv)
 	printf("%s/units/%s.ics?token=%s\n", c->daemon.public_url, argv[1],
 	       token);
 	free(token);
+	return 0;
+}
+
+/* Run by root on the service's state (/var/lib/cutoffd, owned by user
+ * cutoffd): become that owner before SQLite touches anything, or a
+ * state.db, -wal or -shm created by root would lock the daemon out. */
+static int
+become_state_owner(const struct conf *c)
+{
+	const char *slash = strrchr(c->daemon.state, '/');
+	char *dir;
+	struct stat st;
+	int r;
+
+	if (geteuid() != 0)
+		return 0;
+	dir = slash == NULL ? xstrdup(".") : slash == c->daemon.state ?
+		xstrdup("/") : xstrndup(c->daemon.state,
+					(size_t)(slash - c->daemon.state));
+	r = stat(dir, &st);
+	free(dir);
+	if (r < 0 || st.st_uid == 0)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setgid(st.st_gid) < 0 ||
+	    setuid(st.st_uid) < 0) {
+		user_error("cannot become the owner (uid %u) of %s's directory: "
+			   "%s", (unsigned)st.st_uid, c->daemon.state,
+			   strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* "GEN PID RESULT" from the daemon's reload.status; -1 when absent/bad */
+static int
+read_reload_status(const char *path, unsigned *gen, long *pid, char *result)
+{
+	char *text;
+	size_t len;
+	int r;
+
+	if (read_file(path, 256, &text, &len) < 0)
+		return -1;
+	r = sscanf(text, "%u %ld %15s", gen, pid, result);
+	free(text);
+	return r == 3 ? 0 : -1;
+}
+
+/* SIGHUP to the daemon, then wait until it reports this reload: ExecReload
+ * returns only once the new configuration serves, and fails when the
+ * daemon rejected it (its errors are in its log at priority err). */
+static int
+cmd_reload(struct conf *c, int argc, char **argv)
+{
+	const char *arg = argc == 2 ? argv[1] : getenv("MAINPID");
+	char *path, *end, result[16];
+	unsigned gen0 = 0, gen;
+	long pid, p;
+	bool had;
+	int i;
+
+	if (argc > 2 || arg == NULL || arg[0] == '\0') {
+		user_error("reload: which daemon? give its PID (systemd sets "
+			   "$MAINPID)");
+		return EXIT_USER;
+	}
+	errno = 0;
+	pid = strtol(arg, &end, 10);
+	if (errno != 0 || *end != '\0' || pid <= 1) {
+		user_error("reload: bad PID %s", arg);
+		return EXIT_USER;
+	}
+	path = conf_reload_status_path(c);
+	had = read_reload_status(path, &gen0, &p, result) == 0 && p == pid;
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		user_error("reload: cannot signal %ld: %s", pid, strerror(errno));
+		free(path);
+		return EXIT_STATE;
+	}
+	/* a reload takes milliseconds; 60 s covers a very large regime */
+	for (i = 0; i < 1200; i++) {
+		if (read_reload_status(path, &gen, &p, result) == 0 &&
+		    p == pid && (!had || gen != gen0) &&
+		    strcmp(result, "started") != 0) {
+			free(path);
+			if (strcmp(result, "ok") == 0) {
+				printf("reloaded\n");
+				return 0;
+			}
+			user_error("the daemon rejected the configuration and "
+				   "keeps the previous one (its log names each "
+				   "error)");
+			return EXIT_USER;
+		}
+		usleep(50 * 1000);
+	}
+	user_error("reload: no answer from %ld in %s", pid, path);
+	free(path);
+	return EXIT_STATE;
+}
+
+/* The token the API and the page's forms need: admin_token_file's, or the
+ * one the daemon made in its state directory on its first start. */
+static int
+cmd_admin_token(struct conf *c, int argc)
+{
+	if (argc != 1) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (c->daemon.admin_token == NULL) {
+		user_error("no admin token yet: cutoffd creates %s on its "
+			   "first start", c->daemon.admin_token_file);
+		return EXIT_STATE;
+	}
+	printf("%s\n", c->daemon.admin_token);
 	return 0;
 }
 
@@ -681,13 +872,18 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "plan") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
 	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
-	    strcmp(cmd, "extend") != 0 && strcmp(cmd, "history") != 0) {
+	    strcmp(cmd, "extend") != 0 && strcmp(cmd, "history") != 0 &&
+	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
 	}
 	c = load_conf();
 	if (c == NULL)
 		return EXIT_USER;
+	if (become_state_owner(c) < 0) {
+		conf_free(c);
+		return EXIT_STATE;
+	}
 	if (now_arg != NULL) {
 		tstamp t;
 
@@ -697,6 +893,7 @@ main(int argc, char **argv)
 			return EXIT_USER;
 		}
 	}
+	apply_state(c);
 	if (strcmp(cmd, "check") == 0 && argc != 1) {
 		user_error("check: unexpected argument %s", argv[1]);
 		rc = EXIT_USER;
@@ -714,6 +911,10 @@ main(int argc, char **argv)
 		rc = cmd_extend(c, argc, argv);
 	else if (strcmp(cmd, "history") == 0)
 		rc = cmd_history(c, argc, argv);
+	else if (strcmp(cmd, "admin-token") == 0)
+		rc = cmd_admin_token(c, argc);
+	else if (strcmp(cmd, "reload") == 0)
+		rc = cmd_reload(c, argc, argv);
 	else
 		rc = cmd_feed_url(c, argc, argv);
 	conf_free(c);

@@ -104,17 +104,43 @@ void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
 void diag_print(const struct diag *d, FILE *f);
 
+/* ------------------------------------------------------------------ cidr.c */
+
+/* An address range, IPv4 or IPv6, bits past the prefix zero. */
+struct cidr {
+	int family;              /* AF_INET or AF_INET6 */
+	unsigned char addr[16];  /* network order; 4 bytes used for IPv4 */
+	int bits;
+};
+struct sockaddr;
+/* "192.0.2.0/24", "2001:db8::/32", or a bare address (all bits).  Strict:
+ * what inet_pton accepts, a decimal prefix within the family, no bits set
+ * past it.  On error *why says what is wrong (a static string). */
+int cidr_parse(const char *s, struct cidr *out, const char **why);
+void cidr_format(const struct cidr *c, char *out, size_t size);  /* >= 64 */
+/* Whether sa (AF_INET, AF_INET6; a v4-mapped v6 address matches v4 ranges
+ * too) is in one of v[0..n). */
+bool cidr_match(const struct cidr *v, size_t n, const struct sockaddr *sa);
+bool cidr_loopback(const struct sockaddr *sa);  /* 127.0.0.0/8, ::1 */
+
 /* ------------------------------------------------------------------- log.c */
 
 enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 /* journald priority prefixes ("<3>") when JOURNAL_STREAM is set. */
 void log_init(const char *ident, int verbosity);
 void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* Whether lvl would be written: skip building a costly message if not. */
+bool log_enabled(enum log_level lvl);
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) NORETURN;
+/* True when JOURNAL_STREAM is set: stderr is journald's. */
+bool log_to_journal(void);
+/* A bare line on stderr ("FILE:LINE: message" of --check), with only the
+ * "<N>" prefix when stderr is the journal. */
+void log_plain(enum log_level lvl, const char *line);
 
 /* -------------------------------------------------------------------- tz.c */
 
@@ -144,16 +170,32 @@ void *tz_vtimezone(const struct tz *tz);
 /* --------------------------------------------------------------- holiday.c */
 
 /* Non-working days, from an .ics of all-day VEVENTs (DTSTART;VALUE=DATE,
- * DTEND exclusive or DURATION; RRULE expanded up to the year 2100). */
+ * DTEND exclusive or DURATION; RRULE expanded up to the year 2100).  An
+ * event with CATEGORIES:WORKDAY marks days worked although they would be
+ * off (a Saturday worked in exchange); a day both off and worked is an
+ * error. */
 struct holidays {
 	int64_t *days;       /* days_from_civil, sorted, unique */
 	size_t n;
+	int64_t *work;       /* the WORKDAY days, sorted, unique */
+	size_t nwork;
+	int last_year;       /* last year of a dated (non-RRULE) event; 0 none */
 };
 int holidays_load(const char *path, struct holidays *out, struct diag *d);
 int holidays_parse(const char *name, const char *text, size_t len,
 		   struct holidays *out, struct diag *d);
 void holidays_free(struct holidays *h);
 bool holidays_has(const struct holidays *h, int64_t day);
+bool holidays_workday(const struct holidays *h, int64_t day);
+/* "PATH: holidays file covers up to 2026; horizon reaches 2028: dates after
+ * 31/12/2026 assume no public holiday" (xmalloc'ed), or NULL when the
+ * horizon stays inside the covered years or the file dates nothing. */
+char *holidays_coverage(const struct holidays *h, const char *path,
+			int horizon_year);
+struct conf;
+/* That warning for c's holidays and horizon seen from now: "warning: ..."
+ * on f, or logged (log_warn) when f is NULL. */
+void holidays_warn(const struct conf *c, tstamp now, FILE *f);
 
 /* ------------------------------------------------------------------ conf.c */
 
@@ -192,10 +234,18 @@ struct policy {
 	int quiet_from;      /* minutes; -1 when no quiet window */
 	int quiet_to;
 	enum shift shift;
+	bool send_all_days;  /* send_days = all; default workdays only */
 };
 
 struct md {
 	int m, d;
+};
+
+/* [cycle] period: none (default), MM-DD .. MM-DD, `previous`, or a preset
+ * of Decree 09/2019/ND-CP Art. 12 (sched.c computes them). */
+enum period_kind {
+	PERIOD_NONE, PERIOD_FIXED, PERIOD_PREVIOUS, PERIOD_MONTH,
+	PERIOD_QUARTER, PERIOD_HALF, PERIOD_NINE_MONTHS, PERIOD_YEAR
 };
 
 struct cycle {
@@ -207,8 +257,11 @@ struct cycle {
 	struct ymd *once;    /* due = YYYY-MM-DD entries */
 	size_t nonce;
 	char *rrule;         /* rrule = FREQ=...; NULL when unused */
-	struct ymd start;    /* DTSTART of the rrule (key `start`) */
-	bool period_fixed;   /* false: `previous` */
+	struct ymd start;    /* DTSTART of the rrule (key `start`); without
+				the key, conf_apply_state sets it from since */
+	bool start_given;    /* `start` was in the file */
+	bool period_fixed;   /* PERIOD_FIXED (kept for old callers) */
+	enum period_kind period;
 	struct md period_from, period_to;
 	int due_minute;      /* `time`; 1440 = end of day */
 	const struct policy *policy;
@@ -250,11 +303,23 @@ struct conf {
 		unsigned workdays;    /* bit (1 << wday), 0 = Sunday */
 		char *admin_token_file;
 		char *admin_token;    /* contents, trimmed; NULL if no file */
+		bool admin_token_auto; /* no admin_token_file: the daemon
+					* creates STATEDIR/admin.token */
 		char *calendar_token; /* NULL when not set */
 		int64_t horizon;      /* seconds ahead feeds/plans look */
 		int64_t history;      /* seconds back feeds/status look */
-		char *templates;      /* resolved dir */
+		char *templates;      /* resolved dir, overrides file by file */
+		char *datadir;        /* installed defaults: templates/, holidays */
 		char *lang;           /* "vi" | "en" */
+		/* who may GET /metrics; NULL = loopback clients only */
+		struct cidr *metrics_allow;
+		size_t nmetrics_allow;
+		/* the first day chased: from `since`, else the state store's
+		 * first start (conf_apply_state); since_day INT64_MIN = none */
+		int64_t since_day;
+		bool since_given;
+		unsigned max_connections;        /* HTTP, at once */
+		unsigned max_connections_per_ip; /* from one client address */
 	} daemon;
 	struct {
 		enum transport transport;
@@ -271,6 +336,9 @@ struct conf {
 		int64_t retry_max;    /* backoff cap */
 		int64_t give_up;      /* after this long, a temp failure is final */
 		int64_t timeout;      /* per SMTP transaction */
+		bool allow_plaintext_auth;  /* AUTH without TLS off loopback */
+		bool auth_needs_tls;  /* starttls = try made required (user set,
+					 server not a loopback literal) */
 	} mail;
 	struct {                  /* [imap]: the secretariat's mailbox */
 		bool enabled;         /* the section is there */
@@ -314,6 +382,13 @@ struct conf {
 	 * then conf_unit/conf_cycle scan linearly. */
 	size_t *unit_index;
 	size_t *cycle_index;
+
+	/* Occurrence ids moved by a reload (old -> new, sorted by old), from
+	 * the state store (conf_apply_state): sched_occurrence resolves them */
+	struct occ_alias {
+		char *from, *to;
+	} *aliases;
+	size_t naliases;
 };
 
 enum conf_flags {
@@ -331,8 +406,17 @@ const struct cycle *conf_cycle(const struct conf *c, const char *id);
 bool conf_workday(const struct conf *c, int64_t day);
 /* Whether the unit at conf->units[unit_index] reports in cycle cy. */
 bool conf_cycle_has(const struct cycle *cy, size_t unit_index);
+/* Sets what the configuration takes from the state store: the default
+ * `since` (day number; INT64_MIN = none, then rrule cycles without `start`
+ * count from today_day) and the moved-occurrence aliases (copied; may be
+ * NULL/0).  Idempotent; call after loading, before using c. */
+void conf_apply_state(struct conf *c, int64_t since_day, int64_t today_day,
+		      const struct occ_alias *aliases, size_t naliases);
 /* one line: "cutoffd.conf: 11 units, 4 cycles, 1 policy, 23 holidays" */
 char *conf_summary(const struct conf *c);
+/* STATEDIR/reload.status: the daemon's "GENERATION PID ok|rejected|started"
+ * after each reload, read by `cutoffctl reload` (xmalloc'ed path). */
+char *conf_reload_status_path(const struct conf *c);
 
 /* ----------------------------------------------------------------- sched.c */
 
@@ -425,18 +509,62 @@ bool sched_extend(const struct conf *c, struct occ *o,
 /* Days a policy's steps reach before (*lo <= 0) and after (*hi >= 0) the
  * due date, repeats included; p may be NULL (0, 0). */
 void sched_policy_span(const struct policy *p, int64_t *lo, int64_t *hi);
+/* The earliest instant >= t at which policy p may send: outside its quiet
+ * window and, unless send_days = all, on a working day (a late step caught
+ * up by the engine goes out then, not at once).  p NULL: t. */
+tstamp sched_hold(const struct conf *c, const struct policy *p, tstamp t);
+/* Whether the occurrence is due before `since` (never chased or listed). */
+bool sched_before_since(const struct conf *c, const struct occ *o);
+
+/* The reload's matching rule for moved due dates (README "Moved due
+ * dates").  ids: occurrence ids with recorded state (submissions or sent
+ * notices), sorted, unique.  For each id that c no longer has, one move:
+ * to = the occurrence of the same cycle that inherits its state, or ""
+ * when it vanishes (why says which).  *out xmalloc'ed, sorted by from. */
+struct occ_move {
+	char from[OCC_ID_MAX];
+	char to[OCC_ID_MAX];     /* "" = vanishes */
+	const char *why;         /* static text for a vanishing id */
+};
+int sched_moves(const struct conf *c, char *const *ids, size_t nids,
+		struct occ_move **out, size_t *n);
 
 /* -------------------------------------------------------------------- db.c */
 
 struct db;
 
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
-/* Opens (creating when create is true) and migrates.  On error returns NULL
- * and *err (xmalloc'ed) says why. */
+/* Opens and migrates.  When create is true and nothing is at path, a new
+ * store is built under a temporary name and moved into place (never over
+ * an existing file); without create a missing store is an error that
+ * names the path.  An empty file, a file that is not SQLite, and an SQLite
+ * database without cutoffd's application_id (0x63757464) or 0.1.0 schema
+ * are refused.  On error returns NULL and *err (xmalloc'ed) says why. */
 struct db *db_open(const char *path, bool create, char **err);
+/* How long a statement waits for another process's lock: DB_BUSY_MS after
+ * db_open (the CLI, start-up); the daemon's loop sets DB_LOOP_BUSY_MS and
+ * retries later (db_busy) rather than freezing every request. */
+#define DB_BUSY_MS 5000
+#define DB_LOOP_BUSY_MS 50
+int db_set_busy_timeout(struct db *db, int ms);
+/* Whether the last failed statement failed because another process held
+ * the lock (SQLITE_BUSY): retry later, it is not an error. */
+bool db_busy(const struct db *db);
+/* Seconds since writes started failing on the lock (0 = they don't). */
+double db_locked_for(const struct db *db);
+/* A locked-out writer this long makes db_health fail. */
+#define DB_LOCKED_TOO_LONG 30.0
+/* /healthz: 0, or -1 with a one-line reason in why (without the path,
+ * which is no business of an anonymous client): the path no longer
+ * names the open file (deleted, replaced), a bad or truncated header, a
+ * page of meta and outbox unreadable, writes locked out for more than
+ * DB_LOCKED_TOO_LONG, or the last background integrity check (quick_check
+ * on a connection of its own, started by this call when the file changed,
+ * at most every few seconds) found damage. */
+int db_health(struct db *db, char *why, size_t n);
 void db_close(struct db *db);
 int db_begin(struct db *db);        /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
@@ -454,7 +582,7 @@ int db_sync_full(struct db *db, bool full);
 int db_sync(struct db *db);
 /* Rows changed through this connection since it opened. */
 int64_t db_total_changes(struct db *db);
-bool db_ok(struct db *db);          /* a trivial query works (healthz) */
+bool db_ok(struct db *db);          /* db_health(db, NULL, 0) == 0 */
 /* PRAGMA data_version: changes when another connection committed. */
 int64_t db_data_version(struct db *db);
 
@@ -463,11 +591,21 @@ int db_meta_set(struct db *db, const char *key, const char *val);
 
 /* The unit's private feed token, created (random) on first use. */
 int db_unit_token(struct db *db, const char *unit, char **token);
+/* Every stored token; fn returns non-zero to stop. */
+int db_unit_token_foreach(struct db *db,
+			  int (*fn)(void *ctx, const char *unit,
+				    const char *token), void *ctx);
 
 /* Revision tracking for SEQUENCE/LAST-MODIFIED: if hash differs from the
  * stored one, seq is incremented and modified set to now. */
 int db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	   tstamp now, int64_t *seq, tstamp *modified);
+/* The stored revision, read only: 0, 1 when there is none, -1 error. */
+int db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
+	       tstamp *modified);
+/* Stores (hash, seq 0, now) unless a revision is already stored. */
+int db_rev_seed(struct db *db, const char *kind, const char *id,
+		const char *hash, tstamp now);
 
 /* The ledger's tables (submissions, their history, extensions) are
  * ledger.c's; db_sub_* are its names of 0.1 and stay for their callers. */
@@ -501,9 +639,37 @@ int db_sub_get(struct db *db, const char *occ, const char *unit,
  * to stop. */
 int db_sub_foreach(struct db *db, const char *occ,
 		   int (*fn)(void *ctx, const struct submission *s), void *ctx);
+/* How many reports were recorded, per source (received, nil and confirmed
+ * events of the history, undos not subtracted: a counter).  fn is called
+ * once per source seen. */
+int db_sub_count_sources(struct db *db,
+			 void (*fn)(void *ctx, const char *source, int64_t n),
+			 void *ctx);
 /* History events for (occ, unit), occurrence-wide ones (an extension for
  * every unit) included; unit NULL = every event of the occurrence. */
 int64_t db_sub_events(struct db *db, const char *occ, const char *unit);
+/* When the latest of those was recorded; 0 when none, -1 on error. */
+tstamp db_sub_last_event(struct db *db, const char *occ, const char *unit);
+
+/* The regime's life cycle (0.2).  The first day this store was started
+ * (the default `since`): 0 with *day set, 1 when none is recorded and
+ * record is false, -1.  With record, today is recorded when none is. */
+int db_first_day(struct db *db, int64_t today, bool record, int64_t *day);
+/* Occurrence ids a reload moved (sorted by from; free with
+ * db_aliases_free).  0 (maybe none), -1. */
+struct occ_alias;
+int db_aliases(struct db *db, struct occ_alias **out, size_t *n);
+void db_aliases_free(struct occ_alias *v, size_t n);
+/* Occurrence ids with recorded state (a submission or a sent notice),
+ * sorted and unique (free_list). */
+int db_state_ids(struct db *db, char ***out, size_t *n);
+int db_state_count(struct db *db, const char *occ, int64_t *subs,
+		   int64_t *sent);
+/* One transaction: from's submissions, their history and its sent notices
+ * become to's; its pending notices are cancelled; from resolves to to. */
+int db_occ_move(struct db *db, const char *from, const char *to, tstamp now);
+/* A pending outbox row is not tried before t (quiet hours held). */
+int db_outbox_hold(struct db *db, int64_t id, tstamp t);
 
 /* The raw handle, for modules that keep their own prepared statements
  * (outbox.c).  Tables of every module are created by db.c's migrations. */
@@ -546,9 +712,12 @@ void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
  *
  * Schema version 2:
  *   index outbox_due_channel ON outbox(state, channel, next_try)
+ *
+ * Every store db.c creates carries PRAGMA application_id 0x63757464
+ * ("cutd"); an 0.1.0 store gets it on its first open.
  */
 
-/* The mailbox's bookkeeping (imap.c), schema version 4:
+/* The mailbox's bookkeeping (imap.c), schema version 5:
  *   imap_seen(message_id PRIMARY KEY, uidvalidity, uid, seen, outcome,
  *       occurrence, unit, detail)      -- every message read, once
  *   notice_bounce(outbox_id, address, status, diagnostic, at, report_id,
@@ -670,6 +839,13 @@ tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
  *       note)                               -- unit '' = every unit
  *   extension(occurrence, unit, due_date TEXT, due_minute INTEGER,
  *       recorded, source, actor, note, PRIMARY KEY(occurrence, unit))
+ * Schema version 4 (after the ledger's 3):
+ *   outbox_refused(outbox_id INTEGER, address TEXT, reply TEXT,
+ *       at INTEGER, PRIMARY KEY(outbox_id, address))
+ *       -- recipients a server refused (RCPT) while others took the mail
+ *   indexes outbox_due and outbox_due_channel dropped for partial ones:
+ *   outbox_pending ON outbox(channel, next_try) WHERE state = 'pending',
+ *   outbox_failed ON outbox(occurrence) WHERE state = 'failed'
  */
 
 /* ---------------------------------------------------------------- clock.c */
@@ -686,6 +862,10 @@ void clock_init(struct clock *c, bool fake, tstamp start, double speed);
 tstamp clock_now(const struct clock *c);
 /* real seconds until virtual time t (>= 0) */
 double clock_delay(const struct clock *c, tstamp t);
+/* The wall-clock instant (CLOCK_REALTIME seconds, as ev_periodic takes it)
+ * at which clock_now() reaches virtual time t: timers that must follow
+ * clock steps (NTP, suspend) are absolute, not relative. */
+double clock_real_at(const struct clock *c, tstamp t);
 
 /* ------------------------------------------------------------- sdnotify.c */
 
@@ -693,6 +873,9 @@ double clock_delay(const struct clock *c, tstamp t);
  * the variable is unset.  Returns 1 sent, 0 not under systemd, -1 error. */
 int sd_notify_msg(const char *msg);
 int sd_notifyf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* The watchdog interval systemd asks for (WATCHDOG_USEC, for this pid per
+ * WATCHDOG_PID) in seconds, or 0 when none: WATCHDOG=1 is due at half. */
+double sd_watchdog_interval(void);
 
 /* ----------------------------------------------------------- the daemon */
 
@@ -757,6 +940,10 @@ struct notice {
 	int attempts;
 	tstamp created;
 	char message_id[160];    /* "<...@host>", the same for every retry */
+	tstamp next_try;
+	/* the Message-ID this mail answers (the first mail to the unit about
+	 * the occurrence), "" when it is the first; the sender fills it */
+	char thread[160];
 };
 void notice_clear(struct notice *n);
 
@@ -786,6 +973,12 @@ int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
  * both.  Fills out[0..*count), at most max (notice_clear each). */
 int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 	       struct notice *out, size_t *count);
+/* Pending rows of one channel due at now, after `after` in (next_try, id)
+ * order (NULL: from the start): the sender's cursor, so that rows in
+ * flight are not read again. */
+int outbox_due_after(struct db *db, tstamp now, enum channel ch,
+		     const struct notice *after, size_t max, struct notice *out,
+		     size_t *count);
 /* Pending due secretariat/chief email rows with like's (step, recipients,
  * send_at): the rows of one digest. */
 int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
@@ -795,6 +988,9 @@ int outbox_get(struct db *db, const char *occ, const char *unit,
 	       const char *step, enum audience aud, enum channel ch,
 	       struct notice *out, enum outbox_state *state);
 int outbox_mark_sent(struct db *db, int64_t id, tstamp now);
+/* outbox_mark_sent for many rows in one statement. */
+int outbox_mark_sent_all(struct db *db, const int64_t *ids, size_t n,
+			 tstamp now);
 int outbox_mark_retry(struct db *db, int64_t id, tstamp next_try,
 		      const char *error);
 int outbox_mark_failed(struct db *db, int64_t id, tstamp now,
@@ -810,6 +1006,36 @@ int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
  * -1 on error. */
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter);
+/* Rows per state and channel, for /metrics: counts[state][channel], and
+ * of the pending ones those tried before (retrying[channel]).  One grouped
+ * query over the table: callers cache it. */
+int outbox_counts(struct db *db, int64_t counts[4][2], int64_t retrying[2]);
+/* outbox_defer waiting at least min_wait seconds (a server's Retry-After);
+ * *next (may be NULL) gets the next try's time when it returns 0. */
+int outbox_defer_until(struct db *db, const struct conf *c,
+		       const struct notice *n, tstamp now, const char *error,
+		       double jitter, int64_t min_wait, tstamp *next);
+/* Records that the server refused one address of notice id (RCPT), with
+ * its reply (escaped text); the other addresses got the mail. */
+int outbox_refused_add(struct db *db, int64_t id, const char *address,
+		       const char *reply, tstamp now);
+/* Every refused address, optionally of one occurrence, in (occurrence,
+ * unit, step, address) order; the strings live until fn returns, which
+ * returns non-zero to stop. */
+struct outbox_refusal {
+	const char *occurrence, *unit, *step, *audience, *address, *reply;
+	tstamp at;
+};
+typedef int (*outbox_refused_fn)(void *ctx, const struct outbox_refusal *r);
+int outbox_refused_foreach(struct db *db, const char *occ,
+			   outbox_refused_fn fn, void *ctx);
+/* The thread of a mail to a unit (audience unit or head): the
+ * Message-ID of the first email about n's occurrence sent to that unit,
+ * other than n itself.  0 found, 1 none (n starts the thread), -1. */
+int outbox_thread_root(struct db *db, const struct notice *n, char *out,
+		       size_t size);
+/* Whether any email to a unit (or its head) about occ was sent: 1, 0, -1. */
+int outbox_occ_has_mail(struct db *db, const char *occ);
 /* Earliest next_try > after among pending rows: 0, 1 when none, -1. */
 int outbox_next_try(struct db *db, tstamp after, tstamp *t);
 /* Cancels (one transaction) every pending row for which keep() returns
@@ -860,6 +1086,13 @@ char *hook_build(const struct conf *c, struct db *db, const struct notice *n,
 /* tmpl.c: message templates, loaded with the configuration so that an
  * unknown placeholder is a config error. */
 struct tmplset *tmpl_load(const char *dir, const char *lang, struct diag *d);
+/* Each file from the first of dirs[0..n) that has it (a missing file or
+ * directory falls through to the next): an override directory over the
+ * installed defaults.  A file found nowhere is an error at conf:line (the
+ * configuration's templates key; NULL/0 for none) naming dirs. */
+struct tmplset *tmpl_load_dirs(const char *const *dirs, size_t n,
+			       const char *lang, const char *conf, int line,
+			       struct diag *d);
 void tmpl_free(struct tmplset *t);
 enum tmpl_kind { TMPL_REMIND, TMPL_ESCALATE, TMPL_DIGEST, TMPL_COUNT };
 /* The template's subject line and body with {{name}} placeholders filled
@@ -890,11 +1123,20 @@ struct notice_text {
 	int days;                /* local days from the due date to now */
 	bool escalation;
 	enum tmpl_kind kind;
+	/* body as mail_qp_encode gives it, when the render cache could put
+	 * it together from lines encoded once (NULL: encode body) */
+	char *body_qp;
+	size_t body_qp_len;
 };
 int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,
 		  struct notice_text *out);
 void notice_text_clear(struct notice_text *t);
+/* notice_render keeps the text common to the units of one (occurrence,
+ * step, audience, day) and each unit's feed token in the configuration's
+ * template set; this drops the texts (the state changed: a due date may
+ * have moved).  The sender calls it on every kick. */
+void notice_cache_clear(const struct conf *c);
 
 /* ------------------------------------------------------------------ doc.c */
 
@@ -918,6 +1160,7 @@ struct doc {
 	/* The server's response for this body, made on the first send, and
 	 * what releases it; both NULL until then. */
 	void *resp;
+	void *resp304;          /* the same headers, no body */
 	void (*resp_free)(void *resp);
 };
 /* Takes body (xmalloc'ed, NULL for an empty one); the ETag is a hash of
@@ -940,7 +1183,21 @@ void feeds_invalidate(struct feeds *f);
  * reference to keep it longer). */
 struct doc *feeds_secretariat(struct app *a);
 struct doc *feeds_unit(struct app *a, const struct unit *u);
-/* Builders (pure but for db revision bookkeeping), for tests too: return
+/* The revision bookkeeping behind SEQUENCE (one write transaction): call
+ * where the configuration changes (start, reload with the old one, stop),
+ * never on a request.  Builders only read what it stored. */
+int feeds_revise(const struct conf *old, const struct conf *c, struct db *db,
+		 tstamp now);
+/* The units' feed tokens of c into memory (created where missing). */
+int feeds_load_tokens(struct feeds *f, const struct conf *c, struct db *db);
+/* u's token when loaded for this c, else NULL (then ask db_unit_token). */
+const char *feeds_token(const struct feeds *f, const struct conf *c,
+			const struct unit *u);
+/* feeds_revise + feeds_load_tokens + invalidate, for a->conf. */
+int feeds_reload(struct app *a, const struct conf *old);
+size_t feeds_bytes(const struct feeds *f);   /* cached, for tests */
+void feeds_set_limit(struct feeds *f, size_t bytes);  /* for tests */
+/* Builders (pure views; they only read the store), for tests too: return
  * an xmalloc'ed VCALENDAR text. */
 char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 			     tstamp *modified);
@@ -982,6 +1239,13 @@ struct st_fail {
 	bool retrying;           /* a temporary failure, to be tried again */
 };
 
+/* An address a server refused while the notice's others got it (the
+ * reply is stored escaped). */
+struct st_refused {
+	char *occ, *unit, *step, *aud, *addr, *reply;
+	tstamp at;
+};
+
 /* An address a delivery report (RFC 3464, found in the [imap] mailbox)
  * says did not get a notice. */
 struct st_bounce {
@@ -997,6 +1261,8 @@ struct status {
 	size_t nocc;
 	struct st_fail *fail;
 	size_t nfail;
+	struct st_refused *ref;
+	size_t nref;
 	struct st_bounce *bounce; /* db_bounce_foreach's rows, filtered */
 	size_t nbounce;
 };
@@ -1192,6 +1458,23 @@ void api_route(struct app *a, const struct http_req *q, struct http_resp *r,
  * unit tests and fuzzers call it). */
 int http_dispatch(struct app *a, const struct http_req *q,
 		  struct http_resp *r);
+
+/* metrics.c: GET /metrics, the Prometheus text format 0.0.4.  Counters
+ * live in memory since start; gauges of the state store are read by one
+ * grouped query each, cached until the store, the configuration or (for
+ * the missing units) the next due time changes. */
+enum metrics_outcome { METRICS_SENT, METRICS_DEFERRED, METRICS_FAILED };
+void metrics_notice(enum channel ch, enum metrics_outcome o);
+void metrics_scanned(tstamp scan_time);          /* engine: a scan done */
+void metrics_reloaded(bool ok, tstamp when);     /* start-up and SIGHUP */
+/* Whether the client (a numeric address, as http_req.client) may read
+ * /metrics: metrics_allow, else loopback clients only. */
+bool metrics_allowed(const struct conf *c, const char *client);
+/* The exposition text for a's current state into out.  0 or -1. */
+int metrics_render(struct app *a, struct buf *out);
+/* GET /metrics (http.c's route table checks the method): 403 to a client
+ * metrics_allowed refuses. */
+void metrics_get(struct app *a, const struct http_req *q, struct http_resp *r);
 
 /* Starts listening on conf->daemon.listen on a->loop. */
 struct http *http_start(struct app *a, char **err);

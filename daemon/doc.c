@@ -74,5 +74,9 @@ doc_release(struct doc *d)
 	d->resp = NULL;
 	if (r != NULL && d->resp_free != NULL)
 		d->resp_free(r);
+	r = d->resp304;
+	d->resp304 = NULL;
+	if (r != NULL && d->resp_free != NULL)
+		d->resp_free(r);
 	doc_unref(d);
 }

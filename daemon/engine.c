@@ -1,12 +1,25 @@
 /*
  * engine.c - turns the plan into outbox rows as steps come due.
  *
- * A timer on the loop wakes at the next step time (at most WAKE_MAX real
- * seconds apart, so clock jumps and --speed are noticed).  Each wake scans
- * (last_scan, now] with sched_plan, writes the rows into the outbox and the
- * new last_scan into meta in one transaction, then kicks the sender.  The
- * rows' UNIQUE key makes a repeated scan (after a crash between commit and
- * the next wake, or a clock step backwards) harmless.
+ * The engine sleeps until the next step: an absolute ev_periodic at that
+ * step's wall-clock time (converted from the virtual clock of --now and
+ * --speed), so a clock step is followed, and nothing wakes in between; a
+ * change of configuration or state (engine_replan) wakes it too.  Each
+ * wake scans (last_scan, now] with sched_plan and writes the rows into the
+ * outbox and the new last_scan into meta in one transaction, then kicks the
+ * sender.  The rows' UNIQUE key makes a repeated scan (after a crash
+ * between commit and the next wake, or a clock step backwards) harmless.
+ *
+ * last_scan is kept in memory and written only with rows queued (or on the
+ * very first start): a wake that queues nothing commits nothing.  After a
+ * restart the scan then covers a longer window, which gives the same rows:
+ * the ones queued are in the outbox, the ones dropped are dropped again, and
+ * a step skipped because the unit had reported counts as missed only if
+ * that report was undone meanwhile (then its latest missed step goes out,
+ * as the catch-up rule says).
+ *
+ * A write that another process's lock holds up (db_busy) is retried on a
+ * timer, with backoff, instead of blocking the loop or being dropped.
  *
  * Catch-up rule (after downtime, or when the clock jumps forward):
  *   After downtime, for each unit and occurrence only the latest step it
@@ -24,14 +37,19 @@
 
 #include "cutoffd.h"
 
-#define WAKE_MAX 60.0             /* real seconds between re-checks */
+#define RETRY_MIN 0.2             /* real seconds: a locked store */
+#define RETRY_MAX 5.0
 #define GRACE_MIN 300             /* virtual seconds: see catch-up rule */
 #define DAY 86400
 #define META_LAST_SCAN "last_scan"
 
 struct engine {
 	struct app *a;
-	ev_timer timer;
+	ev_periodic wake;         /* at the next step's wall-clock time */
+	ev_timer retry;           /* a write the lock held up */
+	double backoff;
+	bool cancel_due;          /* a replan's cancellation still to do */
+	tstamp last;              /* the scan mark in memory, 0 none yet */
 };
 
 /* ------------------------------------------------- submissions cache */
@@ -114,6 +132,7 @@ static void subcache_free(struct subcache *sc)
 struct due {
 	struct notice n;
 	tstamp cutoff;            /* due_at + until; 0 = no limit */
+	const struct policy *p;
 };
 
 struct collect {
@@ -145,6 +164,7 @@ static int collect_row(void *ctx, const struct plan_row *r)
 			  d->n.step, d->n.aud, d->n.ch, d->n.message_id,
 			  sizeof(d->n.message_id));
 	d->cutoff = p && p->until > 0 ? r->occ->due_at + p->until : 0;
+	d->p = p;
 	return 0;
 }
 
@@ -194,8 +214,10 @@ static int read_last_scan(struct db *db, tstamp *out)
  * Enqueues every step with send time in (last_scan, now], under the
  * catch-up rule, and moves last_scan to now, in one transaction.  Without
  * a last_scan (first start) the scan starts at `first` (<= now).  Returns
- * how many rows were added, or -1.  *scanned gets the effective scan time
- * (never behind the stored last_scan).
+ * how many rows were added, or -1.  *scanned is in and out: the mark kept
+ * in memory (0 none), and the effective scan time (never behind either
+ * mark).  The mark is stored only with rows queued or when none is stored
+ * yet (see the top of the file).
  */
 static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 		tstamp grace, tstamp *scanned)
@@ -208,14 +230,18 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 	tstamp last = 0;
 	char val[24];
 	int rc, added = 0;
+	bool stored;
 
 	rc = read_last_scan(db, &last);
 	if (rc < 0)
 		return -1;
-	if (rc == 1) {
+	stored = rc == 0;
+	if (!stored) {
 		/* first start: nothing from before our time is sent */
 		last = first < now ? first : now;
 	}
+	if (*scanned > last)
+		last = *scanned;
 	if (now < last) {
 		/* the clock went back: those steps are in the outbox already */
 		*scanned = last;
@@ -253,7 +279,20 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 			continue;
 		if (late && d->cutoff > 0 && now > d->cutoff)
 			continue;
+		/* a step caught up (downtime, a reload, a clock jump) waits
+		 * for the end of quiet hours and for a send day like the
+		 * planned ones do */
+		if (d->n.send_at < now) {
+			tstamp h = sched_hold(c, d->p, now);
+
+			if (h > now)
+				d->n.send_at = h;
+		}
 		pick[npick++] = &d->n;
+	}
+	if (npick == 0 && stored) {
+		*scanned = now;          /* nothing to commit */
+		goto out;
 	}
 	if (db_begin(db) < 0) {
 		added = -1;
@@ -364,34 +403,85 @@ static tstamp grace_for(const struct clock *clk)
 	return g > GRACE_MIN ? (tstamp)g : GRACE_MIN;
 }
 
+static void cancel_stale(struct engine *e);
+
+/* The store was locked (or failed): try again soon, with backoff. */
+static void retry_later(struct engine *e)
+{
+	struct app *a = e->a;
+
+	if (!db_busy(a->db))
+		log_warn("engine: the scan failed; trying again in %.1f s",
+			 e->backoff ? e->backoff : RETRY_MIN);
+	e->backoff = e->backoff ? e->backoff * 2 : RETRY_MIN;
+	if (e->backoff > RETRY_MAX)
+		e->backoff = RETRY_MAX;
+	ev_timer_stop(a->loop, &e->retry);
+	ev_timer_set(&e->retry, e->backoff, 0.);
+	ev_timer_start(a->loop, &e->retry);
+}
+
 static void run(struct engine *e)
 {
 	struct app *a = e->a;
-	tstamp now, scanned = 0, next;
-	double d = WAKE_MAX;
+	tstamp now, scanned = e->last, next;
 	int n;
 
-	ev_timer_stop(a->loop, &e->timer);
+	ev_periodic_stop(a->loop, &e->wake);
+	ev_timer_stop(a->loop, &e->retry);
 	if (a->stopping)
 		return;
+	if (e->cancel_due) {
+		cancel_stale(e);
+		if (e->cancel_due) {
+			retry_later(e);
+			return;
+		}
+	}
 	now = clock_now(&a->clk);
 	/* A first start with --now begins at that instant, not at the end
 	 * of start-up (which at --speed may be hours of virtual time). */
 	n = scan(a->conf, a->db, a->clk.fake ? a->clk.virt0 : now, now,
 		 grace_for(&a->clk), &scanned);
+	if (n < 0) {
+		retry_later(e);
+		return;
+	}
+	e->backoff = 0;
+	e->last = scanned;
+	metrics_scanned(scanned);
 	if (n > 0)
 		sender_kick(a->sender);
-	if (n >= 0 && next_step(a->conf, a->db, scanned, &next) == 0) {
-		/* a little past the step, so that the scan includes it */
-		d = clock_delay(&a->clk, next) + 0.01;
-		if (d > WAKE_MAX)
-			d = WAKE_MAX;
+	n = next_step(a->conf, a->db, scanned, &next);
+	if (n < 0) {
+		retry_later(e);
+		return;
 	}
-	ev_timer_set(&e->timer, d, 0.);
-	ev_timer_start(a->loop, &e->timer);
+	if (n == 1) {
+		/* nothing within the horizon: look again when it has moved
+		 * on by as much (a reload or a submission wakes us sooner) */
+		next = scanned + (a->conf->daemon.horizon > 0 ?
+				  a->conf->daemon.horizon : 400 * DAY);
+	}
+	{
+		char s1[32], s2[32];
+
+		tz_format_iso(a->conf->tz, scanned, s1);
+		tz_format_iso(a->conf->tz, next, s2);
+		log_debug("engine: scanned up to %s, sleeping until %s", s1, s2);
+	}
+	ev_periodic_set(&e->wake, clock_real_at(&a->clk, next), 0., NULL);
+	ev_periodic_start(a->loop, &e->wake);
 }
 
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_wake(struct ev_loop *loop, ev_periodic *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	run(w->data);
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
@@ -415,6 +505,11 @@ struct keepctx {
 	size_t next;
 	tstamp due_at;            /* of the steps */
 	bool extended;
+	/* kept rows that would go out inside quiet hours or on a day
+	 * without sends: held to the next allowed instant */
+	tstamp now;
+	struct hold { int64_t id; tstamp until; } *hold;
+	size_t nhold, caphold;
 };
 
 
@@ -471,6 +566,10 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "occurrence removed";
 		return false;
 	}
+	if (sched_before_since(k->c, &k->occ)) {
+		*why = "due before since";
+		return false;
+	}
 	if (!conf_cycle_has(k->occ.cycle, (size_t)(u - k->c->units))) {
 		*why = "unit no longer in the cycle";
 		return false;
@@ -497,6 +596,20 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "report recorded";
 		return false;
 	}
+	{
+		tstamp t0 = n->send_at > k->now ? n->send_at : k->now;
+		tstamp h = sched_hold(k->c, k->occ.cycle->policy, t0);
+
+		if (h > t0) {
+			if (k->nhold == k->caphold) {
+				k->caphold = k->caphold ? 2 * k->caphold : 16;
+				k->hold = xrealloc(k->hold, k->caphold *
+						   sizeof(*k->hold));
+			}
+			k->hold[k->nhold].id = n->id;
+			k->hold[k->nhold++].until = h;
+		}
+	}
 	return true;
 }
 
@@ -507,25 +620,38 @@ struct engine *engine_start(struct app *a)
 	struct engine *e = xcalloc(1, sizeof(*e));
 
 	e->a = a;
-	ev_init(&e->timer, on_timer);
-	e->timer.data = e;
+	ev_init(&e->wake, on_wake);
+	e->wake.data = e;
+	ev_init(&e->retry, on_retry);
+	e->retry.data = e;
 	run(e);
 	return e;
 }
 
-void engine_replan(struct engine *e)
+/* Cancels the pending rows the configuration and the submissions no
+ * longer explain; cancel_due stays set when that could not be written. */
+static void cancel_stale(struct engine *e)
 {
 	struct keepctx k;
 
-	if (!e || e->a->stopping)
-		return;
 	memset(&k, 0, sizeof(k));
 	k.c = e->a->conf;
 	k.db = e->a->db;
 	k.steps = xcalloc(SCHED_MAX_STEPS, sizeof(*k.steps));
-	outbox_cancel(e->a->db, keep_row, &k, clock_now(&e->a->clk));
+	k.now = clock_now(&e->a->clk);
+	e->cancel_due = outbox_cancel(e->a->db, keep_row, &k, k.now) < 0;
+	for (size_t i = 0; i < k.nhold; i++)
+		db_outbox_hold(e->a->db, k.hold[i].id, k.hold[i].until);
+	free(k.hold);
 	extensions_free(k.ext, k.next);
 	free(k.steps);
+}
+
+void engine_replan(struct engine *e)
+{
+	if (!e || e->a->stopping)
+		return;
+	e->cancel_due = true;
 	run(e);
 }
 
@@ -533,6 +659,7 @@ void engine_stop(struct engine *e)
 {
 	if (!e)
 		return;
-	ev_timer_stop(e->a->loop, &e->timer);
+	ev_periodic_stop(e->a->loop, &e->wake);
+	ev_timer_stop(e->a->loop, &e->retry);
 	free(e);
 }

@@ -2,11 +2,15 @@
  * feed.c - the iCalendar feeds: the secretariat's (every occurrence, who is
  * missing) and each unit's private one (its occurrences, alarms, done marks).
  *
- * Builders are pure views of (conf, state, now) except for the revision
- * bookkeeping in the db that makes SEQUENCE and LAST-MODIFIED grow.  The
- * cache keeps one built document (doc.c) per feed; the HTTP server makes
- * its response once per document, so a request only queues a
- * reference-counted response.
+ * Builders are pure views of (conf, state, now): they only read the state
+ * store.  SEQUENCE and LAST-MODIFIED come from what is stored (a revision
+ * per occurrence, bumped when its configuration changes, written by
+ * feeds_revise at start, reload and stop, never on a GET), from the
+ * submission history and from the alarms that have passed.  The cache
+ * keeps one built document (doc.c) per feed; the HTTP server makes its
+ * response once per document, so a request only queues a
+ * reference-counted response; it is bounded by bytes (FEED_CACHE_BYTES), least recently
+ * served out first.  The units' feed tokens are held in memory too.
  */
 #include "cutoffd.h"
 
@@ -19,8 +23,13 @@
 /* The window slides and past alarms drop out, so even an untouched feed is
  * rebuilt this often (virtual seconds). */
 #define FEED_TTL 3600
-/* Unit feeds resident at once; 10,000 units must not all be. */
-#define UNIT_CACHE_MAX 512
+/* Bytes of built feeds kept (bodies and their bookkeeping): about 10,000
+ * typical unit feeds.  More are built again when asked for. */
+#define FEED_CACHE_BYTES (64u << 20)
+/* feeds_revise records occurrences this far past the horizon, so that
+ * those entering the window before the next reload have a stored
+ * revision to grow from (virtual seconds). */
+#define REVISE_AHEAD (62 * 86400)
 /* Names listed per event in the secretariat feed before "and N more". */
 #define LIST_MAX 100
 
@@ -60,24 +69,15 @@ static uint64_t fnv_ymd(uint64_t h, struct ymd d)
 
 /* ------------------------------------------------------------- revisions */
 
-/* Everything about an occurrence that shows in either feed's event text
- * except submissions, which count through db_sub_events. */
-static void occ_hash(const struct conf *c, const struct occ *o, char out[17])
+/* Everything about a cycle that shows in its events, O(its units): made
+ * once per configuration by feeds_revise, never per request. */
+static uint64_t cycle_hash(const struct conf *c, const struct cycle *cy)
 {
-	const struct cycle *cy = o->cycle;
 	const struct policy *p = cy->policy;
 	uint64_t h = FNV_INIT;
 
-	h = fnv_str(h, "occ1");
+	h = fnv_str(h, "cycle2");
 	h = fnv_str(h, cy->title);
-	h = fnv_ymd(h, o->nominal);
-	h = fnv_ymd(h, o->due);
-	h = fnv_int(h, o->due_at);
-	h = fnv_int(h, o->has_period);
-	if (o->has_period) {
-		h = fnv_ymd(h, o->period_from);
-		h = fnv_ymd(h, o->period_to);
-	}
 	h = fnv_int(h, cy->due_minute);
 	if (p) {
 		h = fnv_int(h, p->at);
@@ -98,7 +98,89 @@ static void occ_hash(const struct conf *c, const struct occ *o, char out[17])
 		h = fnv_str(h, u->id);
 		h = fnv_str(h, u->name);
 	}
+	return h;
+}
+
+/* The occurrence's own part on top of its cycle's: the dates. */
+static void occ_hash(uint64_t ch, const struct occ *o, char out[17])
+{
+	uint64_t h = fnv_int(fnv_str(FNV_INIT, "occ2"), (int64_t)ch);
+
+	h = fnv_ymd(h, o->nominal);
+	h = fnv_ymd(h, o->due);
+	h = fnv_int(h, o->due_at);
+	h = fnv_int(h, o->has_period);
+	if (o->has_period) {
+		h = fnv_ymd(h, o->period_from);
+		h = fnv_ymd(h, o->period_to);
+	}
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* When an occurrence came into the window by time alone: what its
+ * LAST-MODIFIED is until a revision is stored. */
+static tstamp entered(const struct conf *c, const struct occ *o, tstamp now)
+{
+	tstamp t = o->due_at - c->daemon.horizon;
+
+	return t < 0 ? 0 : t > now ? now : t;
+}
+
+/* Stores the revisions of the occurrences of c near the window: new ones
+ * at seq 0, changed ones one higher.  With old (a reload), those of the
+ * old configuration that were shown without a stored revision are stored
+ * first as they were, so that a change made at this reload still counts. */
+static int revise_conf(const struct conf *c, struct db *db, tstamp now,
+		       bool update)
+{
+	struct occ *occs = NULL;
+	uint64_t *ch;
+	size_t n = 0;
+	int rc = 0;
+
+	if (sched_occurrences(c, now - c->daemon.history,
+			      now + c->daemon.horizon + REVISE_AHEAD,
+			      &occs, &n) < 0)
+		return -1;
+	ch = xcalloc(c->ncycles + 1, sizeof(*ch));
+	for (size_t i = 0; i < c->ncycles; i++)
+		ch[i] = cycle_hash(c, &c->cycles[i]);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char hash[17];
+		int64_t seq;
+		tstamp mod;
+
+		occ_hash(ch[occs[i].cycle - c->cycles], &occs[i], hash);
+		/* a new one keeps the LAST-MODIFIED it was shown with */
+		rc = db_rev_seed(db, "occ", occs[i].id, hash,
+				 entered(c, &occs[i], now));
+		if (rc == 0 && update)
+			rc = db_rev(db, "occ", occs[i].id, hash, now, &seq,
+				    &mod);
+	}
+	free(ch);
+	free(occs);
+	return rc;
+}
+
+int feeds_revise(const struct conf *old, const struct conf *c, struct db *db,
+		 tstamp now)
+{
+	if (!c || !db)
+		return -1;
+	if (db_begin(db) < 0)
+		return -1;
+	if ((old && revise_conf(old, db, now, false) < 0) ||
+	    revise_conf(c, db, now, true) < 0) {
+		db_rollback(db);
+		log_warn("feeds: cannot store revisions; SEQUENCE may lag");
+		return -1;
+	}
+	if (db_commit(db) < 0) {
+		db_rollback(db);
+		return -1;
+	}
+	return 0;
 }
 
 struct rev {
@@ -110,22 +192,60 @@ struct rev {
 static int occ_rev(const struct conf *c, struct db *db, const struct occ *o,
 		   const char *unit, tstamp now, struct rev *out)
 {
-	char hash[17];
-	int64_t seq, ev;
-	tstamp mod, last;
+	int64_t seq = 0, ev;
+	tstamp mod = 0, last;
+	int rc;
 
-	occ_hash(c, o, hash);
-	if (db_rev(db, "occ", o->id, hash, now, &seq, &mod) < 0)
+	rc = db_rev_get(db, "occ", o->id, &seq, &mod);
+	if (rc < 0)
 		return -1;
+	if (rc == 1) {           /* not stored yet (see feeds_revise) */
+		seq = 0;
+		mod = entered(c, o, now);
+	}
 	ev = db_sub_events(db, o->id, unit);
 	if (ev < 0)
 		return -1;
-	last = ledger_last_event(db, o->id, unit);
+	last = db_sub_last_event(db, o->id, unit);
+	if (last < 0)
+		return -1;
 	out->seq = seq + ev;
 	/* an extension moves the alarms too (fewer may have passed) */
 	out->conf_seq = seq + ev;
 	out->modified = mod > last ? mod : last;
 	return 0;
+}
+
+/* The latest instant at or before now at which time alone changed which
+ * occurrences the window holds (for u's cycles, or all): one entered, or
+ * one left.  The HTTP Last-Modified moves with it. */
+static tstamp window_moved(const struct conf *c, const struct unit *u,
+			   const struct occ *in, size_t nin, tstamp now)
+{
+	size_t idx = u ? (size_t)(u - c->units) : 0;
+	struct occ *gone = NULL;
+	size_t ngone = 0;
+	tstamp t = 0, edge = now - c->daemon.history;
+
+	for (size_t i = 0; i < nin; i++)
+		if (!u || conf_cycle_has(in[i].cycle, idx)) {
+			tstamp e = entered(c, &in[i], now);
+
+			if (e > t)
+				t = e;
+		}
+	if (sched_occurrences(c, edge - 400 * 86400LL, edge, &gone,
+			      &ngone) == 0) {
+		for (size_t i = 0; i < ngone; i++) {
+			tstamp e = gone[i].due_at + c->daemon.history;
+
+			if ((!u || conf_cycle_has(gone[i].cycle, idx)) &&
+			    e > t && e <= now)
+				t = e;
+		}
+		free(gone);
+	}
+	return t;
 }
 
 /* ------------------------------------------------------------ submissions */
@@ -521,8 +641,11 @@ char *feed_build_secretariat(const struct conf *c, struct db *db, tstamp now,
 	}
 	out = finish(cal);
 	cal = NULL;
-	if (modified)
-		*modified = maxmod;
+	if (modified) {
+		tstamp w = window_moved(c, NULL, occs, nocc, now);
+
+		*modified = maxmod > w ? maxmod : w;
+	}
 fail:
 	if (cal)
 		icalcomponent_free(cal);
@@ -669,17 +792,16 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 	icalcomponent *cal;
 	struct rev urev = { 0 };
 	tstamp maxmod = 0;
-	char hash[17];
 	char *out = NULL;
 
 	if (u < c->units || u >= c->units + c->nunits)
 		return NULL;
 	idx = (size_t)(u - c->units);
-	snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)
-		 fnv_str(fnv_str(FNV_INIT, "unit1"), u->name));
-	if (db_rev(db, "unit", u->id, hash, now, &urev.seq,
-		   &urev.modified) < 0)
-		return NULL;
+	/* 0.1 kept a revision per unit name; a rename now counts in the
+	 * cycle's revision, but the old count stays in, read only, so that
+	 * SEQUENCE never goes back */
+	if (db_rev_get(db, "unit", u->id, &urev.seq, &urev.modified) != 0)
+		urev.seq = urev.modified = 0;
 	if (window(c, now, &occs, &nocc) < 0)
 		return NULL;
 	cal = calendar_new(c, u->name);
@@ -694,8 +816,11 @@ char *feed_build_unit(const struct conf *c, struct db *db, const struct unit *u,
 	}
 	out = finish(cal);
 	cal = NULL;
-	if (modified)
-		*modified = maxmod;
+	if (modified) {
+		tstamp w = window_moved(c, u, occs, nocc, now);
+
+		*modified = maxmod > w ? maxmod : w;
+	}
 fail:
 	if (cal)
 		icalcomponent_free(cal);
@@ -707,19 +832,28 @@ fail:
 
 struct entry {
 	struct doc *doc;
-	unsigned gen;            /* generation it was built for */
-	char key[80];            /* "secretariat" or "unit/ID" */
-	uint64_t chash;          /* content without DTSTAMP lines */
+	unsigned gen;                /* generation it was built for */
+	struct entry *hnext;         /* hash chain */
+	struct entry *newer, *older; /* LRU list, unit feeds only */
+	uint64_t chash;              /* content without DTSTAMP lines */
 	tstamp built;
-	uint64_t used;           /* LRU tick */
+	size_t cost;                 /* bytes counted against the bound */
+	char key[80];                /* "secretariat" or "unit/ID" */
 };
+
+#define TOKEN_LEN 64
 
 struct feeds {
 	unsigned gen;
-	uint64_t tick;
 	struct entry *sec;
-	struct entry *units[UNIT_CACHE_MAX];
-	size_t nunits;
+	struct entry **tab;          /* unit feeds by key */
+	size_t tabsize;              /* a power of two */
+	size_t nunits, bytes, limit;
+	struct entry *newest, *oldest;
+	/* the units' feed tokens, by unit index of tok_conf */
+	const struct conf *tok_conf;
+	char (*tokens)[TOKEN_LEN + 1];
+	size_t ntokens;
 };
 
 static void entry_free(struct entry *e)
@@ -735,6 +869,9 @@ struct feeds *feeds_new(void)
 	struct feeds *f = xcalloc(1, sizeof(*f));
 
 	f->gen = 1;
+	f->limit = FEED_CACHE_BYTES;
+	f->tabsize = 1024;
+	f->tab = xcalloc(f->tabsize, sizeof(*f->tab));
 	return f;
 }
 
@@ -743,8 +880,15 @@ void feeds_free(struct feeds *f)
 	if (!f)
 		return;
 	entry_free(f->sec);
-	for (size_t i = 0; i < f->nunits; i++)
-		entry_free(f->units[i]);
+	for (size_t i = 0; i < f->tabsize; i++)
+		while (f->tab[i]) {
+			struct entry *e = f->tab[i];
+
+			f->tab[i] = e->hnext;
+			entry_free(e);
+		}
+	free(f->tab);
+	free(f->tokens);
 	free(f);
 }
 
@@ -752,6 +896,68 @@ void feeds_invalidate(struct feeds *f)
 {
 	if (f)
 		f->gen++;
+}
+
+size_t feeds_bytes(const struct feeds *f)
+{
+	return f ? f->bytes : 0;
+}
+
+void feeds_set_limit(struct feeds *f, size_t bytes)
+{
+	if (f)
+		f->limit = bytes;
+}
+
+int feeds_load_tokens(struct feeds *f, const struct conf *c, struct db *db)
+{
+	char (*tok)[TOKEN_LEN + 1];
+
+	if (!f || !c || !db)
+		return -1;
+	tok = xcalloc(c->nunits + 1, sizeof(*tok));
+	for (size_t i = 0; i < c->nunits; i++) {
+		char *t = NULL;
+
+		if (db_unit_token(db, c->units[i].id, &t) == 0 && t &&
+		    strlen(t) <= TOKEN_LEN)
+			memcpy(tok[i], t, strlen(t) + 1);
+		/* else left empty: the caller asks the store */
+		free(t);
+	}
+	free(f->tokens);
+	f->tokens = tok;
+	f->ntokens = c->nunits;
+	f->tok_conf = c;
+	return 0;
+}
+
+const char *feeds_token(const struct feeds *f, const struct conf *c,
+			const struct unit *u)
+{
+	size_t i;
+
+	if (!f || !c || !u || f->tok_conf != c || u < c->units)
+		return NULL;
+	i = (size_t)(u - c->units);
+	if (i >= f->ntokens || f->tokens[i][0] == '\0')
+		return NULL;
+	return f->tokens[i];
+}
+
+int feeds_reload(struct app *a, const struct conf *old)
+{
+	tstamp now;
+	int rc;
+
+	if (!a || !a->conf || !a->db)
+		return -1;
+	now = clock_now(&a->clk);
+	rc = feeds_revise(old, a->conf, a->db, now);
+	if (a->feeds && feeds_load_tokens(a->feeds, a->conf, a->db) < 0)
+		rc = -1;
+	feeds_invalidate(a->feeds);
+	return rc;
 }
 
 /* DTSTAMP is the build time: two builds that differ only there are the
@@ -772,37 +978,117 @@ static uint64_t content_hash(const char *s)
 	return h;
 }
 
-static struct entry **slot(struct feeds *f, const char *key, bool create)
+static size_t key_bucket(const struct feeds *f, const char *key)
 {
-	size_t victim = 0;
+	return (size_t)fnv(FNV_INIT, key, strlen(key)) & (f->tabsize - 1);
+}
+
+static struct entry *find(struct feeds *f, const char *key)
+{
+	struct entry *e;
 
 	if (strcmp(key, "secretariat") == 0)
-		return &f->sec;
-	for (size_t i = 0; i < f->nunits; i++) {
-		if (strcmp(f->units[i]->key, key) == 0)
-			return &f->units[i];
-		if (f->units[i]->used < f->units[victim]->used)
-			victim = i;
+		return f->sec;
+	for (e = f->tab[key_bucket(f, key)]; e; e = e->hnext)
+		if (strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+static void lru_unlink(struct feeds *f, struct entry *e)
+{
+	if (e->newer)
+		e->newer->older = e->older;
+	else if (f->newest == e)
+		f->newest = e->older;
+	if (e->older)
+		e->older->newer = e->newer;
+	else if (f->oldest == e)
+		f->oldest = e->newer;
+	e->newer = e->older = NULL;
+}
+
+static void lru_front(struct feeds *f, struct entry *e)
+{
+	if (e == f->sec || f->newest == e)
+		return;
+	lru_unlink(f, e);
+	e->older = f->newest;
+	if (f->newest)
+		f->newest->newer = e;
+	f->newest = e;
+	if (!f->oldest)
+		f->oldest = e;
+}
+
+static void remove_entry(struct feeds *f, struct entry *e)
+{
+	struct entry **pp;
+
+	if (e == f->sec) {
+		f->sec = NULL;
+	} else {
+		for (pp = &f->tab[key_bucket(f, e->key)]; *pp;
+		     pp = &(*pp)->hnext)
+			if (*pp == e) {
+				*pp = e->hnext;
+				break;
+			}
+		lru_unlink(f, e);
+		f->nunits--;
 	}
-	if (!create)
-		return NULL;
-	if (f->nunits < UNIT_CACHE_MAX) {
-		f->units[f->nunits] = NULL;
-		return &f->units[f->nunits++];
+	f->bytes -= e->cost;
+	entry_free(e);
+}
+
+static void grow(struct feeds *f)
+{
+	size_t n = f->tabsize * 2;
+	struct entry **t = xcalloc(n, sizeof(*t));
+
+	for (size_t i = 0; i < f->tabsize; i++)
+		while (f->tab[i]) {
+			struct entry *e = f->tab[i];
+			size_t b;
+
+			f->tab[i] = e->hnext;
+			b = (size_t)fnv(FNV_INIT, e->key, strlen(e->key)) &
+			    (n - 1);
+			e->hnext = t[b];
+			t[b] = e;
+		}
+	free(f->tab);
+	f->tab = t;
+	f->tabsize = n;
+}
+
+static void insert(struct feeds *f, struct entry *e)
+{
+	f->bytes += e->cost;
+	if (strcmp(e->key, "secretariat") == 0) {
+		f->sec = e;
+	} else {
+		size_t b;
+
+		if (f->nunits >= f->tabsize)
+			grow(f);
+		b = key_bucket(f, e->key);
+		e->hnext = f->tab[b];
+		f->tab[b] = e;
+		f->nunits++;
+		lru_front(f, e);
 	}
-	/* full: the least recently served one goes */
-	entry_free(f->units[victim]);
-	f->units[victim] = NULL;
-	return &f->units[victim];
+	/* over the bound: the least recently served go, never this one */
+	while (f->bytes > f->limit && f->oldest && f->oldest != e)
+		remove_entry(f, f->oldest);
 }
 
 static struct doc *get_doc(struct app *a, const struct unit *u)
 {
 	struct feeds *f = a->feeds;
-	struct entry **sp, *e, *ne;
-	tstamp now, mod = 0, fmod = 0;
-	int64_t fseq;
-	char key[80], hex[17];
+	struct entry *e, *ne;
+	tstamp now, mod = 0;
+	char key[80];
 	char *body;
 
 	if (!f || !a->conf || !a->db)
@@ -812,11 +1098,10 @@ static struct doc *get_doc(struct app *a, const struct unit *u)
 		snprintf(key, sizeof(key), "unit/%s", u->id);
 	else
 		snprintf(key, sizeof(key), "secretariat");
-	sp = slot(f, key, false);
-	e = sp ? *sp : NULL;
+	e = find(f, key);
 	if (e && e->gen == f->gen && now >= e->built &&
 	    now - e->built < FEED_TTL) {
-		e->used = ++f->tick;
+		lru_front(f, e);
 		return e->doc;
 	}
 	body = u ? feed_build_unit(a->conf, a->db, u, now, &mod)
@@ -824,7 +1109,7 @@ static struct doc *get_doc(struct app *a, const struct unit *u)
 	if (!body) {
 		log_warn("feed %s: cannot build; serving the last one", key);
 		if (e)
-			e->used = ++f->tick;
+			lru_front(f, e);
 		return e ? e->doc : NULL;
 	}
 	ne = xcalloc(1, sizeof(*ne));
@@ -834,26 +1119,33 @@ static struct doc *get_doc(struct app *a, const struct unit *u)
 		free(ne);
 		e->gen = f->gen;
 		e->built = now;
-		e->used = ++f->tick;
+		lru_front(f, e);
 		return e->doc;
 	}
-	/* Last-Modified must move whenever the content does, also when an
-	 * event merely left the window: keep a revision of the whole feed. */
-	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)ne->chash);
-	if (db_rev(a->db, "feed", key, hex, now, &fseq, &fmod) == 0 &&
-	    fmod > mod)
-		mod = fmod;
+	/* 0.1 kept a revision per feed, written on GETs: read only now, a
+	 * floor, so that Last-Modified does not go back after an upgrade */
+	{
+		int64_t fseq;
+		tstamp fmod;
+
+		if (db_rev_get(a->db, "feed", key, &fseq, &fmod) == 0 &&
+		    fmod > mod && fmod <= now)
+			mod = fmod;
+	}
+	/* Last-Modified moves whenever the content does: also when the
+	 * content changed in a way no revision shows */
+	if (e && mod <= e->doc->modified)
+		mod = e->doc->modified + 1 <= now ? e->doc->modified + 1 : now;
 	snprintf(ne->key, sizeof(ne->key), "%s", key);
 	ne->doc = doc_new(body, strlen(body), DOC_CALENDAR);
 	ne->doc->modified = mod;
 	ne->doc->built = now;
 	ne->gen = f->gen;
 	ne->built = now;
-	ne->used = ++f->tick;
-	if (!sp)
-		sp = slot(f, key, true);
-	entry_free(*sp);
-	*sp = ne;
+	ne->cost = ne->doc->len + sizeof(*ne) + 1024;   /* + responses */
+	if (e)
+		remove_entry(f, e);
+	insert(f, ne);
 	log_debug("feed %s: built, %zu bytes, etag %s", key, ne->doc->len,
 		  ne->doc->etag);
 	return ne->doc;

@@ -5,6 +5,12 @@
  * admin edits, never code.  Each VEVENT is a block of dates: DTSTART as a
  * DATE, DTEND exclusive (or DURATION, or one day), optionally repeated by an
  * RRULE/RDATE minus EXDATEs.  The result is a sorted set of day numbers.
+ *
+ * An event with CATEGORIES:WORKDAY says the opposite: those days are worked
+ * although they would be off (a Saturday worked in exchange for a bridge
+ * day).  A day may not be both; that is a mistake in the file.  The file
+ * also tells how far it reaches: the last year one of its dated (not
+ * recurring) events falls in, so that a horizon past it can be warned of.
  */
 #include "cutoffd.h"
 
@@ -12,15 +18,23 @@
 #include <libical/ical.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HOL_MAX_DAYS 100000    /* total, over every event and repetition */
 #define HOL_MAX_BLOCK 366      /* days one event instance may span */
 #define HOL_MAX_YEAR 2100
 #define HOL_MAX_ITER 1000000   /* recurrence iterations, whole file */
 #define HOL_MAX_FILE (4 << 20)
+#define HOL_DEFAULT_HORIZON (400 * 86400)  /* as conf.c's default */
+
+/* Days as read, with the line of their event for messages. */
+struct hent {
+	int64_t day;
+	int line;
+};
 
 struct hacc {
-	int64_t *days;
+	struct hent *v;
 	size_t n, cap;
 	bool full;
 };
@@ -29,14 +43,17 @@ struct hacc {
 struct hctx {
 	const char *file;
 	const char *text;       /* NUL-terminated copy of the input */
-	struct hacc acc;
+	struct hacc acc;        /* days off */
+	struct hacc work;       /* WORKDAY days */
+	size_t total;           /* days of both, against HOL_MAX_DAYS */
+	int last_year;          /* of the dated (non-recurring) events */
 	struct diag *d;
 	int ncal;
 	long budget;            /* recurrence iterations left */
 };
 
 static void
-hacc_add(struct hacc *a, int64_t day)
+hacc_add(struct hacc *a, int64_t day, int line)
 {
 	if (a->n >= HOL_MAX_DAYS) {
 		a->full = true;
@@ -44,9 +61,41 @@ hacc_add(struct hacc *a, int64_t day)
 	}
 	if (a->n == a->cap) {
 		a->cap = a->cap ? a->cap * 2 : 64;
-		a->days = xrealloc(a->days, a->cap * sizeof(*a->days));
+		a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
 	}
-	a->days[a->n++] = day;
+	a->v[a->n].day = day;
+	a->v[a->n].line = line;
+	a->n++;
+}
+
+static int
+hent_cmp(const void *pa, const void *pb)
+{
+	const struct hent *a = pa, *b = pb;
+
+	if (a->day != b->day)
+		return a->day < b->day ? -1 : 1;
+	return (a->line > b->line) - (a->line < b->line);
+}
+
+/* Sorts, drops repeated days (keeping the first line) and returns the bare
+ * day numbers, xmalloc'ed (NULL when empty). */
+static int64_t *
+hacc_days(struct hacc *a, size_t *n)
+{
+	int64_t *days;
+	size_t w = 0;
+
+	*n = 0;
+	if (a->n == 0)
+		return NULL;
+	qsort(a->v, a->n, sizeof(*a->v), hent_cmp);
+	days = xmalloc(a->n * sizeof(*days));
+	for (size_t i = 0; i < a->n; i++)
+		if (w == 0 || days[w - 1] != a->v[i].day)
+			days[w++] = a->v[i].day;
+	*n = w;
+	return days;
 }
 
 
@@ -119,22 +168,71 @@ is_excluded(int64_t day, const int64_t *ex, size_t nex)
 	return nex > 0 && bsearch(&day, ex, nex, sizeof(*ex), cmp_int64) != NULL;
 }
 
-static void
-add_block(struct hacc *a, int64_t start, int64_t len, const int64_t *ex,
-	  size_t nex)
-{
-	if (is_excluded(start, ex, nex))
-		return;
-	for (int64_t i = 0; i < len && !a->full; i++)
-		hacc_add(a, start + i);
-}
-
-/* An event being read: its label and line for messages. */
+/* An event being read: its label and line for messages, and where its
+ * days go. */
 struct hev {
 	icalcomponent *ev;
 	char *label;
 	int line;
+	struct hacc *to;        /* &h->acc, or &h->work for a WORKDAY */
 };
+
+static void
+add_block(struct hctx *h, struct hev *e, int64_t start, int64_t len,
+	  const int64_t *ex, size_t nex)
+{
+	if (is_excluded(start, ex, nex))
+		return;
+	for (int64_t i = 0; i < len && !e->to->full; i++) {
+		if (h->total >= HOL_MAX_DAYS) {
+			e->to->full = true;
+			break;
+		}
+		h->total++;
+		hacc_add(e->to, start + i, e->line);
+	}
+}
+
+/* A dated block: it counts for the years the file covers. */
+static void
+add_dated(struct hctx *h, struct hev *e, int64_t start, int64_t len,
+	  const int64_t *ex, size_t nex)
+{
+	struct ymd last = civil_from_days(start + len - 1);
+
+	if (last.y > h->last_year)
+		h->last_year = last.y;
+	add_block(h, e, start, len, ex, nex);
+}
+
+/* CATEGORIES holds a comma separated list, possibly over several
+ * properties: is WORKDAY one of its items? */
+static bool
+is_workday_event(icalcomponent *ev)
+{
+	for (icalproperty *p = icalcomponent_get_first_property(
+		     ev, ICAL_CATEGORIES_PROPERTY);
+	     p != NULL;
+	     p = icalcomponent_get_next_property(ev, ICAL_CATEGORIES_PROPERTY)) {
+		const char *v = icalproperty_get_categories(p);
+
+		while (v != NULL && *v != '\0') {
+			size_t n = strcspn(v, ",");
+			const char *a = v, *b = v + n;
+
+			while (a < b && (*a == ' ' || *a == '\t'))
+				a++;
+			while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+				b--;
+			if (b - a == 7 && strncasecmp(a, "WORKDAY", 7) == 0)
+				return true;
+			v += n;
+			if (*v == ',')
+				v++;
+		}
+	}
+	return false;
+}
 
 /* Block length in days from DTEND or DURATION; 1 when neither. */
 static int
@@ -204,7 +302,7 @@ expand_rrule(struct hctx *h, struct hev *e, struct icaltimetype start,
 				 e->label);
 			return -1;
 		}
-		while (!h->acc.full) {
+		while (!e->to->full) {
 			struct icaltimetype t;
 
 			/* a rule whose instances are all excluded must still
@@ -219,7 +317,7 @@ expand_rrule(struct hctx *h, struct hev *e, struct icaltimetype start,
 			t = icalrecur_iterator_next(it);
 			if (icaltime_is_null_time(t) || !date_ok(t))
 				break;
-			add_block(&h->acc, ical_day(t), len, ex, nex);
+			add_block(h, e, ical_day(t), len, ex, nex);
 		}
 		icalrecur_iterator_free(it);
 	}
@@ -229,7 +327,7 @@ expand_rrule(struct hctx *h, struct hev *e, struct icaltimetype start,
 static int
 parse_event(struct hctx *h, icalcomponent *ev)
 {
-	struct hev e = { ev, NULL, 0 };
+	struct hev e = { ev, NULL, 0, &h->acc };
 	icalproperty *ps;
 	struct icaltimetype start;
 	int64_t len, *ex = NULL;
@@ -240,6 +338,8 @@ parse_event(struct hctx *h, icalcomponent *ev)
 		return 0;
 	e.label = event_label(ev);
 	e.line = uid_line(h->text, icalcomponent_get_uid(ev));
+	if (is_workday_event(ev))
+		e.to = &h->work;
 	ps = icalcomponent_get_first_property(ev, ICAL_DTSTART_PROPERTY);
 	if (ps == NULL) {
 		diag_add(h->d, h->file, e.line, "%s: no valid DTSTART",
@@ -283,7 +383,7 @@ parse_event(struct hctx *h, icalcomponent *ev)
 		if (expand_rrule(h, &e, start, len, ex, nex) < 0)
 			goto out;
 	} else {
-		add_block(&h->acc, ical_day(start), len, ex, nex);
+		add_dated(h, &e, ical_day(start), len, ex, nex);
 	}
 	for (icalproperty *p = icalcomponent_get_first_property(
 		     ev, ICAL_RDATE_PROPERTY);
@@ -292,7 +392,7 @@ parse_event(struct hctx *h, icalcomponent *ev)
 		struct icaldatetimeperiodtype r = icalproperty_get_rdate(p);
 
 		if (date_ok(r.time))
-			add_block(&h->acc, ical_day(r.time), len, ex, nex);
+			add_dated(h, &e, ical_day(r.time), len, ex, nex);
 	}
 	rc = 0;
 out:
@@ -337,6 +437,8 @@ holidays_parse(const char *name, const char *text, size_t len,
 {
 	struct hctx h = { 0 };
 	icalcomponent *root;
+	int64_t *days, *work;
+	size_t n, nwork;
 	char *copy;
 	int rc = -1;
 	size_t errs = d->n;
@@ -356,26 +458,46 @@ holidays_parse(const char *name, const char *text, size_t len,
 	icalcomponent_free(root);
 	if (h.ncal == 0)
 		diag_add(d, name, 0, "no VCALENDAR in the file");
-	if (h.acc.full)
+	if (h.acc.full || h.work.full)
 		diag_add(d, name, 0, "more than %d holidays", HOL_MAX_DAYS);
 	if (d->n != errs)
 		goto out;
 
-	if (h.acc.n > 0) {
-		size_t w = 1;
+	days = hacc_days(&h.acc, &n);
+	work = hacc_days(&h.work, &nwork);
+	/* both lists are sorted: a merge finds the days that are both */
+	for (size_t i = 0, j = 0; i < h.acc.n && j < h.work.n;) {
+		if (h.acc.v[i].day < h.work.v[j].day) {
+			i++;
+		} else if (h.acc.v[i].day > h.work.v[j].day) {
+			j++;
+		} else {
+			char vn[16];
 
-		qsort(h.acc.days, h.acc.n, sizeof(*h.acc.days), cmp_int64);
-		for (size_t i = 1; i < h.acc.n; i++)
-			if (h.acc.days[i] != h.acc.days[w - 1])
-				h.acc.days[w++] = h.acc.days[i];
-		h.acc.n = w;
+			ymd_format_vn(civil_from_days(h.work.v[j].day), vn);
+			diag_add(d, name, h.work.v[j].line,
+				 "%s is a WORKDAY and also a day off (line %d)",
+				 vn, h.acc.v[i].line);
+			/* the same day may repeat in either list */
+			while (i < h.acc.n && h.acc.v[i].day == h.work.v[j].day)
+				i++;
+			j++;
+		}
 	}
-	out->days = h.acc.days;
-	out->n = h.acc.n;
-	h.acc.days = NULL;
+	if (d->n != errs) {
+		free(days);
+		free(work);
+		goto out;
+	}
+	out->days = days;
+	out->n = n;
+	out->work = work;
+	out->nwork = nwork;
+	out->last_year = h.last_year;
 	rc = 0;
 out:
-	free(h.acc.days);
+	free(h.acc.v);
+	free(h.work.v);
 	free(copy);
 	return rc;
 }
@@ -403,27 +525,74 @@ holidays_free(struct holidays *h)
 	if (h == NULL)
 		return;
 	free(h->days);
-	h->days = NULL;
-	h->n = 0;
+	free(h->work);
+	h->days = h->work = NULL;
+	h->n = h->nwork = 0;
+	h->last_year = 0;
 }
 
-bool
-holidays_has(const struct holidays *h, int64_t day)
+static bool
+day_in(const int64_t *v, size_t n, int64_t day)
 {
-	size_t lo = 0, hi;
+	size_t lo = 0, hi = n;
 
-	if (h == NULL || h->days == NULL)
+	if (v == NULL)
 		return false;
-	hi = h->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (h->days[mid] < day)
+		if (v[mid] < day)
 			lo = mid + 1;
-		else if (h->days[mid] > day)
+		else if (v[mid] > day)
 			hi = mid;
 		else
 			return true;
 	}
 	return false;
+}
+
+bool
+holidays_has(const struct holidays *h, int64_t day)
+{
+	return h != NULL && day_in(h->days, h->n, day);
+}
+
+bool
+holidays_workday(const struct holidays *h, int64_t day)
+{
+	return h != NULL && day_in(h->work, h->nwork, day);
+}
+
+char *
+holidays_coverage(const struct holidays *h, const char *path,
+		  int horizon_year)
+{
+	if (h == NULL || h->last_year <= 0 || horizon_year <= h->last_year)
+		return NULL;
+	return xasprintf("%s: holidays file covers up to %d; horizon reaches "
+			 "%d: dates after 31/12/%d assume no public holiday",
+			 path != NULL ? path : "holidays", h->last_year,
+			 horizon_year, h->last_year);
+}
+
+void
+holidays_warn(const struct conf *c, tstamp now, FILE *f)
+{
+	int64_t hor = c->daemon.horizon > 0 ? c->daemon.horizon
+					    : HOL_DEFAULT_HORIZON;
+	struct ymd end;
+	int minute, second;
+	char *w;
+
+	if (c->daemon.holidays == NULL)
+		return;
+	tz_local(c->tz, now + hor, &end, &minute, &second);
+	w = holidays_coverage(&c->hol, c->daemon.holidays, end.y);
+	if (w == NULL)
+		return;
+	if (f != NULL)
+		fprintf(f, "warning: %s\n", w);
+	else
+		log_warn("%s", w);
+	free(w);
 }

@@ -6,9 +6,20 @@
  * of MHD.
  *
  * MHD runs in "external epoll" mode: one ev_io watches its epoll fd and one
- * ev_timer is re-armed from MHD_get_timeout after every MHD_run; without
- * the timer idle connections would never time out and buffered work could
- * stall.
+ * ev_timer is re-armed after every MHD_run.  The timer is armed at most a
+ * second ahead while any connection is open (and for one run after the
+ * last one closed): at the connection limit MHD takes its listening socket
+ * out of epoll and puts it back only inside MHD_run, so a burst that fills
+ * every slot and then closes would otherwise leave the server deaf for
+ * good.  With nothing open it follows MHD's own timeout: no idle wake-ups.
+ *
+ * The accept policy is ours, not MHD's: a per-address count kept from the
+ * connection notifications, refusals counted and logged once a minute
+ * (MHD would log one line per refused connection).  MHD's inactivity
+ * timeout restarts with every byte received, so a client that dribbles its
+ * headers would keep a slot for ever: each connection also has a deadline
+ * for its whole request, kept in a list ordered by deadline (all deadlines
+ * are now + the same constant, so appending keeps it sorted).
  */
 #include "cutoffd.h"
 
@@ -25,19 +36,52 @@
 #include <unistd.h>
 
 #define BODY_MAX (64 * 1024)        /* request bodies (API, forms) */
-#define CONN_LIMIT 256
-#define PER_IP_LIMIT 32
 #define CONN_TIMEOUT 30              /* seconds of inactivity */
-#define CONN_MEMORY (64 * 1024)      /* MHD's per-connection pool */
+#define REQUEST_TIMEOUT 10.0         /* seconds to send a whole request */
+/* MHD's per-connection pool holds the request headers and the answer's
+ * header lines (bodies are ours).  libmicrohttpd 0.9.75 mmaps a pool over
+ * 32 KB on every connection and clears the whole pool on every keep-alive
+ * request: 16 KB keeps both cheap and still takes 12 KB of headers. */
+#define CONN_MEMORY (16 * 1024)
+#define RUN_CAP 1.0                  /* seconds, while connections are open */
+#define REFUSED_LOG_EVERY 60.0       /* seconds between refusal reports */
+#define IP_BUCKETS 256
 
 #define CSP "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:;" \
 	" form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+/* connections open from one client address */
+struct ipcount {
+	struct ipcount *next;
+	unsigned char addr[16];  /* IPv4 as v4-mapped IPv6 */
+	unsigned n;
+};
+
+/* per connection (MHD's socket context) */
+struct sock {
+	struct sock *prev, *next;   /* in http.waiting while waiting */
+	struct ipcount *ip;
+	double deadline;            /* monotonic seconds */
+	MHD_socket fd;
+	bool waiting;               /* the request is not all in yet */
+	bool cut;                   /* shut down for being too slow */
+};
 
 struct http {
 	struct app *a;
 	struct MHD_Daemon *d;
 	ev_io io;
 	ev_timer timer;
+	unsigned max_conns, per_ip;
+	unsigned nconns;            /* open connections (notifications) */
+	bool had_conns;             /* some were open after the last run */
+	struct sock *wait_head, *wait_tail;
+	struct ipcount *ips[IP_BUCKETS];
+	/* refusals and cuts since the last report */
+	unsigned long refused_ip, refused_full, cut_slow, client_errors;
+	unsigned cut_open;          /* cut, not closed yet */
+	unsigned cut_pending;       /* cut, MHD's closing line still to come */
+	double reported;            /* monotonic time of the last report */
 };
 
 /* per request: made by the URI logger, freed on completion */
@@ -243,7 +287,6 @@ static enum MHD_Result serve_doc(struct MHD_Connection *mc, struct doc *doc,
 				 int *status)
 {
 	struct MHD_Response *r;
-	enum MHD_Result ret;
 
 	if (!doc) {
 		*status = 503;
@@ -251,17 +294,20 @@ static enum MHD_Result serve_doc(struct MHD_Connection *mc, struct doc *doc,
 	}
 	if (not_modified(mc, doc)) {
 		*status = 304;
-		r = MHD_create_response_from_buffer(0, (void *)"",
-						    MHD_RESPMEM_PERSISTENT);
-		if (!r)
-			return MHD_NO;
-		if (!doc_headers(r, doc)) {
-			MHD_destroy_response(r);
-			return MHD_NO;
+		/* made once per document, like the full response */
+		if (!doc->resp304) {
+			r = MHD_create_response_from_buffer(
+				0, (void *)"", MHD_RESPMEM_PERSISTENT);
+			if (!r)
+				return MHD_NO;
+			if (!doc_headers(r, doc)) {
+				MHD_destroy_response(r);
+				return MHD_NO;
+			}
+			doc->resp304 = r;
+			doc->resp_free = response_free;
 		}
-		ret = MHD_queue_response(mc, 304, r);
-		MHD_destroy_response(r);
-		return ret;
+		return MHD_queue_response(mc, 304, doc->resp304);
 	}
 	r = doc_response(doc);
 	if (!r) {
@@ -302,7 +348,7 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 				  const char *rest, int *status)
 {
 	const struct unit *u = NULL;
-	const char *tok;
+	const char *tok, *have;
 	char id[72], *want = NULL;
 	size_t n = strlen(rest);
 	bool ok;
@@ -318,12 +364,19 @@ static enum MHD_Result route_unit(struct http *h, struct MHD_Connection *mc,
 		*status = 404;
 		return reply(mc, 404, "not found\n", NULL);
 	}
-	if (db_unit_token(h->a->db, u->id, &want) < 0) {
-		*status = 503;
-		return reply(mc, 503, "state store unavailable\n", NULL);
+	/* held in memory since the last start or reload */
+	have = feeds_token(h->a->feeds, h->a->conf, u);
+	if (have) {
+		ok = ct_streq(tok, have);
+	} else {
+		if (db_unit_token(h->a->db, u->id, &want) < 0) {
+			*status = 503;
+			return reply(mc, 503, "state store unavailable\n",
+				     NULL);
+		}
+		ok = ct_streq(tok, want);
+		free(want);
 	}
-	ok = ct_streq(tok, want);
-	free(want);
 	if (!ok) {
 		*status = 404;
 		return reply(mc, 404, "not found\n", NULL);
@@ -389,6 +442,7 @@ static const struct route routes[] = {
 	{ "/login", "POST", false, auth_login },
 	{ "/logout", "POST", false, auth_logout },
 	{ "/mark", "POST", false, page_mark },
+	{ "/metrics", "GET, HEAD", false, metrics_get },
 };
 
 int http_dispatch(struct app *a, const struct http_req *q,
@@ -508,6 +562,22 @@ out:
 	return ret;
 }
 
+/* 200 ok, or 503 and the one line db_health gives as the reason: a real
+ * read of the store, not SELECT 1 (see db.c). */
+static enum MHD_Result route_health(struct http *h, struct MHD_Connection *mc,
+				    int *status)
+{
+	char why[256], line[264];
+
+	if (db_health(h->a->db, why, sizeof(why)) == 0) {
+		*status = 200;
+		return reply(mc, 200, "ok\n", NULL);
+	}
+	snprintf(line, sizeof(line), "%s\n", why);
+	*status = 503;
+	return reply(mc, 503, line, NULL);
+}
+
 static enum MHD_Result route(struct http *h, struct MHD_Connection *mc,
 			     const char *url, const char *method,
 			     struct conn *cs, int *status)
@@ -523,12 +593,7 @@ static enum MHD_Result route(struct http *h, struct MHD_Connection *mc,
 			return route_calendar(h, mc, status);
 		if (url[1] == 'u')
 			return route_unit(h, mc, url + 7, status);
-		if (db_ok(h->a->db)) {
-			*status = 200;
-			return reply(mc, 200, "ok\n", NULL);
-		}
-		*status = 503;
-		return reply(mc, 503, "state store unavailable\n", NULL);
+		return route_health(h, mc, status);
 	}
 	if (!is_read(method) && strcmp(method, "POST") != 0 &&
 	    strcmp(method, "DELETE") != 0) {
@@ -543,12 +608,28 @@ static void log_request(const char *method, const char *url, int status)
 {
 	struct buf b;
 
+	if (!log_enabled(LOG_DEBUG))   /* a request's work: keep it small */
+		return;
 	buf_init(&b);
 	buf_put_escaped(&b, method, 16);
 	buf_putc(&b, ' ');
 	buf_put_escaped(&b, url, 256);
 	log_debug("http: %s -> %d", buf_str(&b), status);
 	buf_free(&b);
+}
+
+struct sock;
+static struct sock *sock_of(struct MHD_Connection *mc);
+static void wait_unlink(struct http *h, struct sock *s);
+static void wait_start(struct http *h, struct sock *s);
+
+/* The whole request is in: its deadline no longer applies. */
+static void settle(struct http *h, struct MHD_Connection *mc)
+{
+	struct sock *s = sock_of(mc);
+
+	if (s)
+		wait_unlink(h, s);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
@@ -576,6 +657,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
 						 "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > BODY_MAX) {
 			cs->too_big = true;
+			settle(h, mc);
 			log_request(method, url, 413);
 			return reply(mc, 413, "request body too large\n", NULL);
 		}
@@ -591,6 +673,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	settle(h, mc);
 	if (cs->too_big) {
 		log_request(method, url, 413);
 		return reply(mc, 413, "request body too large\n", NULL);
@@ -604,10 +687,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct conn *cs = *con_cls;
+	struct sock *s = sock_of(mc);
 
-	(void)cls;
-	(void)mc;
 	(void)toe;
+	/* the answer is out: the next request has its own deadline */
+	if (s)
+		wait_start(cls, s);
 	if (!cs)
 		return;
 	buf_free(&cs->body);
@@ -631,23 +716,287 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	return cs;
 }
 
+/* libmicrohttpd 0.9.75's messages about one connection that its client
+ * broke: closed early, malformed, gone while we answered. */
+static bool client_caused(const char *msg)
+{
+	static const char *const prefixes[] = {
+		"Socket has been disconnected",
+		"Connection socket is closed",
+		"Connection was closed by remote side",
+		"Failed to send",
+		"Error processing request",
+		"Received HTTP/1.1 request without",
+		"Too large value of 'Content-Length'",
+		"Failed to parse `Content-Length'",
+	};
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 __attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct http *h = cls;
 	char msg[512];
 	struct buf b;
 	size_t n;
 
-	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* one per connection turned away at the limit: counted instead */
+	if (strncmp(msg, "Server reached connection limit", 31) == 0) {
+		h->refused_full++;
+		return;
+	}
 	n = strlen(msg);
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
 	/* the library may quote what a client sent */
 	buf_init(&b);
 	buf_put_escaped(&b, msg, sizeof(msg));
-	log_warn("http: %s", buf_str(&b));
+	if (client_caused(msg)) {
+		/* any client can cause these at will: a count a minute;
+		 * those we shut down ourselves were counted already */
+		if (h->cut_pending > 0)
+			h->cut_pending--;
+		else
+			h->client_errors++;
+		log_debug("http: %s", buf_str(&b));
+	} else {
+		log_warn("http: %s", buf_str(&b));
+	}
 	buf_free(&b);
+}
+
+/* --------------------------------------------------------- accept policy */
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* the address as 16 bytes; false for what is neither IPv4 nor IPv6 */
+static bool addr_key(const struct sockaddr *sa, unsigned char out[16])
+{
+	if (!sa)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &in->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
+
+static unsigned addr_bucket(const unsigned char k[16])
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ k[i]) * 16777619u;
+	return h % IP_BUCKETS;
+}
+
+static struct ipcount *ip_find(struct http *h, const unsigned char k[16],
+			       bool create)
+{
+	struct ipcount **pp = &h->ips[addr_bucket(k)], *e;
+
+	for (e = *pp; e; e = e->next)
+		if (memcmp(e->addr, k, 16) == 0)
+			return e;
+	if (!create)
+		return NULL;
+	e = xcalloc(1, sizeof(*e));
+	memcpy(e->addr, k, 16);
+	e->next = *pp;
+	*pp = e;
+	return e;
+}
+
+static void ip_release(struct http *h, struct ipcount *e)
+{
+	struct ipcount **pp;
+
+	if (!e || --e->n > 0)
+		return;
+	for (pp = &h->ips[addr_bucket(e->addr)]; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			free(e);
+			return;
+		}
+}
+
+/* One line a minute at most, however many were refused or cut. */
+static void report(struct http *h, bool force)
+{
+	double now = mono();
+	struct buf b;
+
+	if (!h->refused_ip && !h->refused_full && !h->cut_slow &&
+	    !h->client_errors)
+		return;
+	if (!force && now - h->reported < REFUSED_LOG_EVERY)
+		return;
+	buf_init(&b);
+	if (h->refused_ip)
+		buf_printf(&b, "; refused %lu connections over "
+			   "max_connections_per_ip = %u", h->refused_ip,
+			   h->per_ip);
+	if (h->refused_full)
+		buf_printf(&b, "; refused %lu connections at max_connections"
+			   " = %u", h->refused_full, h->max_conns);
+	if (h->cut_slow)
+		buf_printf(&b, "; closed %lu connections that sent no whole "
+			   "request within %.0f s", h->cut_slow,
+			   REQUEST_TIMEOUT);
+	if (h->client_errors)
+		buf_printf(&b, "; %lu connections broken by their clients"
+			   " (details with -v)", h->client_errors);
+	log_warn("http: %s", buf_str(&b) + 2);
+	buf_free(&b);
+	h->refused_ip = h->refused_full = h->cut_slow = h->client_errors = 0;
+	h->reported = now;
+}
+
+/* Called by MHD for every accepted socket before it becomes a connection;
+ * the count is exact because the STARTED notification follows at once, in
+ * the same call, on this single thread. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+				 socklen_t addrlen)
+{
+	struct http *h = cls;
+	unsigned char k[16];
+	struct ipcount *e;
+
+	(void)addrlen;
+	/* read at every accept, so that a reload changes it at once */
+	h->per_ip = h->a->conf->daemon.max_connections_per_ip ?
+		    h->a->conf->daemon.max_connections_per_ip : h->max_conns;
+	if (!addr_key(addr, k))
+		return MHD_YES;
+	e = ip_find(h, k, false);
+	if (e && e->n >= h->per_ip) {
+		h->refused_ip++;
+		report(h, false);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static void wait_unlink(struct http *h, struct sock *s)
+{
+	if (!s->waiting)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		h->wait_head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		h->wait_tail = s->prev;
+	s->prev = s->next = NULL;
+	s->waiting = false;
+}
+
+/* The next request is due within REQUEST_TIMEOUT from now. */
+static void wait_start(struct http *h, struct sock *s)
+{
+	wait_unlink(h, s);
+	if (s->cut)
+		return;
+	s->deadline = mono() + REQUEST_TIMEOUT;
+	s->waiting = true;
+	s->prev = h->wait_tail;
+	s->next = NULL;
+	if (h->wait_tail)
+		h->wait_tail->next = s;
+	else
+		h->wait_head = s;
+	h->wait_tail = s;
+}
+
+static struct sock *sock_of(struct MHD_Connection *mc)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct http *h = cls;
+	struct sock *s = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci;
+		unsigned char k[16];
+
+		s = xcalloc(1, sizeof(*s));
+		ci = MHD_get_connection_info(mc,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		s->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+		ci = MHD_get_connection_info(mc,
+					     MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci && addr_key(ci->client_addr, k)) {
+			s->ip = ip_find(h, k, true);
+			s->ip->n++;
+		}
+		h->nconns++;
+		wait_start(h, s);
+		*socket_context = s;
+		return;
+	}
+	if (!s)
+		return;
+	/* MHD's line about a connection comes before this notification:
+	 * with every cut one gone, none is still to come */
+	if (s->cut && h->cut_open > 0 && --h->cut_open == 0)
+		h->cut_pending = 0;
+	wait_unlink(h, s);
+	ip_release(h, s->ip);
+	if (h->nconns > 0)
+		h->nconns--;
+	free(s);
+	*socket_context = NULL;
+}
+
+/* Shuts down the connections past their deadline; MHD then reads the end
+ * of the stream and closes them the usual way (notifications included). */
+static void cut_slow(struct http *h)
+{
+	double now = mono();
+
+	while (h->wait_head && h->wait_head->deadline <= now) {
+		struct sock *s = h->wait_head;
+
+		wait_unlink(h, s);
+		s->cut = true;
+		if (s->fd != MHD_INVALID_SOCKET) {
+			shutdown(s->fd, SHUT_RDWR);
+			h->cut_pending++;
+			h->cut_open++;
+		}
+		h->cut_slow++;
+	}
 }
 
 /* ------------------------------------------------------------ event loop */
@@ -656,32 +1005,59 @@ static void rearm(struct http *h)
 {
 	struct ev_loop *loop = h->a->loop;
 	MHD_UNSIGNED_LONG_LONG ms;
+	double t = -1, now = mono();
 
 	ev_timer_stop(loop, &h->timer);
-	if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
-		ev_timer_set(&h->timer, (double)ms / 1000.0, 0.);
+	if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+		t = (double)ms / 1000.0;
+	/* see the top of the file: never rely on MHD's answer alone while
+	 * connections come and go */
+	if ((h->nconns > 0 || h->had_conns) && (t < 0 || t > RUN_CAP))
+		t = RUN_CAP;
+	h->had_conns = h->nconns > 0;
+	if (h->wait_head) {
+		double w = h->wait_head->deadline - now;
+
+		if (w < 0)
+			w = 0;
+		if (t < 0 || w < t)
+			t = w;
+	}
+	if (h->refused_ip || h->refused_full || h->cut_slow ||
+	    h->client_errors) {
+		double r = h->reported + REFUSED_LOG_EVERY - now;
+
+		if (r < 0)
+			r = 0;
+		if (t < 0 || r < t)
+			t = r;
+	}
+	if (t >= 0) {
+		ev_timer_set(&h->timer, t, 0.);
 		ev_timer_start(loop, &h->timer);
 	}
 }
 
+static void run(struct http *h)
+{
+	MHD_run(h->d);
+	cut_slow(h);
+	report(h, false);
+	rearm(h);
+}
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct http *h = w->data;
-
 	(void)loop;
 	(void)revents;
-	MHD_run(h->d);
-	rearm(h);
+	run(w->data);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct http *h = w->data;
-
 	(void)loop;
 	(void)revents;
-	MHD_run(h->d);
-	rearm(h);
+	run(w->data);
 }
 
 /* "127.0.0.1:8470", "[::1]:8470", ":8470" or "*:8470" (any address) */
@@ -743,7 +1119,7 @@ static int listen_on(const char *spec, char **err)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
 				   sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 128) == 0)
+		    listen(fd, 511) == 0)   /* as nginx: bursts wait here */
 			break;
 		saved = errno;
 		close(fd);
@@ -777,16 +1153,23 @@ struct http *http_start(struct app *a, char **err)
 	}
 	h = xcalloc(1, sizeof(*h));
 	h->a = a;
+	h->max_conns = a->conf->daemon.max_connections ?
+		       a->conf->daemon.max_connections : 512;
+	h->per_ip = a->conf->daemon.max_connections_per_ip ?
+		    a->conf->daemon.max_connections_per_ip : h->max_conns;
+	h->reported = mono() - REFUSED_LOG_EVERY;
 	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
-		NULL, NULL, on_request, h,
+		on_accept, h, on_request, h,
 		/* first, so that MHD logs nothing to stderr on its own */
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONN_LIMIT,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)PER_IP_LIMIT,
+		/* at the limit MHD stops accepting: clients wait in the
+		 * listen queue rather than being turned away */
+		MHD_OPTION_CONNECTION_LIMIT, h->max_conns,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONN_TIMEOUT,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
 		MHD_OPTION_END);
 	if (!h->d) {
@@ -823,10 +1206,19 @@ void http_stop(struct http *h)
 		return;
 	ev_io_stop(h->a->loop, &h->io);
 	ev_timer_stop(h->a->loop, &h->timer);
+	report(h, true);
 	/* quiesce hands the listening socket back to us to close */
 	fd = MHD_quiesce_daemon(h->d);
 	MHD_stop_daemon(h->d);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	/* the CLOSED notifications released every count; be safe anyway */
+	for (size_t i = 0; i < IP_BUCKETS; i++)
+		while (h->ips[i]) {
+			struct ipcount *e = h->ips[i];
+
+			h->ips[i] = e->next;
+			free(e);
+		}
 	free(h);
 }

@@ -461,6 +461,23 @@ bounce(struct app *a, const struct mime_msg *m, const char *report_id,
 		buf_puts(&esc, " ");
 		buf_put_escaped(&esc, r->diagnostic ? r->diagnostic : "",
 				200);
+		{
+			/* the sender's per-address refusals too, so that
+			 * every place that lists them (page, digest) names
+			 * this address; the structured report stays in
+			 * notice_bounce */
+			struct buf rep;
+
+			buf_init(&rep);
+			buf_puts(&rep, "bounced (delivery report): ");
+			buf_put_escaped(&rep, r->status ? r->status : "", 16);
+			buf_puts(&rep, " ");
+			buf_put_escaped(&rep, r->diagnostic ? r->diagnostic :
+					"", 200);
+			(void)outbox_refused_add(a->db, n.id, addr,
+						 buf_str(&rep), now);
+			buf_free(&rep);
+		}
 		log_warn("imap: notice %s to %s (%s) bounced: %s",
 			 n.message_id, n.unit, n.occurrence, buf_str(&esc));
 		if (detail->len > 0)

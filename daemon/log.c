@@ -22,7 +22,35 @@ log_init(const char *ident, int verbosity)
 {
 	log_ident = ident;
 	log_verbosity = verbosity;
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_journal = log_to_journal();
+}
+
+bool
+log_to_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+
+	/* The contract says "when JOURNAL_STREAM is set"; systemd also
+	 * suggests comparing its DEV:INO with stderr's, which would drop
+	 * the prefixes for a child whose stderr was redirected, but would
+	 * break tools that set the variable by hand to get them. */
+	return e != NULL;
+}
+
+void
+log_plain(enum log_level lvl, const char *line)
+{
+	if (log_journal)
+		fprintf(stderr, "<%d>%s\n", (int)lvl, line);
+	else
+		fprintf(stderr, "%s\n", line);
+	fflush(stderr);
+}
+
+bool
+log_enabled(enum log_level lvl)
+{
+	return lvl != LOG_DEBUG || log_verbosity >= 1;
 }
 
 static const char *
@@ -36,6 +64,10 @@ level_word(enum log_level lvl)
 	}
 	return "?";
 }
+
+/* the attribute lets clang's -Wformat-nonliteral see fmt is checked */
+static void log_v(enum log_level lvl, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 static void
 log_v(enum log_level lvl, const char *fmt, va_list ap)

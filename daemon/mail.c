@@ -34,47 +34,88 @@ notice_clear(struct notice *n)
 
 static const char hexd[] = "0123456789ABCDEF";
 
+/* Each byte's quoted-printable form: its length (1 literal, 3 "=XX") and
+ * text.  White space is literal here; at the end of a line it is encoded
+ * (RFC 2045 rule 3), handled apart. */
+struct qp_tok {
+	unsigned char len;
+	char s[3];
+};
+static struct qp_tok qp_tab[256];
+
+static void
+qp_init(void)
+{
+	for (int c = 0; c < 256; c++) {
+		bool lit = (c >= 33 && c <= 126 && c != '=') || c == ' ' ||
+			   c == '\t';
+
+		qp_tab[c].len = lit ? 1 : 3;
+		qp_tab[c].s[0] = lit ? (char)c : '=';
+		qp_tab[c].s[1] = hexd[c >> 4];
+		qp_tab[c].s[2] = hexd[c & 15];
+	}
+}
+
+/* Table-driven, into one buffer sized for the worst case: each byte gives
+ * at most 3, a soft break "=\r\n" comes at most once per 73 output bytes
+ * and a line end grows by one, so 4 * len + 8 always fits; the text is
+ * then copied once.  All but a line's last byte must leave room for a
+ * soft break's "=" (75 columns); the last may reach 76. */
 void
 mail_qp_encode(struct buf *out, const char *text, size_t len)
 {
-	size_t i = 0;
+	const unsigned char *p = (const unsigned char *)text;
+	const unsigned char *end = p + len;
+	char *dst = xmalloc(4 * len + 8), *o = dst;
 
-	buf_add(out, "", 0);
-	while (i <= len) {
-		size_t end = i, col = 0;
-
-		while (end < len && text[end] != '\n')
-			end++;
+	if (qp_tab['A'].len == 0)
+		qp_init();
+	while (p < end) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		const unsigned char *le = nl != NULL ? nl : end;
 		/* a CR before the LF is part of the line end, not content */
-		size_t stop = (end > i && text[end - 1] == '\r') ? end - 1 : end;
+		const unsigned char *stop = (le > p && le[-1] == '\r') ? le - 1 : le;
+		char *lim = o + 75;     /* the soft-break column of this line */
 
-		if (i == len)
-			break;
-		for (size_t k = i; k < stop; k++) {
-			unsigned char c = (unsigned char)text[k];
-			bool last = k + 1 == stop;
-			bool lit = (c >= 33 && c <= 126 && c != '=') ||
-				   ((c == ' ' || c == '\t') && !last);
-			size_t tok = lit ? 1 : 3;
-			/* room for a soft break "=" unless this is the line's end */
-			size_t limit = last ? 76 : 75;
+		if (p < stop) {
+			for (; p < stop - 1; p++) {
+				const struct qp_tok *t = &qp_tab[*p];
 
-			if (col + tok > limit) {
-				buf_puts(out, "=\r\n");
-				col = 0;
+				if (o + t->len > lim) {
+					memcpy(o, "=\r\n", 3);
+					o += 3;
+					lim = o + 75;
+				}
+				memcpy(o, t->s, 3);   /* 4 * len + 8 leaves room */
+				o += t->len;
 			}
-			if (lit) {
-				buf_putc(out, (char)c);
-			} else {
-				buf_putc(out, '=');
-				buf_putc(out, hexd[c >> 4]);
-				buf_putc(out, hexd[c & 15]);
+			/* the last byte: trailing white space is encoded */
+			{
+				const struct qp_tok *t = &qp_tab[*p];
+				size_t n = (*p == ' ' || *p == '\t') ? 3 : t->len;
+
+				if (o + n > lim + 1) {
+					memcpy(o, "=\r\n", 3);
+					o += 3;
+				}
+				if (n == 3) {
+					o[0] = '=';
+					o[1] = hexd[*p >> 4];
+					o[2] = hexd[*p & 15];
+				} else {
+					o[0] = (char)*p;
+				}
+				o += n;
+				p++;
 			}
-			col += tok;
 		}
-		buf_puts(out, "\r\n");
-		i = end + 1;
+		*o++ = '\r';
+		*o++ = '\n';
+		p = nl != NULL ? nl + 1 : end;
 	}
+	buf_add(out, dst, (size_t)(o - dst));
+	free(dst);
 }
 
 static void
@@ -384,17 +425,18 @@ out:
 
 /* "To: a, Name <b>" folded between and inside mailboxes when long */
 static int
-put_to(struct buf *out, const char *recipients)
+put_addr_header(struct buf *out, const char *hdr, const char *recipients)
 {
 	char **v, *name, *addr;
-	size_t n, col;
+	size_t n, col, c0 = strlen(hdr) + 2;
 	int rc = 0;
 
 	if (!header_safe("recipients", recipients))
 		return -1;
 	n = split_list(recipients, ",", &v);
-	buf_puts(out, "To: ");
-	col = 4;
+	buf_puts(out, hdr);
+	buf_puts(out, ": ");
+	col = c0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		split_mailbox(strtrim(v[i]), &name, &addr);
 		if (*addr == '\0' && name == NULL)
@@ -409,19 +451,25 @@ put_to(struct buf *out, const char *recipients)
 			rc = -1;
 			break;
 		}
-		if (col > 4) {
+		if (col > c0) {
 			buf_putc(out, ',');
 			col++;
 		}
-		col = put_mailbox(out, col, name, addr, col > 4);
+		col = put_mailbox(out, col, name, addr, col > c0);
 	}
-	if (rc == 0 && col == 4) {
+	if (rc == 0 && col == c0) {
 		log_err("mail: no recipients");
 		rc = -1;
 	}
 	buf_puts(out, "\r\n");
 	free_list(v, n);
 	return rc;
+}
+
+static int
+put_to(struct buf *out, const char *recipients)
+{
+	return put_addr_header(out, "To", recipients);
 }
 
 static void
@@ -454,6 +502,98 @@ put_date(struct buf *out, const struct conf *c, tstamp now)
 		   (int)((off < 0 ? -off : off) % 60));
 }
 
+/* The headers that repeat from one mail to the next are encoded once:
+ * From (the configuration's), Subject (the same for every unit of a mass
+ * send unless the template names the unit), Date (the same second).  One
+ * entry each, keyed by the input text; this process is single-threaded. */
+struct hdr_cache {
+	char *key;
+	struct buf out;
+	int rc;
+};
+
+static bool
+hdr_cached(struct hdr_cache *hc, const char *key, struct buf *m)
+{
+	if (hc->key == NULL || strcmp(hc->key, key) != 0)
+		return false;
+	if (hc->rc == 0)
+		buf_add(m, hc->out.p, hc->out.len);
+	return true;
+}
+
+static void
+hdr_store(struct hdr_cache *hc, const char *key, const char *from, size_t n,
+	  int rc)
+{
+	free(hc->key);
+	hc->key = xstrdup(key);
+	buf_reset(&hc->out);
+	buf_add(&hc->out, from, n);
+	hc->rc = rc;
+}
+
+static int
+put_from_cached(struct buf *m, const char *from)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	int rc;
+
+	if (from != NULL && hdr_cached(&hc, from, m))
+		return hc.rc;
+	rc = put_from(m, from);
+	if (from != NULL)
+		hdr_store(&hc, from, m->p + start, rc == 0 ? m->len - start : 0,
+			  rc);
+	if (rc < 0)
+		m->len = start;
+	return rc;
+}
+
+static int
+put_reply_to_cached(struct buf *m, const char *addrs)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	int rc;
+
+	if (hdr_cached(&hc, addrs, m))
+		return hc.rc;
+	rc = put_addr_header(m, "Reply-To", addrs);
+	hdr_store(&hc, addrs, m->p + start, rc == 0 ? m->len - start : 0, rc);
+	if (rc < 0)
+		m->len = start;
+	return rc;
+}
+
+static void
+put_subject_cached(struct buf *m, const char *subject)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+
+	if (hdr_cached(&hc, subject, m))
+		return;
+	put_subject(m, subject);
+	hdr_store(&hc, subject, m->p + start, m->len - start, 0);
+}
+
+static void
+put_date_cached(struct buf *m, const struct conf *c, tstamp now)
+{
+	static struct hdr_cache hc;
+	size_t start = m->len;
+	char key[128];
+
+	snprintf(key, sizeof key, "%lld %s", (long long)now,
+		 c->tz != NULL ? tz_name(c->tz) : "UTC");
+	if (hdr_cached(&hc, key, m))
+		return;
+	put_date(m, c, now);
+	hdr_store(&hc, key, m->p + start, m->len - start, 0);
+}
+
 char *
 mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 	   size_t n, tstamp now, size_t *len)
@@ -484,13 +624,37 @@ mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 		goto fail_nobuf;
 
 	buf_init(&m);
-	if (put_from(&m, c->mail.from) < 0)
+	buf_add(&m, "", 0);
+	if (put_from_cached(&m, c->mail.from) < 0)
 		goto fail;
 	if (put_to(&m, ns[0]->recipients) < 0)
 		goto fail;
-	put_subject(&m, nt.subject);
-	put_date(&m, c, now);
-	buf_printf(&m, "Message-ID: %s\r\n", mid);
+	/* a unit answers the secretariat (the mailbox cutoffd may read) */
+	if (!(ns[0]->aud & (AUD_SECRETARIAT | AUD_CHIEF)) &&
+	    c->secretariat.email != NULL &&
+	    put_reply_to_cached(&m, c->secretariat.email) < 0)
+		goto fail;
+	put_subject_cached(&m, nt.subject);
+	put_date_cached(&m, c, now);
+	buf_puts(&m, "Message-ID: ");
+	buf_puts(&m, mid);
+	buf_puts(&m, "\r\n");
+	/* one thread per unit and occurrence: the later mails answer the
+	 * first (RFC 5322 3.6.4) */
+	if (ns[0]->thread[0] != '\0') {
+		const char *t = ns[0]->thread;
+
+		if (!header_safe("thread", t) || t[0] != '<' ||
+		    t[strlen(t) - 1] != '>' || strchr(t, ' ') != NULL) {
+			log_err("mail: malformed thread Message-ID");
+			goto fail;
+		}
+		buf_puts(&m, "In-Reply-To: ");
+		buf_puts(&m, t);
+		buf_puts(&m, "\r\nReferences: ");
+		buf_puts(&m, t);
+		buf_puts(&m, "\r\n");
+	}
 	buf_puts(&m, "MIME-Version: 1.0\r\n"
 		 "Content-Type: text/plain; charset=utf-8\r\n"
 		 "Content-Transfer-Encoding: quoted-printable\r\n"
@@ -500,7 +664,10 @@ mail_build(const struct conf *c, struct db *db, struct notice *const *ns,
 		buf_printf(&m, "X-Cutoffd-Notice: %s %s %s\r\n",
 			   ns[i]->occurrence, ns[i]->unit, ns[i]->step);
 	buf_puts(&m, "\r\n");
-	mail_qp_encode(&m, nt.body, strlen(nt.body));
+	if (nt.body_qp != NULL)
+		buf_add(&m, nt.body_qp, nt.body_qp_len);
+	else
+		mail_qp_encode(&m, nt.body, strlen(nt.body));
 	notice_text_clear(&nt);
 	*len = m.len;
 	return buf_steal(&m);

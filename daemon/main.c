@@ -3,12 +3,16 @@
  * teardown in reverse order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -17,14 +21,22 @@
 #define DEFAULT_CONF "/etc/cutoffd/cutoffd.conf"
 /* How long a stop waits for in-flight sends before leaving them queued. */
 #define STOP_GRACE 10.0
-/* Fallback poll of the state store for changes made by cutoffctl, in case
- * the inotify watch on the WAL misses one (network file systems). */
+/* Poll of the state store for changes made by cutoffctl, only when no
+ * inotify watch can be had (see watch_start). */
 #define STATE_POLL 2.0
+/* Vanishing occurrences named one by one in the log and by --check. */
+#define VANISH_SHOWN 20
+/* A second look after the last change seen: a writer updates the WAL index
+ * (shared memory, no inotify event) only after its WAL write and fsync. */
+#define STATE_RECHECK 0.25
 
 static struct app app;
 static ev_signal sig_hup, sig_term, sig_int;
-static ev_stat wal_watch;
-static ev_timer state_poll, stop_timer;
+static ev_timer state_poll, state_recheck, stop_timer;
+static ev_io state_io;
+static int state_ifd = -1;
+static char *state_base;      /* the store's file name in its directory */
+static ev_timer watchdog;
 static double stop_began;
 
 static void
@@ -37,7 +49,8 @@ usage(FILE *f)
 		"reporting cycles in FILE and chases late units by mail and webhook.\n"
 		"\n"
 		"  -c, --config FILE  configuration (default " DEFAULT_CONF ")\n"
-		"      --check        validate the configuration, print a summary, exit\n"
+		"      --check        validate the configuration, print a summary (and\n"
+		"                     the recorded occurrences a reload would move), exit\n"
 		"      --now TIME     start the clock at TIME (local, 2024-03-06T07:59)\n"
 		"      --speed N      run the clock N times faster than real time\n"
 		"  -v, --verbose      log debug messages\n"
@@ -98,6 +111,119 @@ notify_status(struct app *a, const char *what)
 		   a->conf->ncycles);
 }
 
+/* What a configuration takes from the state store: the default since
+ * (recorded on the first start) and the ids moved by earlier reloads. */
+static void
+apply_state(struct db *db, struct conf *c, tstamp now, bool record)
+{
+	struct occ_alias *al = NULL;
+	struct ymd today;
+	int64_t since = INT64_MIN, day;
+	size_t nal = 0;
+
+	tz_local(c->tz, now, &today, NULL, NULL);
+	day = days_from_civil(today.y, today.m, today.d);
+	if (db != NULL && db_first_day(db, day, record, &since) < 0)
+		since = INT64_MIN;
+	if (db != NULL && db_aliases(db, &al, &nal) < 0)
+		nal = 0;
+	conf_apply_state(c, since, day, al, nal);
+	db_aliases_free(al, nal);
+}
+
+/*
+ * Moved due dates (README "Moved due dates"): every occurrence with
+ * recorded state that c no longer has either moves - its state goes to the
+ * new occurrence and the old id resolves to it - or vanishes, its state
+ * kept under the old id.  Each is reported (log, or out for --check);
+ * only apply touches the store.  old, when given, limits the vanishing
+ * reports to ids it had (a reload does not repeat old news).
+ */
+static void
+regime_moves(struct db *db, struct conf *c, const struct conf *old,
+	     tstamp now, bool apply, FILE *out)
+{
+	struct occ_move *mv = NULL;
+	char **ids = NULL;
+	size_t nids = 0, nmv = 0, nvan = 0, quiet = 0;
+	struct occ probe;
+
+	if (db_state_ids(db, &ids, &nids) < 0)
+		return;
+	sched_moves(c, ids, nids, &mv, &nmv);
+	for (size_t i = 0; i < nmv; i++) {
+		int64_t subs = 0, sent = 0;
+
+		if (mv[i].to[0] == '\0' && old != NULL &&
+		    sched_occurrence(old, mv[i].from, &probe) < 0)
+			continue;
+		db_state_count(db, mv[i].from, &subs, &sent);
+		if (mv[i].to[0] != '\0') {
+			if (out != NULL)
+				fprintf(out, "%s moves to %s: %lld submissions "
+					"and %lld sent notices go with it\n",
+					mv[i].from, mv[i].to, (long long)subs,
+					(long long)sent);
+			else
+				log_info("%s moves to %s: %lld submissions and "
+					 "%lld sent notices go with it",
+					 mv[i].from, mv[i].to, (long long)subs,
+					 (long long)sent);
+			if (apply && db_occ_move(db, mv[i].from, mv[i].to,
+						 now) < 0)
+				log_err("%s: could not move its state to %s",
+					mv[i].from, mv[i].to);
+		} else if (++nvan > VANISH_SHOWN) {
+			quiet++;        /* old news of a removed cycle, say */
+		} else if (out != NULL) {
+			fprintf(out, "%s vanishes with recorded state (%lld "
+				"submissions, %lld sent notices, kept): %s\n",
+				mv[i].from, (long long)subs, (long long)sent,
+				mv[i].why);
+		} else {
+			log_warn("%s vanishes with recorded state (%lld "
+				 "submissions, %lld sent notices, kept): %s",
+				 mv[i].from, (long long)subs, (long long)sent,
+				 mv[i].why);
+		}
+	}
+	if (quiet > 0 && out != NULL)
+		fprintf(out, "%zu more occurrences vanish with recorded state "
+			"(kept)\n", quiet);
+	else if (quiet > 0)
+		log_warn("%zu more occurrences vanish with recorded state (kept)",
+			 quiet);
+	free(mv);
+	free_list(ids, nids);
+}
+
+/* STATEDIR/reload.status, "GENERATION PID RESULT": how `cutoffctl reload`
+ * (the unit's ExecReload) learns that the reload it asked for is done and
+ * whether it took, so that `systemctl reload` returns only then and fails
+ * when the daemon kept its old configuration. */
+static unsigned reload_gen;
+
+static void
+reload_status(struct app *a, const char *result)
+{
+	char *path = conf_reload_status_path(a->conf), *tmp, line[64];
+	int fd, n, ok;
+
+	tmp = xasprintf("%s.new", path);
+	n = snprintf(line, sizeof line, "%u %ld %s\n", reload_gen,
+		     (long)getpid(), result);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, line, (size_t)n) == n;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, path) < 0) {
+		log_warn("cannot write %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
 static void
 reload(struct app *a)
 {
@@ -114,20 +240,27 @@ reload(struct app *a)
 	nc = conf_load(a->conf_path, 0, &d);
 	if (nc == NULL) {
 		log_diag(&d);
+		metrics_reloaded(false, clock_now(&a->clk));
 		log_err("configuration has errors, not reloading; still "
 			"running on the previous one");
 		diag_free(&d);
 		sd_notify_msg("READY=1\nSTATUS=running (reload rejected: "
 			      "configuration has errors)");
+		reload_gen++;
+		reload_status(a, "rejected");
 		return;
 	}
 	diag_free(&d);
 	if (strcmp(nc->daemon.state, a->conf->daemon.state) != 0)
 		log_warn("state = %s: a new state store takes effect only "
 			 "after a restart", nc->daemon.state);
+	apply_state(a->db, nc, clock_now(&a->clk), true);
+	regime_moves(a->db, nc, a->conf, clock_now(&a->clk), true, NULL);
+	apply_state(a->db, nc, clock_now(&a->clk), true);
 	old = a->conf;
 	a->conf = nc;
-	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0) {
+	if (strcmp(nc->daemon.listen, old->daemon.listen) != 0 ||
+	    nc->daemon.max_connections != old->daemon.max_connections) {
 		/* Only a changed listen address costs a server restart;
 		 * otherwise no request is dropped by a reload. */
 		http_stop(a->http);
@@ -145,14 +278,21 @@ reload(struct app *a)
 		}
 	}
 	ensure_tokens(a);
+	feeds_reload(a, old);
 	/* the poller restarts on the new [imap] (its position is stored) */
 	imap_stop(a->imap);
 	a->imap = imap_start(a);
 	app_changed(a);
 	conf_free(old);
-	log_info("reloaded: %zu units, %zu cycles", nc->nunits, nc->ncycles);
+	metrics_reloaded(true, clock_now(&a->clk));
+	log_info("reloaded: %zu units, %zu cycles%s", nc->nunits, nc->ncycles,
+		 nc->nunits == 0 || nc->ncycles == 0 ? " (nothing is chased)" :
+		 "");
+	holidays_warn(nc, clock_now(&a->clk), NULL);
 	sd_notify_msg("READY=1");
 	notify_status(a, "running");
+	reload_gen++;
+	reload_status(a, "ok");
 }
 
 static void
@@ -202,8 +342,9 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	a->engine = NULL;
 	imap_stop(a->imap);
 	a->imap = NULL;
-	ev_stat_stop(loop, &wal_watch);
+	ev_io_stop(loop, &state_io);
 	ev_timer_stop(loop, &state_poll);
+	ev_timer_stop(loop, &state_recheck);
 	/* Give in-flight sends a bounded time; what does not finish stays
 	 * pending in the outbox for the next start. */
 	stop_began = ev_now(loop);
@@ -226,19 +367,169 @@ check_state(struct app *a)
 }
 
 static void
-on_wal(struct ev_loop *loop, ev_stat *w, int revents)
+on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
 	check_state(w->data);
 }
 
+/*
+ * Changes by other processes, seen with inotify instead of a poll: every
+ * commit of another connection writes the WAL (SQLite's WAL needs all
+ * connections on one host, so the kernel sees each write), watched for
+ * writes; the directory is watched only for names coming and going (the
+ * store deleted or replaced, the WAL re-created), so that a busy neighbour
+ * file (a log) costs nothing.
+ */
 static void
-on_state_poll(struct ev_loop *loop, ev_timer *w, int revents)
+watch_wal(void)
+{
+	char *wal = xasprintf("%s-wal", app.conf->daemon.state);
+
+	/* a missing WAL is fine: its IN_CREATE in the directory re-adds it */
+	inotify_add_watch(state_ifd, wal, IN_MODIFY | IN_CLOSE_WRITE);
+	free(wal);
+}
+
+static void
+on_state_event(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	size_t blen = strlen(state_base);
+	bool changed = false, gone = false;
+	ssize_t n;
+
+	(void)revents;
+	while ((n = read(state_ifd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const void *)p;
+			const char *rest;
+
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & (IN_Q_OVERFLOW | IN_MODIFY |
+					IN_CLOSE_WRITE)) {
+				changed = true;     /* the WAL: a commit */
+				continue;
+			}
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+				gone = true;        /* the directory */
+				continue;
+			}
+			if (ev->len == 0 ||
+			    strncmp(ev->name, state_base, blen) != 0)
+				continue;
+			rest = ev->name + blen;
+			if (*rest == '\0') {
+				gone = true;
+			} else if (strcmp(rest, "-wal") == 0 &&
+				   (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+				watch_wal();
+				changed = true;
+			}
+		}
+	}
+	if (gone) {
+		char why[512];
+
+		if (db_health(app.db, why, sizeof(why)) < 0)
+			log_err("%s: %s", app.conf->daemon.state, why);
+	}
+	if (changed) {
+		check_state(w->data);
+		ev_timer_stop(loop, &state_recheck);
+		ev_timer_set(&state_recheck, STATE_RECHECK, 0.);
+		ev_timer_start(loop, &state_recheck);
+	}
+}
+
+static void
+watch_start(struct ev_loop *loop, const char *path)
+{
+	char *copy = xstrdup(path), *dir, *base;
+
+	base = strrchr(copy, '/');
+	if (base) {
+		*base++ = '\0';
+		dir = *copy ? copy : "/";
+	} else {
+		base = copy;
+		dir = ".";
+	}
+	state_base = xstrdup(base);
+	state_ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (state_ifd >= 0 &&
+	    inotify_add_watch(state_ifd, dir, IN_CREATE | IN_DELETE |
+			      IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
+			      IN_MOVE_SELF | IN_ONLYDIR) >= 0) {
+		watch_wal();
+		ev_io_init(&state_io, on_state_event, state_ifd, EV_READ);
+		state_io.data = &app;
+		ev_io_start(loop, &state_io);
+	} else {
+		log_warn("cannot watch %s with inotify (%s): looking for "
+			 "changes by cutoffctl every %g s", dir, strerror(errno),
+			 STATE_POLL);
+		if (state_ifd >= 0)
+			close(state_ifd);
+		state_ifd = -1;
+		ev_timer_set(&state_poll, STATE_POLL, STATE_POLL);
+		ev_timer_start(loop, &state_poll);
+	}
+	free(copy);
+}
+
+/* WATCHDOG=1 from the loop itself: a wedged loop misses it and systemd
+ * restarts the service.  Armed only when systemd asks (WatchdogSec=). */
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
+	(void)w;
 	(void)revents;
-	check_state(w->data);
+	sd_notify_msg("WATCHDOG=1");
+}
+
+/* No admin_token_file configured: make STATEDIR/admin.token once, whole or
+ * not at all (written aside, then linked into place), mode 0600. */
+static int
+create_admin_token(struct conf *c)
+{
+	unsigned char raw[24];
+	char hex[2 * sizeof raw + 2], *tmp;
+	size_t i, n;
+	int fd, ok;
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+		log_err("admin token: no random bytes: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < sizeof raw; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	n = 2 * sizeof raw;
+	hex[n++] = '\n';
+	tmp = xasprintf("%s.new", c->daemon.admin_token_file);
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, hex, n) == (ssize_t)n && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (ok && link(tmp, c->daemon.admin_token_file) < 0)
+		ok = 0;
+	if (!ok) {
+		log_err("admin token: cannot create %s: %s",
+			c->daemon.admin_token_file, strerror(errno));
+		(void)unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	(void)unlink(tmp);
+	free(tmp);
+	hex[n - 1] = '\0';
+	c->daemon.admin_token = xstrdup(hex);
+	log_info("created the admin token in %s (cutoffctl admin-token "
+		 "prints it)", c->daemon.admin_token_file);
+	return 0;
 }
 
 static int
@@ -272,7 +563,7 @@ main(int argc, char **argv)
 	const char *conf_path = DEFAULT_CONF, *now_arg = NULL;
 	struct ev_loop *loop;
 	struct diag d;
-	char *err = NULL, *summary, *wal;
+	char *err = NULL, *summary;
 	tstamp start = 0;
 	double speed = 1.0;
 	bool check = false;
@@ -305,9 +596,15 @@ main(int argc, char **argv)
 	diag_init(&d);
 	app.conf = conf_load(conf_path, 0, &d);
 	if (app.conf == NULL) {
-		diag_print(&d, stderr);
-		if (d.n == 0)
-			fprintf(stderr, "%s: cannot load\n", conf_path);
+		/* bare FILE:LINE lines as the contract says, at priority
+		 * err when ExecStartPre/ExecReload run this under journald */
+		for (size_t i = 0; i < d.n; i++)
+			log_plain(LOG_ERR, d.msg[i]);
+		if (d.n == 0) {
+			summary = xasprintf("%s: cannot load", conf_path);
+			log_plain(LOG_ERR, summary);
+			free(summary);
+		}
 		diag_free(&d);
 		return 1;
 	}
@@ -316,6 +613,21 @@ main(int argc, char **argv)
 		summary = conf_summary(app.conf);
 		printf("%s\n", summary);
 		free(summary);
+		holidays_warn(app.conf, (tstamp)time(NULL), stderr);
+		/* what a reload of this file would move or lose */
+		if (access(app.conf->daemon.state, F_OK) == 0) {
+			app.db = db_open(app.conf->daemon.state, false, &err);
+			if (app.db != NULL) {
+				tstamp t = (tstamp)time(NULL);
+
+				apply_state(app.db, app.conf, t, false);
+				regime_moves(app.db, app.conf, NULL, t, false,
+					     stdout);
+				db_close(app.db);
+			} else {
+				free(err);
+			}
+		}
 		conf_free(app.conf);
 		return 0;
 	}
@@ -349,7 +661,17 @@ main(int argc, char **argv)
 		return 1;
 	}
 	ensure_tokens(&app);
+	/* a file edited while we were stopped moves dates as a reload does */
+	apply_state(app.db, app.conf, clock_now(&app.clk), true);
+	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);
+	apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	app.data_version = db_data_version(app.db);
+	/* from here on the loop never waits long for another process's
+	 * lock: writers retry later, the API answers 503 (see db.c) */
+	db_set_busy_timeout(app.db, DB_LOOP_BUSY_MS);
+	if (app.conf->daemon.admin_token == NULL &&
+	    app.conf->daemon.admin_token_auto)
+		(void)create_admin_token(app.conf);
 
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (loop == NULL)
@@ -358,6 +680,7 @@ main(int argc, char **argv)
 	app.feeds = feeds_new();
 	app.views = views_new();
 	app.auth = auth_new();
+	feeds_reload(&app, NULL);
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
 		log_err("listen = %s: %s", app.conf->daemon.listen, err);
@@ -379,39 +702,55 @@ main(int argc, char **argv)
 	ev_signal_start(loop, &sig_term);
 	ev_signal_start(loop, &sig_int);
 
-	wal = xasprintf("%s-wal", app.conf->daemon.state);
-	ev_stat_init(&wal_watch, on_wal, wal, 0.0);
-	wal_watch.data = &app;
-	ev_stat_start(loop, &wal_watch);
-	ev_timer_init(&state_poll, on_state_poll, STATE_POLL, STATE_POLL);
-	state_poll.data = &app;
-	ev_timer_start(loop, &state_poll);
+	ev_init(&state_poll, on_state_poll);
+	ev_init(&state_recheck, on_state_poll);
+	state_poll.data = state_recheck.data = &app;
+	watch_start(loop, app.conf->daemon.state);
+	if (sd_watchdog_interval() > 0) {
+		ev_timer_init(&watchdog, on_watchdog, 0.0,
+			      sd_watchdog_interval() / 2);
+		ev_timer_start(loop, &watchdog);
+	}
 
+	holidays_warn(app.conf, clock_now(&app.clk), NULL);
+	metrics_reloaded(true, clock_now(&app.clk));
 	log_info("cutoffd %s started: %zu units, %zu cycles, listening on %s",
 		 CUTOFFD_VERSION, app.conf->nunits, app.conf->ncycles,
 		 app.conf->daemon.listen);
+	if (app.conf->nunits == 0 || app.conf->ncycles == 0)
+		log_info("no %s configured: nothing is chased (an empty "
+			 "calendar) until %s gets some",
+			 app.conf->nunits == 0 ? "units" : "cycles",
+			 app.conf_path);
 	sd_notify_msg("READY=1");
 	notify_status(&app, "running");
+	reload_status(&app, "started");
 
 	ev_run(loop, 0);
 
 	/* Teardown in reverse order of start-up. */
 	ev_timer_stop(loop, &stop_timer);
+	ev_timer_stop(loop, &watchdog);
 	ev_signal_stop(loop, &sig_hup);
 	ev_signal_stop(loop, &sig_term);
 	ev_signal_stop(loop, &sig_int);
-	ev_stat_stop(loop, &wal_watch);
+	ev_io_stop(loop, &state_io);
 	ev_timer_stop(loop, &state_poll);
+	ev_timer_stop(loop, &state_recheck);
+	if (state_ifd >= 0)
+		close(state_ifd);
+	free(state_base);
 	imap_stop(app.imap);
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);
+	/* revisions of what entered the window since the last reload */
+	feeds_revise(NULL, app.conf, app.db, clock_now(&app.clk));
 	feeds_free(app.feeds);
 	views_free(app.views);
 	auth_free(app.auth);
 	db_close(app.db);
 	conf_free(app.conf);
-	free(wal);
 	ev_loop_destroy(loop);
 	log_info("stopped");
 	return 0;

@@ -293,7 +293,7 @@ int outbox_add_all(struct db *db, const struct notice *const *ns, size_t n,
 }
 
 #define ROW_COLS "id, occurrence, unit, step, audience, channel, recipients, " \
-	"send_at, attempts, created, message_id"
+	"send_at, attempts, created, message_id, next_try"
 
 /* Fills n from a row selected with ROW_COLS; -1 on a value we can't read. */
 static int read_row(sqlite3_stmt *st, struct notice *n)
@@ -320,6 +320,7 @@ static int read_row(sqlite3_stmt *st, struct notice *n)
 	n->created = sqlite3_column_int64(st, 9);
 	s = (const char *)sqlite3_column_text(st, 10);
 	snprintf(n->message_id, sizeof(n->message_id), "%s", s ? s : "");
+	n->next_try = sqlite3_column_int64(st, 11);
 	return 0;
 }
 
@@ -364,22 +365,76 @@ int outbox_due(struct db *db, tstamp now, int channel, size_t max,
 	/* Oldest due first, in index order: the cost is the LIMIT, not the
 	 * backlog (a big send has thousands of due rows). */
 	if (channel >= 0)
-		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
-			     "WHERE state = 'pending' AND channel = ?2 "
-			     "AND next_try <= ?1 ORDER BY next_try, id LIMIT ?3");
-	else
-		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
-			     "WHERE state = 'pending' AND next_try <= ?1 "
-			     "ORDER BY next_try, id LIMIT ?3");
+		return outbox_due_after(db, now, (enum channel)channel, NULL, max,
+					out, count);
+	st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+		     "WHERE state = 'pending' AND next_try <= ?1 "
+		     "ORDER BY next_try, id LIMIT ?3");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, now);
-	if (channel >= 0)
-		bind_text(st, 2, channel_name((enum channel)channel));
 	sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	rc = collect(db, st, out, max, count);
 	db_stmt_done(db, st);
 	return rc;
+}
+
+int outbox_due_after(struct db *db, tstamp now, enum channel ch,
+		     const struct notice *after, size_t max, struct notice *out,
+		     size_t *count)
+{
+	sqlite3_stmt *st;
+	size_t got = 0, more = 0;
+	int rc;
+
+	/* Two seeks in index order (outbox_due_channel, then the rowid): the
+	 * rest of the cursor's next_try, then the later ones.  A row value
+	 * (next_try, id) > (?, ?) would read the whole group of equal
+	 * next_try from its start, and a mass send is one such group. */
+	if (after) {
+		st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+			     "WHERE state = 'pending' AND channel = ?2 "
+			     "AND next_try = ?4 AND id > ?5 "
+			     "ORDER BY id LIMIT ?3");
+		if (!st)
+			return -1;
+		bind_text(st, 2, channel_name(ch));
+		sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+		/* no "next_try <= now" here: with it the planner ranges on
+		 * that instead of seeking (next_try, rowid); the cursor was
+		 * due when read, and time only moves on */
+		sqlite3_bind_int64(st, 4, after->next_try > now ? INT64_MIN :
+					  after->next_try);
+		sqlite3_bind_int64(st, 5, after->id);
+		rc = collect(db, st, out, max, &got);
+		db_stmt_done(db, st);
+		if (rc < 0 || got == max) {
+			if (rc == 0)
+				*count = got;
+			return rc;
+		}
+	}
+	st = prepare(db, "SELECT " ROW_COLS " FROM outbox "
+		     "WHERE state = 'pending' AND channel = ?2 "
+		     "AND next_try <= ?1 AND next_try > ?4 "
+		     "ORDER BY next_try, id LIMIT ?3");
+	if (!st)
+		rc = -1;
+	else {
+		sqlite3_bind_int64(st, 1, now);
+		bind_text(st, 2, channel_name(ch));
+		sqlite3_bind_int64(st, 3, (int64_t)(max - got));
+		sqlite3_bind_int64(st, 4, after ? after->next_try : INT64_MIN);
+		rc = collect(db, st, out + got, max - got, &more);
+		db_stmt_done(db, st);
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < got; i++)
+			notice_clear(&out[i]);
+		return -1;
+	}
+	*count = got + more;
+	return 0;
 }
 
 int outbox_due_digest(struct db *db, tstamp now, const struct notice *like,
@@ -433,7 +488,7 @@ int outbox_get(struct db *db, const char *occ, const char *unit,
 	} else {
 		rc = 0;
 		if (state) {
-			s = (const char *)sqlite3_column_text(st, 11);
+			s = (const char *)sqlite3_column_text(st, 12);
 			*state = OUTBOX_PENDING;
 			for (int i = OUTBOX_PENDING; s && i <= OUTBOX_CANCELLED; i++) {
 				if (strcmp(s, state_name((enum outbox_state)i)) == 0)
@@ -475,6 +530,38 @@ static int finish(struct db *db, int64_t id, enum outbox_state to, tstamp now,
 int outbox_mark_sent(struct db *db, int64_t id, tstamp now)
 {
 	return finish(db, id, OUTBOX_SENT, now, NULL, true);
+}
+
+int outbox_mark_sent_all(struct db *db, const int64_t *ids, size_t n,
+			 tstamp now)
+{
+	sqlite3_stmt *st;
+	struct buf b;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	/* One statement for every row: each UPDATE of its own costs a
+	 * statement journal and a VM run (callgrind: 36k instructions a row,
+	 * the largest SQL cost of a mass send). */
+	st = prepare(db, "UPDATE outbox SET state = 'sent', done_at = ?2, "
+		     "attempts = attempts + 1 "
+		     "WHERE id IN (SELECT value FROM json_each(?1)) "
+		     "AND +state = 'pending'");  /* '+': by rowid, not by
+						    scanning the state index */
+	if (!st)
+		return -1;
+	buf_init(&b);
+	buf_putc(&b, '[');
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, i ? ",%lld" : "%lld", (long long)ids[i]);
+	buf_putc(&b, ']');
+	sqlite3_bind_text(st, 1, b.p, (int)b.len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	rc = step_done(db, st);
+	db_stmt_done(db, st);
+	buf_free(&b);
+	return rc;
 }
 
 int outbox_mark_failed(struct db *db, int64_t id, tstamp now,
@@ -535,6 +622,13 @@ int64_t outbox_backoff(int64_t retry_min, int64_t retry_max, int attempts,
 int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 		 tstamp now, const char *error, double jitter)
 {
+	return outbox_defer_until(db, c, n, now, error, jitter, 0, NULL);
+}
+
+int outbox_defer_until(struct db *db, const struct conf *c,
+		       const struct notice *n, tstamp now, const char *error,
+		       double jitter, int64_t min_wait, tstamp *next)
+{
 	/* A row queued late (catch-up after downtime) counts from when it
 	 * was queued: else its first temporary failure would be final. */
 	tstamp since = n->created > n->send_at ? n->created : n->send_at;
@@ -547,9 +641,194 @@ int outbox_defer(struct db *db, const struct conf *c, const struct notice *n,
 	}
 	wait = outbox_backoff(c->mail.retry_min, c->mail.retry_max,
 			      n->attempts + 1, jitter);
+	if (wait < min_wait)
+		wait = min_wait;     /* the server said when (Retry-After) */
 	if (outbox_mark_retry(db, n->id, now + wait, error) < 0)
 		return -1;
+	if (next)
+		*next = now + wait;
 	return 0;
+}
+
+/* Two statements rather than one with sum(attempts > 0); the second reads
+ * only the pending rows (the partial index outbox_pending).  The first
+ * reads every row since schema 4 dropped the covering index on (state,
+ * channel) for the sender's sake: /metrics caches its result per change. */
+int outbox_counts(struct db *db, int64_t counts[4][2], int64_t retrying[2])
+{
+	static const char *const states[4] = {
+		[OUTBOX_PENDING] = "pending", [OUTBOX_SENT] = "sent",
+		[OUTBOX_FAILED] = "failed", [OUTBOX_CANCELLED] = "cancelled",
+	};
+	sqlite3_stmt *st;
+	enum channel c;
+	int rc;
+
+	memset(counts, 0, 4 * sizeof(counts[0]));
+	retrying[0] = retrying[1] = 0;
+	st = prepare(db, "SELECT state, channel, count(*) FROM outbox "
+		     "GROUP BY state, channel");
+	if (!st)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+		const char *ch = (const char *)sqlite3_column_text(st, 1);
+
+		if (!state || !ch || outbox_channel(ch, &c) < 0)
+			continue;
+		for (int i = 0; i < 4; i++)
+			if (strcmp(state, states[i]) == 0)
+				counts[i][c] = sqlite3_column_int64(st, 2);
+	}
+	db_stmt_done(db, st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	st = prepare(db, "SELECT channel, count(*) FROM outbox "
+		     "WHERE state = 'pending' AND attempts > 0 GROUP BY channel");
+	if (!st)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *ch = (const char *)sqlite3_column_text(st, 0);
+
+		if (ch && outbox_channel(ch, &c) == 0)
+			retrying[c] = sqlite3_column_int64(st, 1);
+	}
+	db_stmt_done(db, st);
+	if (rc == SQLITE_DONE)
+		return 0;
+fail:
+	log_err("outbox: counts: %s", sqlite3_errmsg(db_handle(db)));
+	return -1;
+}
+
+int outbox_refused_add(struct db *db, int64_t id, const char *address,
+		       const char *reply, tstamp now)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = prepare(db, "INSERT OR REPLACE INTO outbox_refused(outbox_id, "
+		     "address, reply, at) VALUES (?1, ?2, ?3, ?4)");
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, address);
+	bind_text(st, 3, reply ? reply : "");
+	sqlite3_bind_int64(st, 4, now);
+	rc = step_done(db, st);
+	db_stmt_done(db, st);
+	return rc;
+}
+
+int outbox_refused_foreach(struct db *db, const char *occ,
+			   outbox_refused_fn fn, void *ctx)
+{
+	sqlite3_stmt *st;
+	struct outbox_refusal r;
+	int rc, ret = 0;
+
+	st = prepare(db, "SELECT o.occurrence, o.unit, o.step, o.audience, "
+		     "r.address, r.reply, r.at FROM outbox_refused r "
+		     "JOIN outbox o ON o.id = r.outbox_id "
+		     "WHERE ?1 IS NULL OR o.occurrence = ?1 "
+		     "ORDER BY o.occurrence, o.unit, o.step, r.address");
+	if (!st)
+		return -1;
+	bind_text(st, 1, occ);
+	for (;;) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
+			ret = -1;
+			break;
+		}
+		memset(&r, 0, sizeof(r));
+		r.occurrence = (const char *)sqlite3_column_text(st, 0);
+		r.unit = (const char *)sqlite3_column_text(st, 1);
+		r.step = (const char *)sqlite3_column_text(st, 2);
+		r.audience = (const char *)sqlite3_column_text(st, 3);
+		r.address = (const char *)sqlite3_column_text(st, 4);
+		r.reply = (const char *)sqlite3_column_text(st, 5);
+		r.at = sqlite3_column_int64(st, 6);
+		if (!r.occurrence || !r.unit || !r.step || !r.audience ||
+		    !r.address || !r.reply)
+			continue;
+		if (fn(ctx, &r) != 0)
+			break;
+	}
+	db_stmt_done(db, st);
+	return ret;
+}
+
+int outbox_thread_root(struct db *db, const struct notice *n, char *out,
+		       size_t size)
+{
+	sqlite3_stmt *st;
+	int64_t best_at = 0, best_id = 0;
+	bool found = false;
+	int rc;
+
+	/* (occurrence, unit) is the prefix of the key's UNIQUE index: a
+	 * seek to the few rows of this unit and occurrence; the earliest is
+	 * picked here (an ORDER BY would open a sorter for each notice) */
+	st = prepare(db, "SELECT message_id, done_at, id, audience, channel "
+		     "FROM outbox WHERE occurrence = ?1 AND unit = ?2 "
+		     "AND state = 'sent'");
+	if (!st)
+		return -1;
+	bind_text(st, 1, n->occurrence);
+	bind_text(st, 2, n->unit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(st, 0);
+		int64_t at = sqlite3_column_int64(st, 1);
+		int64_t id = sqlite3_column_int64(st, 2);
+		const char *aud = (const char *)sqlite3_column_text(st, 3);
+		const char *ch = (const char *)sqlite3_column_text(st, 4);
+
+		if (!m || !*m || id == n->id || !aud || !ch ||
+		    strcmp(ch, "email") != 0 ||
+		    (strcmp(aud, "unit") != 0 && strcmp(aud, "head") != 0))
+			continue;
+		if (!found || at < best_at || (at == best_at && id < best_id)) {
+			snprintf(out, size, "%s", m);
+			best_at = at;
+			best_id = id;
+			found = true;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
+		db_stmt_done(db, st);
+		return -1;
+	}
+	db_stmt_done(db, st);
+	return found ? 0 : 1;
+}
+
+int outbox_occ_has_mail(struct db *db, const char *occ)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = prepare(db, "SELECT 1 FROM outbox WHERE occurrence = ?1 "
+		     "AND state = 'sent' AND channel = 'email' "
+		     "AND audience IN ('unit', 'head') LIMIT 1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, occ);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		rc = 1;
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else {
+		log_err("outbox: %s", sqlite3_errmsg(db_handle(db)));
+		rc = -1;
+	}
+	db_stmt_done(db, st);
+	return rc;
 }
 
 int outbox_next_try(struct db *db, tstamp after, tstamp *t)
@@ -557,8 +836,14 @@ int outbox_next_try(struct db *db, tstamp after, tstamp *t)
 	sqlite3_stmt *st;
 	int rc;
 
-	st = prepare(db, "SELECT min(next_try) FROM outbox "
-		     "WHERE state = 'pending' AND next_try > ?1");
+	/* one seek per channel in outbox_pending (channel, next_try) */
+	st = prepare(db, "SELECT min(t) FROM ("
+		     "SELECT min(next_try) AS t FROM outbox "
+		     "WHERE state = 'pending' AND channel = 'email' "
+		     "AND next_try > ?1 UNION ALL "
+		     "SELECT min(next_try) FROM outbox "
+		     "WHERE state = 'pending' AND channel = 'webhook' "
+		     "AND next_try > ?1)");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
@@ -659,13 +944,19 @@ int outbox_troubles(struct db *db, size_t scan,
 		    int (*fn)(void *ctx, const struct outbox_trouble *t),
 		    void *ctx)
 {
+	/* two branches, each on its partial index (outbox_failed,
+	 * outbox_pending): an OR of them would read every row, sent ones
+	 * included, and those pile up */
 	static const char sql[] =
 		"SELECT occurrence, unit, step, audience, channel,"
 		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
-		" state = 'pending'"
+		" state = 'pending', id"
 		" FROM outbox WHERE state = 'failed'"
-		" OR (state = 'pending' AND attempts > 0)"
-		" ORDER BY COALESCE(done_at, next_try) DESC, id DESC LIMIT ?";
+		" UNION ALL SELECT occurrence, unit, step, audience, channel,"
+		" COALESCE(last_error, ''), COALESCE(done_at, next_try),"
+		" state = 'pending', id"
+		" FROM outbox WHERE state = 'pending' AND attempts > 0"
+		" ORDER BY 7 DESC, 9 DESC LIMIT ?";
 	sqlite3 *h = db_handle(db);
 	sqlite3_stmt *st = NULL;
 	int rc;

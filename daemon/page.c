@@ -428,6 +428,34 @@ page_render(struct page *pg, const char *token, const char *notice)
 		}
 		buf_puts(b, "</tbody></table></section>\n");
 	}
+	if (s->nref > 0) {
+		/* one address refused; the unit's others got the mail */
+		buf_puts(b, "<section><h2>Địa chỉ thư bị máy chủ từ chối</h2>"
+			 "<table><thead><tr><th>Thời điểm</th>"
+			 "<th>Kỳ báo cáo</th><th>Đơn vị</th><th>Bước</th>"
+			 "<th>Địa chỉ</th><th>Trả lời của máy chủ</th>"
+			 "</tr></thead><tbody>\n");
+		for (size_t i = 0; i < s->nref; i++) {
+			const struct st_refused *x = &s->ref[i];
+			char t[20];
+
+			tz_format_vn(c->tz, x->at, t);
+			buf_printf(b, "<tr><td>%s</td><td>", t);
+			html_esc(b, x->occ);
+			buf_puts(b, "</td><td>");
+			html_esc(b, x->unit);
+			buf_puts(b, "</td><td>");
+			html_esc(b, x->step);
+			buf_puts(b, " (");
+			html_esc(b, x->aud);
+			buf_puts(b, ")</td><td>");
+			html_esc(b, x->addr);
+			buf_puts(b, "</td><td>");
+			html_esc(b, x->reply);
+			buf_puts(b, "</td></tr>\n");
+		}
+		buf_puts(b, "</tbody></table></section>\n");
+	}
 	/* a reader let in by ?token= needs it on the JSON too */
 	buf_puts(b, "<p class=\"muted\">Dữ liệu dạng JSON: <a href=\""
 		 "/status.json");
@@ -577,6 +605,12 @@ page_mark(struct app *a, const struct http_req *q, struct http_resp *r)
 	rc = ledger_receive(a->db, o.id, u->id, now,
 			    form_get(&fm, "nil") != NULL, "page",
 			    auth_actor(a, q, now), NULL, now);
+	if (rc < 0 && db_busy(a->db)) {
+		/* locked by another process: not waited for (see api.c) */
+		resp_html_msg(r, 503, "Dữ liệu đang bận, xin thử lại sau.");
+		resp_hdr(r, "Retry-After", "1");
+		goto out;
+	}
 	if (rc < 0) {
 		resp_html_msg(r, 500, "Không ghi được dữ liệu.");
 		goto out;

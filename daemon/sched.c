@@ -274,6 +274,62 @@ md_cmp(int m1, int d1, int m2, int d2)
 	return (d1 > d2) - (d1 < d2);
 }
 
+/*
+ * The Decree 09/2019/ND-CP presets: each kind's periods end on the 14th of
+ * some months and start on the 15th `span` months earlier.  Of that kind,
+ * the period whose last day is nearest the nominal due date is the one the
+ * report covers (a quarter I report due 01/03 or 13/03: 15/12 .. 14/03); on
+ * a tie the earlier one, which has ended.
+ */
+static bool
+preset_period(enum period_kind k, struct ymd nominal, struct ymd *from,
+	      struct ymd *to)
+{
+	static const int q[] = { 3, 6, 9, 12 }, h[] = { 6, 12 }, n9[] = { 9 },
+			 yr[] = { 12 };
+	const int *months = NULL;
+	int nm = 0, span = 0;
+	int64_t day = day_of(nominal), bestd = INT64_MAX;
+	struct ymd e, bm = { 0, 0, 0 };
+
+	switch (k) {
+	case PERIOD_MONTH: span = 1; break;
+	case PERIOD_QUARTER: months = q; nm = 4; span = 3; break;
+	case PERIOD_HALF: months = h; nm = 2; span = 6; break;
+	case PERIOD_NINE_MONTHS: months = n9; nm = 1; span = 9; break;
+	case PERIOD_YEAR: months = yr; nm = 1; span = 12; break;
+	default: return false;
+	}
+	for (int y = nominal.y - 1; y <= nominal.y + 1; y++) {
+		for (int m = 1; m <= 12; m++) {
+			int64_t ed, dist;
+			bool in = months == NULL;
+
+			for (int i = 0; i < nm && !in; i++)
+				in = months[i] == m;
+			if (!in)
+				continue;
+			e = (struct ymd){ y, m, 14 };
+			ed = day_of(e);
+			dist = ed > day ? ed - day : day - ed;
+			if (dist < bestd) {     /* ascending: ties keep earlier */
+				bestd = dist;
+				bm = e;
+			}
+		}
+	}
+	*to = bm;
+	e.y = bm.y;
+	e.m = bm.m - span;
+	while (e.m < 1) {
+		e.m += 12;
+		e.y--;
+	}
+	e.d = 15;
+	*from = e;
+	return true;
+}
+
 static void
 fill_occ(const struct conf *c, const struct cycle *cy, int64_t nominal,
 	 bool has_prev, int64_t prev, struct occ *o)
@@ -286,7 +342,10 @@ fill_occ(const struct conf *c, const struct cycle *cy, int64_t nominal,
 	o->nominal = civil_from_days(nominal);
 	o->due = shift_due(c, s, o->nominal);
 	o->due_at = tz_mktime(c->tz, o->due, cy->due_minute);
-	if (cy->period_fixed) {
+	if (cy->period >= PERIOD_MONTH) {
+		o->has_period = preset_period(cy->period, o->nominal,
+					      &o->period_from, &o->period_to);
+	} else if (cy->period_fixed || cy->period == PERIOD_FIXED) {
 		struct md t = cy->period_to, f = cy->period_from;
 		int yt = o->nominal.y, yf;
 
@@ -297,7 +356,7 @@ fill_occ(const struct conf *c, const struct cycle *cy, int64_t nominal,
 		o->has_period = true;
 		o->period_from = period_date(yf, f, true);
 		o->period_to = period_date(yt, t, false);
-	} else if (has_prev) {
+	} else if (cy->period == PERIOD_PREVIOUS && has_prev) {
 		o->has_period = true;
 		o->period_from = civil_from_days(prev + 1);
 		o->period_to = o->nominal;
@@ -332,7 +391,8 @@ cycle_occs(const struct conf *c, const struct cycle *cy, int64_t dlo,
 	nominal_range(cy, dlo - SHIFT_CAP, dhi + SHIFT_CAP, tmp);
 	if (tmp->n == 0)
 		return;
-	has_prev = !cy->period_fixed && nominal_prev(cy, tmp->v[0], &prev);
+	has_prev = cy->period == PERIOD_PREVIOUS &&
+		   nominal_prev(cy, tmp->v[0], &prev);
 	for (size_t i = 0; i < tmp->n; i++) {
 		struct occ o;
 		int64_t due;
@@ -343,7 +403,8 @@ cycle_occs(const struct conf *c, const struct cycle *cy, int64_t dlo,
 		}
 		fill_occ(c, cy, tmp->v[i], has_prev, prev, &o);
 		due = day_of(o.due);
-		if (due >= dlo && due <= dhi)
+		/* before since: neither chased nor listed anywhere */
+		if (due >= dlo && due <= dhi && !sched_before_since(c, &o))
 			*ovec_push(out) = o;
 	}
 }
@@ -414,9 +475,32 @@ sched_occurrence(const struct conf *c, const char *id, struct occ *out)
 	cy = conf_cycle(c, cid);
 	if (cy == NULL || parse_ymd(slash + 1, &date) < 0)
 		return -1;
-	if (!is_nominal(cy, date))
-		return -1;
-	has_prev = !cy->period_fixed && nominal_prev(cy, day_of(date), &prev);
+	if (!is_nominal(cy, date)) {
+		/* an id a reload moved resolves to its new occurrence */
+		const struct occ_alias *al = NULL;
+		size_t lo = 0, hi = c->naliases;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int r = strcmp(c->aliases[mid].from, id);
+
+			if (r == 0) {
+				al = &c->aliases[mid];
+				break;
+			}
+			if (r < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (al == NULL || strcmp(al->to, id) == 0 ||
+		    strncmp(al->to, id, clen + 1) != 0 ||
+		    parse_ymd(al->to + clen + 1, &date) < 0 ||
+		    !is_nominal(cy, date))
+			return -1;
+	}
+	has_prev = cy->period == PERIOD_PREVIOUS &&
+		   nominal_prev(cy, day_of(date), &prev);
 	fill_occ(c, cy, day_of(date), has_prev, prev, out);
 	return 0;
 }
@@ -581,6 +665,57 @@ quiet_move(const struct conf *c, const struct policy *p, tstamp t)
 	return t;
 }
 
+#define WORKDAY_CAP 31        /* days a send may move off non-working days */
+
+bool
+sched_before_since(const struct conf *c, const struct occ *o)
+{
+	return c->daemon.since_day != INT64_MIN &&
+	       day_of(o->due) < c->daemon.since_day;
+}
+
+tstamp
+sched_hold(const struct conf *c, const struct policy *p, tstamp t)
+{
+	struct ymd d;
+
+	if (p == NULL)
+		return t;
+	for (int i = 0; i <= WORKDAY_CAP; i++) {
+		t = quiet_move(c, p, t);
+		tz_local(c->tz, t, &d, NULL, NULL);
+		if (p->send_all_days || conf_workday(c, day_of(d)))
+			return t;
+		/* the next day at the policy's send time */
+		t = tz_mktime(c->tz, ymd_add_days(d, 1), p->at);
+	}
+	return t;
+}
+
+/* A step's send time under send_days and quiet: off a non-working day to
+ * the working day before it when the day is before the due date, else to
+ * the one after (contract, "Added for 0.2"), keeping its time of day. */
+static tstamp
+step_time(const struct conf *c, const struct policy *p, const struct occ *o,
+	  tstamp raw)
+{
+	struct ymd d;
+	int minute;
+	int64_t day, due = day_of(o->due);
+	int dir;
+
+	if (!p->send_all_days) {
+		tz_local(c->tz, raw, &d, &minute, NULL);
+		day = day_of(d);
+		dir = day < due ? -1 : 1;
+		for (int i = 0; i < WORKDAY_CAP && !conf_workday(c, day); i++)
+			day += dir;
+		if (day != day_of(d))
+			raw = tz_mktime(c->tz, civil_from_days(day), minute);
+	}
+	return sched_hold(c, p, raw);
+}
+
 static int
 cmp_gstep(const void *a, const void *b)
 {
@@ -638,10 +773,28 @@ gen_steps(const struct conf *c, const struct occ *o, struct gen *g)
 	}
 	gen_repeats(g);
 	for (size_t i = 0; i < g->n; i++)
-		g->v[i].st.at = quiet_move(c, p, g->v[i].raw);
+		g->v[i].st.at = step_time(c, p, o, g->v[i].raw);
 	if (o->extended)
 		ext_names(o, g);
 	qsort(g->v, g->n, sizeof(g->v[0]), cmp_gstep);
+	/* Steps moved off non-working days may meet (-3d and -1d both on
+	 * the Friday): one notice, the one nearer the due date, when it
+	 * reaches everyone the other would. */
+	if (!p->send_all_days) {
+		size_t w = 0;
+
+		for (size_t i = 0; i < g->n; i++) {
+			bool drop = false;
+
+			for (size_t k = 0; k < g->n && !drop; k++)
+				drop = k != i && g->v[k].st.at == g->v[i].st.at &&
+				       g->v[k].st.days > g->v[i].st.days &&
+				       (g->v[i].st.aud & ~g->v[k].st.aud) == 0;
+			if (!drop)
+				g->v[w++] = g->v[i];
+		}
+		g->n = w;
+	}
 }
 
 int
@@ -929,9 +1082,10 @@ plan_collect(struct plan *pl, tstamp from, tstamp to)
 		int64_t lo, hi;
 
 		sched_policy_span(c->cycles[i].policy, &lo, &hi);
-		/* a step is on due + days (+1 for a quiet-hours move) */
-		cycle_occs(c, &c->cycles[i], dfrom - hi - 2, dto - lo + 2,
-			   &tmp, &pl->occ);
+		/* a step is on due + days, moved by quiet hours and off
+		 * non-working days by up to WORKDAY_CAP + 1 */
+		cycle_occs(c, &c->cycles[i], dfrom - hi - WORKDAY_CAP - 2,
+			   dto - lo + WORKDAY_CAP + 2, &tmp, &pl->occ);
 	}
 	free(tmp.v);
 	plan_extensions(pl);
@@ -1076,4 +1230,185 @@ out:
 	free(pl.ev);
 	free(pl.occ.v);
 	return rc;
+}
+
+/* ------------------------------------------------------ moved due dates */
+
+/*
+ * The matching rule (README, "Moved due dates").  An id with recorded state
+ * that the configuration no longer has was moved, not dropped, when its
+ * cycle still exists and has a new date near it: a nominal date of the
+ * same cycle within MOVE_MAX days that has no recorded state of its own.
+ * Pairs are taken best first: the same year and month before another
+ * month (13/03 -> 15/03, and a monthly day 05 -> 28 stays in its month),
+ * then the nearer date, then the earlier id; each date inherits once.
+ * Everything else vanishes, its state kept under the old id.
+ */
+#define MOVE_MAX 45
+
+struct mpair {
+	size_t v;                /* index into the vanished list */
+	int64_t to;              /* candidate day */
+	int other_month;
+	int64_t dist;
+};
+
+struct vanished {
+	const struct cycle *cy;
+	const char *id;
+	int64_t day;
+	bool done;
+};
+
+static int
+cmp_mpair(const void *a, const void *b)
+{
+	const struct mpair *x = a, *y = b;
+
+	if (x->other_month != y->other_month)
+		return x->other_month - y->other_month;
+	if (x->dist != y->dist)
+		return x->dist < y->dist ? -1 : 1;
+	if (x->v != y->v)
+		return x->v < y->v ? -1 : 1;
+	return (x->to > y->to) - (x->to < y->to);
+}
+
+static int
+cmp_move(const void *a, const void *b)
+{
+	return strcmp(((const struct occ_move *)a)->from,
+		      ((const struct occ_move *)b)->from);
+}
+
+static bool
+id_listed(char *const *ids, size_t n, const char *id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(ids[mid], id);
+
+		if (r == 0)
+			return true;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+int
+sched_moves(const struct conf *c, char *const *ids, size_t nids,
+	    struct occ_move **out, size_t *n)
+{
+	struct vanished *van = xcalloc(nids ? nids : 1, sizeof(*van));
+	struct occ_move *mv = xcalloc(nids ? nids : 1, sizeof(*mv));
+	struct mpair *pairs = NULL;
+	int64_t *claimed = NULL;
+	const struct cycle **claimed_cy = NULL;
+	size_t nvan = 0, nmv = 0, npairs = 0, cap = 0, nclaimed = 0;
+	struct dvec tmp = { 0 };
+	struct occ probe;
+
+	for (size_t i = 0; i < nids; i++) {
+		const char *slash = strrchr(ids[i], '/');
+		char cid[72];
+		struct ymd date;
+		const struct cycle *cy;
+		size_t clen;
+
+		if (slash == NULL || (clen = (size_t)(slash - ids[i])) == 0 ||
+		    clen >= sizeof(cid) || parse_ymd(slash + 1, &date) < 0)
+			continue;       /* not an occurrence id: not ours */
+		memcpy(cid, ids[i], clen);
+		cid[clen] = '\0';
+		cy = conf_cycle(c, cid);
+		if (cy != NULL && is_nominal(cy, date))
+			continue;       /* still there */
+		if (cy != NULL && sched_occurrence(c, ids[i], &probe) == 0)
+			continue;       /* moved by an earlier reload */
+		if (cy == NULL) {
+			struct occ_move *m = &mv[nmv++];
+
+			snprintf(m->from, sizeof(m->from), "%s", ids[i]);
+			m->why = "its cycle is no longer configured";
+			continue;
+		}
+		van[nvan].cy = cy;
+		van[nvan].id = ids[i];
+		van[nvan].day = day_of(date);
+		nvan++;
+	}
+	for (size_t v = 0; v < nvan; v++) {
+		struct ymd from = civil_from_days(van[v].day);
+
+		nominal_range(van[v].cy, van[v].day - MOVE_MAX,
+			      van[v].day + MOVE_MAX, &tmp);
+		for (size_t k = 0; k < tmp.n; k++) {
+			struct ymd to = civil_from_days(tmp.v[k]);
+			char id[OCC_ID_MAX];
+
+			snprintf(id, sizeof(id), "%s/%04d-%02d-%02d",
+				 van[v].cy->id, to.y, to.m, to.d);
+			if (id_listed(ids, nids, id))
+				continue;       /* has state of its own */
+			if (npairs == cap) {
+				cap = cap ? 2 * cap : 16;
+				pairs = xrealloc(pairs, cap * sizeof(*pairs));
+			}
+			pairs[npairs].v = v;
+			pairs[npairs].to = tmp.v[k];
+			pairs[npairs].other_month = !(to.y == from.y &&
+						      to.m == from.m);
+			pairs[npairs].dist = tmp.v[k] > van[v].day
+				? tmp.v[k] - van[v].day : van[v].day - tmp.v[k];
+			npairs++;
+		}
+	}
+	free(tmp.v);
+	if (npairs > 1)
+		qsort(pairs, npairs, sizeof(*pairs), cmp_mpair);
+	claimed = xcalloc(nvan ? nvan : 1, sizeof(*claimed));
+	claimed_cy = xcalloc(nvan ? nvan : 1, sizeof(*claimed_cy));
+	for (size_t i = 0; i < npairs; i++) {
+		struct vanished *vn = &van[pairs[i].v];
+		bool taken = false;
+		struct ymd to;
+		struct occ_move *m;
+
+		if (vn->done)
+			continue;
+		for (size_t k = 0; k < nclaimed && !taken; k++)
+			taken = claimed_cy[k] == vn->cy &&
+				claimed[k] == pairs[i].to;
+		if (taken)
+			continue;
+		claimed_cy[nclaimed] = vn->cy;
+		claimed[nclaimed++] = pairs[i].to;
+		vn->done = true;
+		to = civil_from_days(pairs[i].to);
+		m = &mv[nmv++];
+		snprintf(m->from, sizeof(m->from), "%s", vn->id);
+		snprintf(m->to, sizeof(m->to), "%s/%04d-%02d-%02d",
+			 vn->cy->id, to.y, to.m, to.d);
+	}
+	for (size_t v = 0; v < nvan; v++) {
+		if (van[v].done)
+			continue;
+		snprintf(mv[nmv].from, sizeof(mv[nmv].from), "%s", van[v].id);
+		mv[nmv].why = "no new date of its cycle is near it";
+		nmv++;
+	}
+	free(claimed);
+	free(claimed_cy);
+	free(pairs);
+	free(van);
+	if (nmv > 1)
+		qsort(mv, nmv, sizeof(*mv), cmp_move);
+	*out = mv;
+	*n = nmv;
+	return 0;
 }

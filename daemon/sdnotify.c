@@ -59,3 +59,24 @@ sd_notifyf(const char *fmt, ...)
 	va_end(ap);
 	return sd_notify_msg(msg);
 }
+
+double
+sd_watchdog_interval(void)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	unsigned long long v;
+	char *end;
+
+	if (usec == NULL || usec[0] == '\0')
+		return 0;
+	/* the watchdog is meant for the main process, not a child that
+	 * inherited the environment */
+	if (pid != NULL && pid[0] != '\0' &&
+	    strtoll(pid, NULL, 10) != (long long)getpid())
+		return 0;
+	errno = 0;
+	v = strtoull(usec, &end, 10);
+	if (errno != 0 || end == usec || *end != '\0' || v == 0)
+		return 0;
+	return (double)v / 1e6;
+}

@@ -6,13 +6,28 @@
  * HTTP run as curl easy handles on one multi handle on the loop (curlev.c),
  * so a dead mail server only ever occupies its own `parallel` slots and
  * webhooks keep flowing in theirs.  Maildir delivery is local and done
- * synchronously.  Outcomes are written back to their rows once per loop
- * iteration, all in one transaction (group commit: one fsync for every
- * transfer that finished meanwhile, not one each): sent, retry at T
- * (backoff with jitter), failed for good, or cancelled when the unit's
- * report turned up meanwhile.  A row stays pending while in flight and
- * until its outcome is written, so a crash repeats at most what was in
- * flight in that iteration (bounded by `parallel` plus one maildir round).
+ * synchronously.  Outcomes are written back to their rows in batches (up
+ * to FLUSH_BATCH finished transfers or FLUSH_DELAY seconds), each batch in
+ * one transaction: sent, retry at T (backoff with jitter, or the server's
+ * Retry-After), failed for good, or cancelled when the unit's report
+ * turned up meanwhile.  A row stays pending while in flight and until its
+ * outcome is written, so a crash repeats at most the transfers of one
+ * batch and those in flight (FLUSH_BATCH + `parallel`, or one maildir
+ * round).
+ *
+ * Per notice the work is kept to what differs: rows are read once (a
+ * cursor per channel walks the due rows in index order, so rows in flight
+ * are not read again), the text comes from the render cache (tmpl.c), the
+ * rows sent in one iteration are marked in one statement.  The sender
+ * sleeps until the next retry is due or the engine kicks it; with nothing
+ * pending no timer runs at all.
+ *
+ * SMTP replies are caught through the header callback (libcurl hands every
+ * response line of SMTP to it): the last one is the server's answer to the
+ * message ("250 ... queued as ..."), logged with the Message-ID; those
+ * before "354" answer the RCPTs in order, so with several addresses the
+ * refused ones are known and recorded (outbox_refused) while the others
+ * get the mail (CURLOPT_MAIL_RCPT_ALLOWFAILS).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,8 +44,19 @@
 #define MAILDIR_BATCH 200     /* rows per local-delivery round */
 #define MAILDIR_ROUNDS 5      /* rounds per kick before yielding the loop */
 #define DIGEST_MAX 2000       /* late units in one digest (more: another) */
-#define WAKE_MAX 60.0         /* real seconds: re-check at least this often */
 #define SYNC_AFTER 1.0        /* real seconds: outcomes become power-safe */
+#define FLUSH_BATCH 32        /* finished jobs written together, at most */
+#define FLUSH_DELAY 0.02      /* real seconds an outcome may wait for others */
+#define REPLIES_MAX 128       /* SMTP reply lines kept per transfer */
+#define REPLY_LOG_MAX 300     /* bytes of a server reply kept and logged */
+#define RETRY_AFTER_MAX 86400 /* a webhook's Retry-After is honoured up to */
+
+/* libcurl 8.2 fixed the option's name; 7.69 to 8.1 spell it ALLLOW */
+#if LIBCURL_VERSION_NUM >= 0x080200
+#define OPT_RCPT_ALLOWFAILS CURLOPT_MAIL_RCPT_ALLOWFAILS
+#else
+#define OPT_RCPT_ALLOWFAILS CURLOPT_MAIL_RCPT_ALLLOWFAILS
+#endif
 
 enum outcome { OUT_SENT, OUT_RETRY, OUT_FAILED };
 
@@ -47,7 +73,15 @@ struct job {
 	char err[CURL_ERROR_SIZE];
 	enum outcome out;         /* once finished: how it went */
 	char *error;
+	char *reply;              /* the server's last reply, escaped */
 	double jit;
+	int64_t min_wait;         /* Retry-After, seconds */
+	char **rcpt;              /* SMTP: the envelope addresses, in order */
+	size_t nrcpt;
+	char **replies;           /* SMTP: final reply lines, in order */
+	size_t nreplies;
+	char **refused;           /* address, reply, address, reply, ... */
+	size_t nrefused;
 	struct job *prev, *next;
 };
 
@@ -58,13 +92,31 @@ struct sender {
 	ev_timer soon;            /* continue a long maildir backlog */
 	struct job *jobs;
 	struct job *done;         /* finished, outcome not yet written */
-	ev_prepare flush;         /* writes `done` once per loop iteration */
+	ev_prepare flush;         /* starts new work once per loop iteration */
+	ev_timer flushtm;         /* writes `done` at the latest FLUSH_DELAY on */
+	size_t ndone;
+	bool flush_due;
 	int nmail, nhook;
 	CURL *pool[POOL_MAX];
 	size_t npool;
 	bool draining, kicking, again;
 	ev_timer sync;            /* makes unsynced outcome commits durable */
 	uint64_t rng;
+	/* per channel: the last row read, to read on from (none: start) */
+	struct notice cur[2];
+	bool have_cur[2];
+	bool rearm;               /* a retry was written: re-read next_try */
+	/* Threads: per occurrence, whether no mail to a unit had been sent
+	 * when looked at after the last kick, and a bit per unit index for
+	 * those this process sent since.  A unit without its bit then has no
+	 * thread yet: no query per notice for a first mass send. */
+	struct thr {
+		char occ[OCC_ID_MAX];
+		bool none_before;
+		unsigned char *sent;
+		size_t nunits;
+	} thr[4];
+	size_t thr_next;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -131,61 +183,85 @@ static void put_recipients(struct buf *b, const struct notice *n)
 	buf_put_escaped(b, r, 1000);
 }
 
-static void log_outcome(const struct notice *n, enum outcome o, int deferred,
-			const char *error)
+/* "2024-03-06T08:10+07:00": a time an operator reads, with its zone */
+static void fmt_local(const struct conf *c, tstamp t, char *out, size_t size)
 {
-	struct buf rb, eb;
+	char iso[24];
+	int off = tz_offset(c->tz, t) / 60;
 
-	buf_init(&rb);
-	buf_init(&eb);
-	put_recipients(&rb, n);
-	if (error)
-		buf_put_escaped(&eb, error, 300);
-	if (o == OUT_SENT)
-		log_info("notice sent: %s %s %s %s %s to %s", n->occurrence,
-			 n->unit, n->step, audience_name(n->aud),
-			 channel_name(n->ch), buf_str(&rb));
-	else if (deferred == 0)
-		log_warn("notice deferred (attempt %d): %s %s %s %s %s to %s: %s",
-			 n->attempts + 1, n->occurrence, n->unit, n->step,
-			 audience_name(n->aud), channel_name(n->ch),
-			 buf_str(&rb), buf_str(&eb));
-	else
-		log_err("notice failed: %s %s %s %s %s to %s: %s",
-			n->occurrence, n->unit, n->step, audience_name(n->aud),
-			channel_name(n->ch), buf_str(&rb), buf_str(&eb));
-	buf_free(&rb);
-	buf_free(&eb);
+	tz_format_iso(c->tz, t, iso);
+	snprintf(out, size, "%s%c%02d:%02d", iso, off < 0 ? '-' : '+',
+		 (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
 }
 
-/* Writes the outcome of one row back to the outbox and logs it.  The rows
- * of one digest share jit, so that they come due again together. */
-static void settle(struct sender *s, const struct notice *n, enum outcome o,
-		   const char *error, double jit)
+/* One line per row and outcome.  Everything that came from outside (the
+ * recipients, the server's reply, the error) is escaped. */
+static void log_outcome(struct sender *s, const struct notice *n,
+			enum outcome o, int deferred, const char *error,
+			const char *reply, tstamp next)
+{
+	struct buf rb, eb, mb;
+	char when[40];
+
+	metrics_notice(n->ch, o == OUT_SENT ? METRICS_SENT : deferred == 0 ? METRICS_DEFERRED : METRICS_FAILED);
+	buf_init(&rb);
+	buf_init(&eb);
+	buf_init(&mb);
+	put_recipients(&rb, n);
+	buf_put_escaped(&mb, n->message_id, 200);
+	if (o == OUT_SENT)
+		buf_put_escaped(&eb, reply ? reply : "", REPLY_LOG_MAX);
+	else if (error)
+		buf_put_escaped(&eb, error, REPLY_LOG_MAX + 200);
+	if (o == OUT_SENT) {
+		log_info("notice sent: %s %s %s %s %s to %s %s: %s",
+			 n->occurrence, n->unit, n->step, audience_name(n->aud),
+			 channel_name(n->ch), buf_str(&rb), buf_str(&mb),
+			 buf_str(&eb));
+	} else if (deferred == 0) {
+		fmt_local(s->a->conf, next, when, sizeof(when));
+		log_warn("notice deferred (attempt %d, next try at %s): %s %s "
+			 "%s %s %s to %s %s: %s", n->attempts + 1, when,
+			 n->occurrence, n->unit, n->step, audience_name(n->aud),
+			 channel_name(n->ch), buf_str(&rb), buf_str(&mb),
+			 buf_str(&eb));
+	} else {
+		log_err("notice failed (attempt %d): %s %s %s %s %s to %s %s: %s",
+			n->attempts + 1, n->occurrence, n->unit, n->step,
+			audience_name(n->aud), channel_name(n->ch),
+			buf_str(&rb), buf_str(&mb), buf_str(&eb));
+	}
+	buf_free(&rb);
+	buf_free(&eb);
+	buf_free(&mb);
+}
+
+/* Writes a row's retry or failure (sent rows are written in one batch by
+ * flush_done) and logs it.  The rows of one digest share jit, so that they
+ * come due again together.  Returns true when a retry was scheduled. */
+static bool settle(struct sender *s, const struct notice *n, enum outcome o,
+		   const char *error, double jit, int64_t min_wait)
 {
 	struct db *db = s->a->db;
-	tstamp now = clock_now(&s->a->clk);
+	tstamp now = clock_now(&s->a->clk), next = 0;
 	int rc;
 
 	switch (o) {
 	case OUT_SENT:
-		if (outbox_mark_sent(db, n->id, now) < 0)
-			log_err("outbox: notice %lld was sent but not marked",
-				(long long)n->id);
-		log_outcome(n, o, 0, NULL);
 		break;
 	case OUT_RETRY:
-		rc = outbox_defer(db, s->a->conf, n, now, error, jit);
+		rc = outbox_defer_until(db, s->a->conf, n, now, error, jit,
+					min_wait, &next);
 		if (rc >= 0)
-			log_outcome(n, o, rc, error);
-		break;
+			log_outcome(s, n, o, rc, error, NULL, next);
+		return rc == 0;
 	case OUT_FAILED:
 		if (outbox_mark_failed(db, n->id, now, error) == 0)
-			log_outcome(n, o, 1, error);
+			log_outcome(s, n, o, 1, error, NULL, 0);
 		break;
 	}
+	return false;
 }
-
 
 /* A digest may hold thousands of rows: look ids up by bisection. */
 static bool in_list(const struct job *j, int64_t id)
@@ -242,6 +318,90 @@ static bool prepare_row(struct sender *s, struct notice *n, tstamp now)
 	return true;
 }
 
+/* ------------------------------------------------------------ threads */
+
+static struct thr *thr_get(struct sender *s, const char *occ, bool load)
+{
+	const struct conf *c = s->a->conf;
+	size_t n = sizeof(s->thr) / sizeof(s->thr[0]);
+	struct thr *t;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s->thr[i].occ[0] && strcmp(s->thr[i].occ, occ) == 0)
+			return &s->thr[i];
+	}
+	if (!load)
+		return NULL;
+	rc = outbox_occ_has_mail(s->a->db, occ);
+	if (rc < 0)
+		return NULL;
+	t = &s->thr[s->thr_next];
+	s->thr_next = (s->thr_next + 1) % n;
+	free(t->sent);
+	memset(t, 0, sizeof(*t));
+	snprintf(t->occ, sizeof(t->occ), "%s", occ);
+	t->none_before = rc == 0;
+	t->nunits = c->nunits;
+	t->sent = xcalloc(c->nunits / 8 + 1, 1);
+	return t;
+}
+
+static ptrdiff_t unit_index(const struct conf *c, const char *id)
+{
+	const struct unit *u = conf_unit(c, id);
+
+	if (!u || !c->units || u < c->units || u >= c->units + c->nunits)
+		return -1;
+	return u - c->units;
+}
+
+/* The Message-ID a unit's mail answers ("" for the first). */
+static void thread_of(struct sender *s, struct notice *n)
+{
+	struct thr *t = thr_get(s, n->occurrence, true);
+	ptrdiff_t k = unit_index(s->a->conf, n->unit);
+
+	n->thread[0] = '\0';
+	if (!(t && t->none_before && k >= 0 && (size_t)k < t->nunits &&
+	      !(t->sent[k / 8] & (1u << (k % 8)))) &&
+	    outbox_thread_root(s->a->db, n, n->thread, sizeof(n->thread)) == 0)
+		return;
+	n->thread[0] = '\0';
+	/* none sent yet: a mail to the unit (or its head) still in flight,
+	 * or sent but not yet written, starts the thread (one step to both
+	 * audiences sends them at once) */
+	for (int l = 0; l < 2; l++) {
+		for (const struct job *j = l ? s->done : s->jobs; j; j = j->next) {
+			const struct notice *r = &j->rows[0];
+
+			if (j->ch != CH_EMAIL || j->nrows != 1 || r->id == n->id ||
+			    (l == 1 && j->out != OUT_SENT) ||
+			    !(r->aud & (AUD_UNIT | AUD_HEAD)) ||
+			    strcmp(r->unit, n->unit) != 0 ||
+			    strcmp(r->occurrence, n->occurrence) != 0)
+				continue;
+			snprintf(n->thread, sizeof(n->thread), "%s",
+				 r->thread[0] ? r->thread : r->message_id);
+			return;
+		}
+	}
+}
+
+/* A mail to a unit went out: it may start the unit's thread. */
+static void thread_sent(struct sender *s, const struct notice *n)
+{
+	struct thr *t;
+	ptrdiff_t k;
+
+	if (n->ch != CH_EMAIL || !(n->aud & (AUD_UNIT | AUD_HEAD)))
+		return;
+	t = thr_get(s, n->occurrence, false);
+	k = unit_index(s->a->conf, n->unit);
+	if (t && k >= 0 && (size_t)k < t->nunits)
+		t->sent[k / 8] |= (unsigned char)(1u << (k % 8));
+}
+
 /* ---------------------------------------------------------- curl jobs */
 
 static CURL *easy_get(struct sender *s)
@@ -275,6 +435,11 @@ static void job_free(struct job *j)
 	free(j->rows);
 	free(j->ids);
 	free(j->data);
+	free(j->error);
+	free(j->reply);
+	free_list(j->rcpt, j->nrcpt);
+	free_list(j->replies, j->nreplies);
+	free_list(j->refused, j->nrefused);
 	curl_slist_free_all(j->list);
 	free(j);
 }
@@ -322,6 +487,31 @@ static size_t read_cb(char *out, size_t size, size_t nitems, void *userp)
 	return n;
 }
 
+/* CURLOPT_HEADERFUNCTION of SMTP: every response line.  Keeps the final
+ * line of each reply ("250 ...", not "250-..."), the last REPLIES_MAX. */
+static size_t reply_cb(char *p, size_t size, size_t nitems, void *userp)
+{
+	struct job *j = userp;
+	size_t n = size * nitems, k = n;
+
+	while (k > 0 && (p[k - 1] == '\n' || p[k - 1] == '\r'))
+		k--;
+	if (k < 3 || (k > 3 && p[3] != ' '))
+		return n;
+	if (k > 512)
+		k = 512;
+	if (j->nreplies == REPLIES_MAX) {
+		free(j->replies[0]);
+		memmove(j->replies, j->replies + 1,
+			(REPLIES_MAX - 1) * sizeof(*j->replies));
+		j->nreplies--;
+	}
+	if (!j->replies)
+		j->replies = xcalloc(REPLIES_MAX, sizeof(*j->replies));
+	j->replies[j->nreplies++] = xstrndup(p, k);
+	return n;
+}
+
 static size_t discard_cb(char *p, size_t size, size_t nitems, void *userp)
 {
 	(void)p;
@@ -352,12 +542,16 @@ static int smtp_setup(struct sender *s, struct job *j)
 	CURL *e = j->easy;
 
 	n = split_list(j->rows[0].recipients, ",", &rcpt);
+	j->rcpt = xcalloc(n ? n : 1, sizeof(*j->rcpt));
 	for (size_t i = 0; i < n; i++) {
 		char *a = bare_address(rcpt[i]);
 
-		if (*a)
+		if (*a) {
 			j->list = curl_slist_append(j->list, a);
-		free(a);
+			j->rcpt[j->nrcpt++] = a;
+		} else {
+			free(a);
+		}
 	}
 	free_list(rcpt, n);
 	if (!j->list)
@@ -368,6 +562,10 @@ static int smtp_setup(struct sender *s, struct job *j)
 	curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);  /* libcurl copies */
 	free(from);
 	curl_easy_setopt(e, CURLOPT_MAIL_RCPT, j->list);
+	/* one refused address must not cost the others their mail */
+	curl_easy_setopt(e, OPT_RCPT_ALLOWFAILS, 1L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, reply_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
 	curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(e, CURLOPT_READDATA, j);
@@ -442,6 +640,7 @@ static void job_finish(struct sender *s, struct job *j, enum outcome o,
 	j->prev = NULL;
 	j->next = s->done;
 	s->done = j;
+	s->ndone++;
 	ev_prepare_start(s->a->loop, &s->flush);
 }
 
@@ -451,32 +650,78 @@ static void job_fail_local(struct sender *s, struct job *j, const char *error)
 }
 
 /* Writes the outcomes of finished jobs, in a transaction of its own when
- * `own` (else the caller's). */
+ * `own` (else the caller's): every row sent in one statement, refused
+ * addresses, retries and failures one by one (they are few). */
 static void flush_done(struct sender *s, bool own)
 {
 	struct job *list = s->done, *j;
+	struct db *db = s->a->db;
+	tstamp now = clock_now(&s->a->clk);
 	bool txn = false;
+	int64_t *ids;
+	size_t nids = 0;
+	int marked;
 
 	if (!list)
 		return;
 	s->done = NULL;
-	ev_prepare_stop(s->a->loop, &s->flush);
+	s->ndone = 0;
+	s->flush_due = false;
+	ev_timer_stop(s->a->loop, &s->flushtm);
 	/* without a transaction each row still gets written on its own */
 	if (own)
-		txn = db_begin(s->a->db) == 0;
+		txn = db_begin(db) == 0;
 	for (j = list; j; j = j->next) {
-		for (size_t i = 0; i < j->nrows; i++)
-			settle(s, &j->rows[i], j->out, j->error, j->jit);
+		if (j->out == OUT_SENT)
+			nids += j->nrows;
 	}
-	if (txn && db_commit(s->a->db) < 0) {
-		db_rollback(s->a->db);
+	ids = xcalloc(nids ? nids : 1, sizeof(*ids));
+	nids = 0;
+	for (j = list; j; j = j->next) {
+		for (size_t i = 0; j->out == OUT_SENT && i < j->nrows; i++)
+			ids[nids++] = j->rows[i].id;
+	}
+	marked = outbox_mark_sent_all(db, ids, nids, now);
+	free(ids);
+	for (j = list; j; j = j->next) {
+		for (size_t i = 0; i < j->nrows; i++) {
+			const struct notice *n = &j->rows[i];
+
+			for (size_t k = 0; k + 1 < j->nrefused; k += 2) {
+				struct buf ab;
+
+				outbox_refused_add(db, n->id, j->refused[k],
+						   j->refused[k + 1], now);
+				buf_init(&ab);
+				buf_put_escaped(&ab, j->refused[k], 200);
+				log_warn("notice address refused: %s %s %s %s "
+					 "email to %s: %s", n->occurrence,
+					 n->unit, n->step,
+					 audience_name(n->aud), buf_str(&ab),
+					 j->refused[k + 1]);
+				buf_free(&ab);
+			}
+			if (j->out != OUT_SENT) {
+				if (settle(s, n, j->out, j->error, j->jit,
+					   j->min_wait))
+					s->rearm = true;
+			} else if (marked < 0) {
+				log_err("outbox: notice %lld was sent but not "
+					"marked", (long long)n->id);
+			} else {
+				thread_sent(s, n);
+				log_outcome(s, n, OUT_SENT, 0, NULL, j->reply, 0);
+			}
+		}
+	}
+	if (txn && db_commit(db) < 0) {
+		db_rollback(db);
 		log_err("outbox: outcomes could not be written; the rows stay "
 			"pending and will be sent again");
 	}
 	while (list) {
 		j = list;
 		list = j->next;
-		free(j->error);
 		job_free(j);
 	}
 }
@@ -497,6 +742,11 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 	j->nrows = n;
 	if (ch == CH_EMAIL) {
 		struct notice **ptrs = xcalloc(n, sizeof(*ptrs));
+
+		/* a unit's mails about one occurrence form one thread */
+		rows[0].thread[0] = '\0';
+		if (n == 1 && (rows[0].aud & (AUD_UNIT | AUD_HEAD)))
+			thread_of(s, &rows[0]);
 
 		for (size_t i = 0; i < n; i++)
 			ptrs[i] = &rows[i];
@@ -553,6 +803,68 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 
 static void sender_run(struct sender *s);
 
+/* The final reply of an SMTP transfer, and the RCPT replies mapped to
+ * the addresses they answer.  After MAIL FROM libcurl sends one RCPT per
+ * address in order, waiting for each reply, then DATA: so on success the
+ * nrcpt replies before the last "354" answer the RCPTs; when every
+ * address was refused ("RCPT failed") they are the last nrcpt refusals in
+ * a row (a "221" of the QUIT that closes the connection may follow). */
+static void smtp_replies(struct job *j, int result)
+{
+	size_t base = 0, end = 0, i;
+	bool found = false;
+	struct buf b;
+
+	if (j->nreplies == 0)
+		return;
+	for (i = j->nreplies; i-- > 0;) {
+		/* the answer to the message (or the error) is the last one
+		 * that is not the QUIT's */
+		if (strncmp(j->replies[i], "221", 3) != 0 || i == 0)
+			break;
+	}
+	buf_init(&b);
+	buf_put_escaped(&b, j->replies[i], REPLY_LOG_MAX);
+	j->reply = buf_steal(&b);
+	if (j->nrcpt == 0)
+		return;
+	if (result == CURLE_OK) {
+		for (i = j->nreplies; i-- > 0;) {
+			if (strncmp(j->replies[i], "354", 3) == 0) {
+				found = i >= j->nrcpt;
+				end = i;
+				break;
+			}
+		}
+	} else if (result == CURLE_SEND_ERROR &&
+		   strncmp(j->err, "RCPT failed", 11) == 0) {
+		size_t run = 0;
+
+		for (i = j->nreplies; i-- > 0 && !found;) {
+			run = j->replies[i][0] == '2' ? 0 : run + 1;
+			if (run == j->nrcpt) {
+				found = true;
+				end = i + j->nrcpt;
+			}
+		}
+	}
+	if (!found)
+		return;
+	base = end - j->nrcpt;
+	for (i = 0; i < j->nrcpt; i++) {
+		const char *r = j->replies[base + i];
+
+		if (r[0] == '2')
+			continue;
+		if (!j->refused)
+			j->refused = xcalloc(2 * j->nrcpt, sizeof(*j->refused));
+		j->refused[j->nrefused++] = xstrdup(j->rcpt[i]);
+		buf_init(&b);
+		buf_put_escaped(&b, r, REPLY_LOG_MAX);
+		j->refused[j->nrefused++] = buf_steal(&b);
+	}
+}
+
 /* curlev: one transfer finished. */
 static void on_done(void *ctx, void *easy, int result)
 {
@@ -568,15 +880,37 @@ static void on_done(void *ctx, void *easy, int result)
 	if (!j)
 		return;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-	o = j->ch == CH_EMAIL ? classify_smtp(result, code) :
-				classify_http(result, code);
+	if (j->ch == CH_EMAIL) {
+		o = classify_smtp(result, code);
+		smtp_replies(j, result);
+	} else {
+		o = classify_http(result, code);
+		if (result == CURLE_OK)
+			j->reply = xasprintf("HTTP %ld", code);
+		if (code == 429 || code == 503) {
+			curl_off_t ra = 0;
+
+			/* seconds or an HTTP-date, which libcurl turns into
+			 * seconds from now; bounded */
+			if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) ==
+			    CURLE_OK && ra > 0)
+				j->min_wait = ra > RETRY_AFTER_MAX ?
+					RETRY_AFTER_MAX : (int64_t)ra;
+		}
+	}
 	if (o != OUT_SENT || result != CURLE_OK) {
 		const char *msg = j->err[0] ? j->err :
 			curl_easy_strerror((CURLcode)result);
 
-		if (result == CURLE_OK)
-			error = xasprintf("%s %ld", j->ch == CH_EMAIL ?
-					  "server replied" : "HTTP status", code);
+		if (result == CURLE_OK && j->ch == CH_EMAIL)
+			error = xasprintf("server replied: %s",
+					  j->reply ? j->reply : "?");
+		else if (result == CURLE_OK)
+			error = xasprintf("HTTP status %ld%s", code,
+					  j->min_wait > 0 ? " (Retry-After)" : "");
+		else if (j->ch == CH_EMAIL && j->reply)
+			error = xasprintf("%s (server replied: %s)", msg,
+					  j->reply);
 		else if (code > 0)
 			error = xasprintf("%s (server replied %ld)", msg, code);
 		else
@@ -608,29 +942,40 @@ static bool start_channel(struct sender *s, enum channel ch, tstamp now)
 	int busy = ch == CH_EMAIL ? s->nmail : s->nhook;
 	int free_slots = local ? MAILDIR_BATCH : limit - busy;
 	struct notice *rows;
-	size_t n = 0, want;
+	size_t n = 0, want, i;
 	bool more;
 
 	if (free_slots <= 0)
 		return false;
-	/* in-flight rows are still pending: fetch enough to see past them
-	 * (a digest job holds many) */
+	/* From the cursor on, rows in flight are behind it: read only what
+	 * the free slots take.  From the start (after a kick, a retry timer,
+	 * or the end of the due rows), rows in flight are still pending and
+	 * come first: read enough to see past them (a digest holds many). */
 	want = (size_t)free_slots;
-	for (const struct job *j = s->jobs; j && !local; j = j->next) {
-		if (j->ch == ch)
-			want += j->nrows;
+	if (!s->have_cur[ch]) {
+		for (const struct job *j = s->jobs; j; j = j->next) {
+			if (j->ch == ch)
+				want += j->nrows;
+		}
+		for (const struct job *j = s->done; j; j = j->next) {
+			if (j->ch == ch)
+				want += j->nrows;
+		}
 	}
 	rows = xcalloc(want, sizeof(*rows));
-	if (outbox_due(s->a->db, now, (int)ch, want, rows, &n) < 0) {
+	if (outbox_due_after(s->a->db, now, ch,
+			     s->have_cur[ch] ? &s->cur[ch] : NULL, want, rows,
+			     &n) < 0) {
 		free(rows);
+		s->have_cur[ch] = false;
 		return false;
 	}
 	more = local && n == want;
-	for (size_t i = 0; i < n; i++) {
+	for (i = 0; i < n && free_slots > 0; i++) {
 		struct notice *r = &rows[i];
 		char *stored;
 
-		if (free_slots <= 0 || r->id < 0 || in_flight(s, r->id))
+		if (r->id < 0 || in_flight(s, r->id))
 			continue;
 		stored = xstrdup(r->recipients);
 		if (!prepare_row(s, r, now)) {
@@ -682,35 +1027,54 @@ static bool start_channel(struct sender *s, enum channel ch, tstamp now)
 		if (!local)
 			free_slots--;
 	}
-	for (size_t i = 0; i < n; i++)
-		notice_clear(&rows[i]);
+	/* The cursor: the last row looked at.  All rows read and fewer than
+	 * asked: the end of the due rows, start over next time. */
+	if (i == n && n < want) {
+		s->have_cur[ch] = false;
+	} else {
+		/* a row a digest took has id -1: the cursor stays before it
+		 * (it is in flight when read again) */
+		for (size_t k = i; k-- > 0;) {
+			if (rows[k].id >= 0) {
+				s->cur[ch].id = rows[k].id;
+				s->cur[ch].next_try = rows[k].next_try;
+				s->have_cur[ch] = true;
+				break;
+			}
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		notice_clear(&rows[k]);
 	free(rows);
 	return more;
 }
 
+/* Sleeps until the earliest retry (no timer at all when none is pending):
+ * new rows come with a kick from the engine, finished transfers with
+ * curl's callbacks.  Asked of the store only when that time may have
+ * moved (a retry was written, a kick, the timer itself). */
 static void arm_retry(struct sender *s, tstamp now)
 {
 	tstamp t;
-	double d = WAKE_MAX;
 
+	if (!s->rearm && !s->draining)
+		return;
+	s->rearm = false;
 	ev_timer_stop(s->a->loop, &s->retry);
 	if (s->draining)
 		return;
 	if (outbox_next_try(s->a->db, now, &t) == 0) {
-		d = clock_delay(&s->a->clk, t) + 0.05;
-		if (d > WAKE_MAX)
-			d = WAKE_MAX;
+		ev_timer_set(&s->retry, clock_delay(&s->a->clk, t) + 0.05, 0.);
+		ev_timer_start(s->a->loop, &s->retry);
 	}
-	ev_timer_set(&s->retry, d, 0.);
-	ev_timer_start(s->a->loop, &s->retry);
 }
 
 static void sender_run(struct sender *s)
 {
 	struct db *db = s->a->db;
 	tstamp now;
-	bool more = false, txn, unsynced;
-	int64_t changes;
+	bool more = false, txn = false, unsynced = false, flush;
+	int64_t changes = 0;
 
 	if (s->kicking) {
 		/* called back from inside a round (a local delivery finished):
@@ -718,6 +1082,7 @@ static void sender_run(struct sender *s)
 		s->again = true;
 		return;
 	}
+	ev_prepare_stop(s->a->loop, &s->flush);
 	if (s->draining || s->a->stopping) {
 		flush_done(s, true);
 		return;
@@ -730,15 +1095,31 @@ static void sender_run(struct sender *s)
 	 * outcome lost in a power cut only makes that notice go out once more
 	 * after the restart, never lost (its outbox row, the promise, was
 	 * committed with a full sync by the engine), and a crash of the
-	 * process loses no commit at all in WAL mode.  So rounds commit
-	 * without an fsync, and SYNC_AFTER seconds after the first unsynced
-	 * one a checkpoint makes them all durable.  Measured: the fsync per
-	 * round was the largest cost of a mass send (bench-send: about 2,100
-	 * -> 3,400 notices/s). */
-	changes = db_total_changes(db);
-	unsynced = db_sync_full(db, false) == 0;
+	 * process loses no commit at all in WAL mode.  So rounds with
+	 * outcomes commit without an fsync, and SYNC_AFTER seconds after the
+	 * first unsynced one a checkpoint makes them all durable.  Measured:
+	 * the fsync per round was the largest cost of a mass send (bench-send:
+	 * about 2,100 -> 3,400 notices/s). */
+	/* Outcomes are written in batches: up to FLUSH_BATCH finished jobs
+	 * or FLUSH_DELAY seconds, whichever comes first, and at once when
+	 * nothing else is in flight.  Each write costs a transaction and a
+	 * statement whatever its size (callgrind: 25k instructions for one
+	 * row); finished rows wait in `done`, where in_flight() sees them.
+	 * A crash repeats at most those and the ones in flight. */
+	flush = s->done && (s->flush_due || s->ndone >= FLUSH_BATCH || !s->jobs);
+	if (s->done && !flush && !ev_is_active(&s->flushtm)) {
+		ev_timer_set(&s->flushtm, FLUSH_DELAY, 0.);
+		ev_timer_start(s->a->loop, &s->flushtm);
+	}
+	if (flush) {
+		changes = db_total_changes(db);
+		unsynced = db_sync_full(db, false) == 0;
+	}
+	/* the round's reads share one transaction: in autocommit each query
+	 * would take and drop the WAL locks (system calls) on its own */
 	txn = db_begin(db) == 0;
-	flush_done(s, !txn);
+	if (flush)
+		flush_done(s, !txn);
 	s->kicking = true;
 	now = clock_now(&s->a->clk);
 	for (int round = 0; round < MAILDIR_ROUNDS; round++) {
@@ -770,6 +1151,16 @@ static void sender_run(struct sender *s)
 	}
 }
 
+static void on_flushtm(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sender *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	s->flush_due = true;
+	sender_run(s);
+}
+
 static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sender *s = w->data;
@@ -779,11 +1170,31 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 	db_sync(s->a->db);
 }
 
+static void thr_clear(struct sender *s)
+{
+	for (size_t i = 0; i < sizeof(s->thr) / sizeof(s->thr[0]); i++) {
+		free(s->thr[i].sent);
+		memset(&s->thr[i], 0, sizeof(s->thr[i]));
+	}
+}
+
+/* Rows may be due that sit before a cursor: read from the start. */
+static void restart(struct sender *s)
+{
+	thr_clear(s);     /* the configuration (unit indices) may be new */
+	s->have_cur[CH_EMAIL] = s->have_cur[CH_WEBHOOK] = false;
+	s->rearm = true;
+}
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct sender *s = w->data;
+
 	(void)loop;
 	(void)revents;
-	sender_run(w->data);
+	if (w == &s->retry)
+		restart(s);
+	sender_run(s);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -811,14 +1222,32 @@ struct sender *sender_start(struct app *a)
 	s->flush.data = s;
 	ev_init(&s->sync, on_sync);
 	s->sync.data = s;
+	ev_init(&s->flushtm, on_flushtm);
+	s->flushtm.data = s;
+	if (a->conf->mail.auth_needs_tls) {
+		struct buf u;
+
+		buf_init(&u);
+		buf_put_escaped(&u, a->conf->mail.url, 200);
+		log_info("mail: user set and %s is not a loopback address: "
+			 "STARTTLS is required before AUTH (starttls = try; "
+			 "allow_plaintext_auth = yes to allow it)", buf_str(&u));
+		buf_free(&u);
+	}
+	restart(s);
 	sender_run(s);
 	return s;
 }
 
 void sender_kick(struct sender *s)
 {
-	if (s)
-		sender_run(s);
+	if (!s)
+		return;
+	/* the state changed (new rows, a report, a reload): rows may sit
+	 * before the cursors, and rendered texts may be stale */
+	notice_cache_clear(s->a->conf);
+	restart(s);
+	sender_run(s);
 }
 
 bool sender_drain(struct sender *s)
@@ -839,6 +1268,7 @@ void sender_stop(struct sender *s)
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
 	ev_timer_stop(s->a->loop, &s->sync);
+	ev_prepare_stop(s->a->loop, &s->flush);
 	flush_done(s, true);
 	db_sync(s->a->db);        /* the last outcomes, power-safe */
 	/* aborted rows stay pending: the next start sends them */
@@ -853,6 +1283,7 @@ void sender_stop(struct sender *s)
 	}
 	while (s->npool > 0)
 		curl_easy_cleanup(s->pool[--s->npool]);
+	thr_clear(s);
 	curlev_free(s->cv);
 	free(s);
 }

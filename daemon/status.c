@@ -30,6 +30,7 @@
 #define VIEWS_MAX 64                /* cached filter combinations */
 #define VIEWS_MAX_BYTES (64u << 20) /* their documents and models */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define REFUSED_MAX 50              /* refused addresses listed */
 
 static const char *const ustate_name[] = { "submitted", "missing", "not-due",
 					   "nil" };
@@ -220,6 +221,17 @@ status_free(struct status *s)
 		free(x->err);
 	}
 	free(s->fail);
+	for (size_t i = 0; i < s->nref; i++) {
+		struct st_refused *x = &s->ref[i];
+
+		free(x->occ);
+		free(x->unit);
+		free(x->step);
+		free(x->aud);
+		free(x->addr);
+		free(x->reply);
+	}
+	free(s->ref);
 	for (size_t i = 0; i < s->nbounce; i++) {
 		struct st_bounce *x = &s->bounce[i];
 
@@ -300,6 +312,35 @@ load_failed(const struct conf *c, struct db *db,
 	return 0;
 }
 
+struct ref_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+};
+
+static int
+collect_refused(void *ctx, const struct outbox_refusal *r)
+{
+	struct ref_ctx *rc = ctx;
+	struct st_refused *x;
+
+	if (!fail_matches(rc->c, rc->f, r->occurrence, r->unit))
+		return 0;
+	if (rc->s->nref == REFUSED_MAX)
+		return 1;
+	if (rc->s->ref == NULL)
+		rc->s->ref = xcalloc(REFUSED_MAX, sizeof(*rc->s->ref));
+	x = &rc->s->ref[rc->s->nref++];
+	x->occ = xstrdup(r->occurrence);
+	x->unit = xstrdup(r->unit);
+	x->step = xstrdup(r->step);
+	x->aud = xstrdup(r->audience);
+	x->addr = xstrdup(r->address);
+	x->reply = xstrdup(r->reply);
+	x->at = r->at;
+	return 0;
+}
+
 struct bounce_ctx {
 	const struct conf *c;
 	const struct status_filter *f;
@@ -363,8 +404,11 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	rc = pick_occs(c, now, f, &occs, &nocc, &change);
 	if (rc != 0)
 		return rc;
-	if (db_sub_foreach(db, f->occ, collect_sub, &set) < 0 ||
-	    ledger_extensions(db, f->occ, &ext, &next) < 0) {
+	/* by the resolved id: a moved occurrence's old id names the new */
+	if (db_sub_foreach(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
+			   collect_sub, &set) < 0 ||
+	    ledger_extensions(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
+			      &ext, &next) < 0) {
 		free(occs);
 		subset_free(&set);
 		return -1;
@@ -440,7 +484,19 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
 	for (size_t i = 0; i < s->nocc; i++)
 		s->bytes += s->occ[i].nu * sizeof(struct st_unit);
-	if (load_failed(c, db, f, s) < 0 || load_bounces(c, db, f, s) < 0) {
+	if (load_failed(c, db, f, s) < 0) {
+		status_free(s);
+		return -1;
+	}
+	{
+		struct ref_ctx rx = { c, f, s };
+
+		if (outbox_refused_foreach(db, f->occ, collect_refused, &rx) < 0) {
+			status_free(s);
+			return -1;
+		}
+	}
+	if (load_bounces(c, db, f, s) < 0) {
 		status_free(s);
 		return -1;
 	}
@@ -556,6 +612,22 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		buf_put_escaped(&b, x->ch, 100);
 		buf_putc(&b, '\t');
 		buf_put_escaped(&b, x->err, 300);
+		buf_putc(&b, '\n');
+	}
+	for (size_t i = 0; i < s->nref; i++) {
+		const struct st_refused *x = &s->ref[i];
+
+		/* an address the server refused; the others got the mail */
+		buf_puts(&b, "refused\t");
+		buf_put_escaped(&b, x->occ, 200);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, x->unit, 200);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, x->step, 100);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, x->addr, 200);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, x->reply, 300);
 		buf_putc(&b, '\n');
 	}
 	/* delivery reports found in the [imap] mailbox */
@@ -756,6 +828,29 @@ status_json_write(const struct conf *c, const struct status *s,
 		else
 			json_object_set_new(jf, "error",
 					    json_string("(not UTF-8)"));
+		tz_format_iso(c->tz, x->at, t);
+		json_object_set_new(jf, "at", json_string(t));
+		json_array_append_new(fails, jf);
+	}
+	json_put(b, fails);
+	buf_puts(b, ",\"refused\":");
+	fails = json_array();
+	for (size_t i = 0; i < s->nref; i++) {
+		const struct st_refused *x = &s->ref[i];
+		json_t *jf = json_object();
+
+		json_object_set_new(jf, "occurrence", json_string(x->occ));
+		json_object_set_new(jf, "unit", json_string(x->unit));
+		json_object_set_new(jf, "step", json_string(x->step));
+		json_object_set_new(jf, "audience", json_string(x->aud));
+		json_object_set_new(jf, "address",
+				    utf8_valid(x->addr, strlen(x->addr)) ?
+				    json_string(x->addr) :
+				    json_string("(not UTF-8)"));
+		json_object_set_new(jf, "reply",
+				    utf8_valid(x->reply, strlen(x->reply)) ?
+				    json_string(x->reply) :
+				    json_string("(not UTF-8)"));
 		tz_format_iso(c->tz, x->at, t);
 		json_object_set_new(jf, "at", json_string(t));
 		json_array_append_new(fails, jf);

@@ -23,6 +23,8 @@ static const char *const known_vars[] = {
 	"secretariat", "late_since", "step", "units", "count",
 	"extended", "extended_due", NULL,
 };
+/* indices of the per-unit ones in known_vars (the render cache's holes) */
+enum { V_UNIT = 0, V_UNIT_ID = 1, V_FEED_URL = 14, V_UNITS = 20 };
 
 static const char *const tmpl_files[TMPL_COUNT] = {
 	"remind.txt", "escalate.txt", "digest.txt",
@@ -45,10 +47,15 @@ struct tmpl {
 	bool loaded;
 };
 
+struct rcache;
+
 struct tmplset {
 	char *lang;
 	struct tmpl t[TMPL_COUNT];
+	struct rcache *cache;  /* notice texts rendered so far (see below) */
 };
+
+static void rcache_free(struct rcache *rc);
 
 /* ---------------------------------------------------------------- parsing */
 
@@ -315,6 +322,13 @@ tmpl_parse_text(const char *name, enum tmpl_kind k, const char *text,
 struct tmplset *
 tmpl_load(const char *dir, const char *lang, struct diag *d)
 {
+	return tmpl_load_dirs(&dir, 1, lang, NULL, 0, d);
+}
+
+struct tmplset *
+tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
+	       const char *conf, int line, struct diag *d)
+{
 	struct tmplset *ts;
 	bool ok = true;
 
@@ -323,11 +337,35 @@ tmpl_load(const char *dir, const char *lang, struct diag *d)
 	ts = xcalloc(1, sizeof *ts);
 	ts->lang = xstrdup(lang);
 	for (int k = 0; k < TMPL_COUNT; k++) {
-		char *path = xasprintf("%s/%s/%s", dir, lang, tmpl_files[k]);
-		char *text;
-		size_t len;
+		char *path = NULL, *text = NULL;
+		size_t len, i;
+		int r = -1;
 
-		if (read_file(path, TMPL_MAX_SIZE, &text, &len) < 0) {
+		/* the first directory holding the file wins: an admin's
+		 * override of one template keeps the others' defaults */
+		errno = ENOENT;
+		for (i = 0; i < ndirs && r < 0 && errno == ENOENT; i++) {
+			if (dirs[i] == NULL)
+				continue;
+			free(path);
+			path = xasprintf("%s/%s/%s", dirs[i], lang,
+					 tmpl_files[k]);
+			r = read_file(path, TMPL_MAX_SIZE, &text, &len);
+		}
+		if (r < 0 && errno == ENOENT && ndirs > 1) {
+			struct buf where;
+
+			buf_init(&where);
+			for (i = 0; i < ndirs; i++)
+				if (dirs[i] != NULL)
+					buf_printf(&where, "%s%s", where.len ?
+						   ", " : "", dirs[i]);
+			diag_add(d, conf, line, "template %s/%s not found in %s",
+				 lang, tmpl_files[k], where.len ? buf_str(&where) :
+				 "(no directory)");
+			buf_free(&where);
+			ok = false;
+		} else if (r < 0) {
 			diag_add(d, path, 0, "cannot read template: %s",
 				 strerror(errno));
 			ok = false;
@@ -352,6 +390,7 @@ tmpl_free(struct tmplset *t)
 		return;
 	for (int k = 0; k < TMPL_COUNT; k++)
 		tmpl_clear(&t->t[k]);
+	rcache_free(t->cache);
 	free(t->lang);
 	free(t);
 }
@@ -367,27 +406,59 @@ lookup(const struct tmpl_var *vars, size_t nvars, const char *name)
 	return "";
 }
 
+/* A rendered part with holes: the text of every placeholder but those in
+ * `holes` (a bit per known_vars index), whose places are remembered so
+ * that a unit's values can be put in later (pre_fill). */
+struct pre {
+	struct buf text;
+	struct hole {
+		size_t off;
+		int var;
+	} *h;
+	size_t nh;
+};
+
 static void
-render_part(const struct part *p, const struct tmpl_var *vars, size_t nvars,
-	    bool one_line, struct buf *out)
+put_value(struct buf *out, const char *v, bool one_line)
+{
+	if (!one_line) {
+		buf_puts(out, v);
+		return;
+	}
+	/* a subject stays one line whatever a value holds */
+	for (; *v != '\0'; v++)
+		buf_putc(out, (*v == '\r' || *v == '\n' || *v == '\t') ? ' ' : *v);
+}
+
+static void
+render_part_holes(const struct part *p, const struct tmpl_var *vars,
+		  size_t nvars, bool one_line, uint32_t holes, struct buf *out,
+		  struct pre *pre)
 {
 	for (size_t i = 0; i < p->n; i++) {
-		const char *v;
+		int var = p->seg[i].var;
 
 		if (p->seg[i].text != NULL) {
 			buf_add(out, p->seg[i].text, p->seg[i].len);
 			continue;
 		}
-		v = lookup(vars, nvars, known_vars[p->seg[i].var]);
-		if (!one_line) {
-			buf_puts(out, v);
+		if (pre != NULL && (holes & (UINT32_C(1) << var))) {
+			pre->h = xrealloc(pre->h, (pre->nh + 1) * sizeof *pre->h);
+			pre->h[pre->nh].off = out->len;
+			pre->h[pre->nh].var = var;
+			pre->nh++;
 			continue;
 		}
-		/* a subject stays one line whatever a value holds */
-		for (; *v != '\0'; v++)
-			buf_putc(out, (*v == '\r' || *v == '\n' || *v == '\t') ? ' ' : *v);
+		put_value(out, lookup(vars, nvars, known_vars[var]), one_line);
 	}
 	buf_add(out, "", 0);
+}
+
+static void
+render_part(const struct part *p, const struct tmpl_var *vars, size_t nvars,
+	    bool one_line, struct buf *out)
+{
+	render_part_holes(p, vars, nvars, one_line, 0, out, NULL);
 }
 
 int
@@ -576,19 +647,42 @@ extended_vars(const struct conf *c, const struct occ *o, struct varset *vs)
 		  "%s).\n\n", when, was));
 }
 
-static char *
-unit_feed_url(const struct conf *c, struct db *db, const char *unit)
-{
-	char *token = NULL, *url;
+/* Feed tokens never change once created (db.c inserts them once), so each
+ * unit's is read from the store once per configuration and kept in the
+ * render cache (below); NULL when the unit is not the configuration's. */
+static const char *unit_token(const struct conf *c, struct db *db,
+			      const struct unit *u);
 
-	if (db == NULL || db_unit_token(db, unit, &token) < 0) {
-		log_warn("no feed token for unit %s", unit);
+static char *
+unit_feed_url(const struct conf *c, struct db *db, const struct unit *u)
+{
+	const char *base = c->daemon.public_url != NULL ? c->daemon.public_url : "";
+	const char *token = unit_token(c, db, u);
+	char *own = NULL, *url;
+
+	if (token == NULL && (db == NULL || db_unit_token(db, u->id, &own) < 0)) {
+		log_warn("no feed token for unit %s", u->id);
 		return xstrdup("");
 	}
-	url = xasprintf("%s/units/%s.ics?token=%s",
-			c->daemon.public_url != NULL ? c->daemon.public_url : "",
-			unit, token);
-	free(token);
+	if (token == NULL)
+		token = own;
+	/* concatenated by hand: one per notice, printf is most of its cost */
+	{
+		size_t lb = strlen(base), li = strlen(u->id), lt = strlen(token);
+		char *o;
+
+		o = url = xmalloc(lb + 7 + li + 11 + lt + 1);
+		memcpy(o, base, lb);
+		o += lb;
+		memcpy(o, "/units/", 7);
+		o += 7;
+		memcpy(o, u->id, li);
+		o += li;
+		memcpy(o, ".ics?token=", 11);
+		o += 11;
+		memcpy(o, token, lt + 1);
+	}
+	free(own);
 	return url;
 }
 
@@ -603,15 +697,500 @@ secretariat_feed_url(const struct conf *c)
 	return xasprintf("%s/calendar.ics", base);
 }
 
+/*
+ * The render cache.  A mass send renders the same (occurrence, step,
+ * audience) for thousands of units on the same day: everything but the
+ * unit's own values (its name, id, line of a digest, feed URL) is the
+ * same, so it is rendered once with holes and each notice only fills them
+ * (profile before: notice_render 14 % of a send, sched_occurrence twice
+ * and sched_steps once per notice).  Entries are keyed by what the text
+ * depends on besides the unit: occurrence, step, audience, today's local
+ * date; the configuration owns the cache (it dies with it, on reload),
+ * and notice_cache_clear drops it whenever the state changes (an
+ * extension may move a due date).  Digests of several units are rendered
+ * in full each time: there are few.
+ */
+#define RCACHE_SLOTS 16
+/* the placeholders that differ between the units of one entry */
+#define UNIT_HOLES ((UINT32_C(1) << V_UNIT) | (UINT32_C(1) << V_UNIT_ID) | \
+		    (UINT32_C(1) << V_UNITS) | (UINT32_C(1) << V_FEED_URL))
+_Static_assert(sizeof(known_vars) / sizeof(known_vars[0]) <= 32,
+	       "hole masks are 32 bits");
+
+struct rentry {
+	bool used;
+	char occ[OCC_ID_MAX];
+	char step[STEP_NAME_MAX];
+	enum audience aud;
+	int64_t day;
+	tstamp ext_due;              /* the unit's extended due; 0 = none */
+	struct notice_text base;     /* facts; subject/body NULL; feed_url
+					set for digests only */
+	struct pre subject, body;
+	/* the body's lines for quoted-printable: runs of lines without a
+	 * hole, encoded once (QP works line by line), and the lines with
+	 * holes, [a, b] in body.text (b: its '\n' or the end) */
+	struct qpseg {
+		bool dirty;
+		size_t a, b;
+		struct buf enc;
+	} *qs;
+	size_t nqs;
+};
+
+#define XMEMO_SLOTS 16
+struct rcache {
+	struct rentry e[RCACHE_SLOTS];
+	size_t next;                 /* round-robin victim */
+	struct {                     /* occurrences with extensions */
+		bool used, ext;
+		char occ[OCC_ID_MAX];
+	} xm[XMEMO_SLOTS];
+	size_t xnext;
+	struct db *db;               /* the store tokens were read from */
+	char **token;                /* per unit index, NULL = not read */
+	size_t ntoken;
+};
+
+static void
+pre_free(struct pre *p)
+{
+	buf_free(&p->text);
+	free(p->h);
+	p->h = NULL;
+	p->nh = 0;
+}
+
+static void
+rentry_clear(struct rentry *e)
+{
+	pre_free(&e->subject);
+	pre_free(&e->body);
+	free(e->base.feed_url);
+	for (size_t i = 0; i < e->nqs; i++)
+		buf_free(&e->qs[i].enc);
+	free(e->qs);
+	memset(e, 0, sizeof *e);
+}
+
+static void
+rcache_free(struct rcache *rc)
+{
+	if (rc == NULL)
+		return;
+	for (size_t i = 0; i < RCACHE_SLOTS; i++)
+		rentry_clear(&rc->e[i]);
+	for (size_t i = 0; i < rc->ntoken; i++)
+		free(rc->token[i]);
+	free(rc->token);
+	free(rc);
+}
+
+static struct rcache *
+rcache(const struct conf *c)
+{
+	/* the set is the configuration's; the cache inside it is mutable
+	 * state of this single-threaded process */
+	if (c->tmpl->cache == NULL)
+		c->tmpl->cache = xcalloc(1, sizeof *c->tmpl->cache);
+	return c->tmpl->cache;
+}
+
+void
+notice_cache_clear(const struct conf *c)
+{
+	struct rcache *rc;
+
+	if (c == NULL || c->tmpl == NULL || c->tmpl->cache == NULL)
+		return;
+	rc = c->tmpl->cache;
+	for (size_t i = 0; i < RCACHE_SLOTS; i++)
+		rentry_clear(&rc->e[i]);
+	memset(rc->xm, 0, sizeof rc->xm);
+}
+
+struct token_load {
+	const struct conf *c;
+	struct rcache *rc;
+};
+
+static int
+token_loaded(void *ctx, const char *unit, const char *token)
+{
+	struct token_load *tl = ctx;
+	const struct unit *u = conf_unit(tl->c, unit);
+
+	if (u != NULL && u >= tl->c->units && u < tl->c->units + tl->c->nunits &&
+	    tl->rc->token[u - tl->c->units] == NULL)
+		tl->rc->token[u - tl->c->units] = xstrdup(token);
+	return 0;
+}
+
+static const char *
+unit_token(const struct conf *c, struct db *db, const struct unit *u)
+{
+	struct rcache *rc;
+	size_t i;
+	char *token = NULL;
+
+	if (db == NULL || c->tmpl == NULL || c->units == NULL ||
+	    u < c->units || u >= c->units + c->nunits)
+		return NULL;
+	rc = rcache(c);
+	if (rc->db != db || rc->ntoken != c->nunits) {
+		struct token_load tl = { c, rc };
+
+		for (i = 0; i < rc->ntoken; i++)
+			free(rc->token[i]);
+		free(rc->token);
+		rc->token = xcalloc(c->nunits ? c->nunits : 1, sizeof *rc->token);
+		rc->ntoken = c->nunits;
+		rc->db = db;
+		/* all at once: a mass send has one notice per unit */
+		db_unit_token_foreach(db, token_loaded, &tl);
+	}
+	i = (size_t)(u - c->units);
+	if (rc->token[i] == NULL) {
+		if (db_unit_token(db, u->id, &token) < 0)
+			return NULL;
+		rc->token[i] = token;
+	}
+	return rc->token[i];
+}
+
+/* Whether any extension names occ (ledger.c), read once per cache
+ * lifetime (notice_cache_clear runs whenever the state changes): only an
+ * extended occurrence costs a read of the unit's own deadline per notice. */
+static bool
+occ_has_ext(const struct conf *c, struct db *db, const char *occ)
+{
+	struct rcache *rc = rcache(c);
+	struct extension *v = NULL;
+	size_t n = 0, i;
+	bool ext = true;         /* unknown: resolve per notice */
+
+	for (i = 0; i < XMEMO_SLOTS; i++)
+		if (rc->xm[i].used && strcmp(rc->xm[i].occ, occ) == 0)
+			return rc->xm[i].ext;
+	if (ledger_extensions(db, occ, &v, &n) == 0)
+		ext = n > 0;
+	extensions_free(v, n);
+	i = rc->xnext;
+	rc->xnext = (rc->xnext + 1) % XMEMO_SLOTS;
+	rc->xm[i].used = true;
+	rc->xm[i].ext = ext;
+	snprintf(rc->xm[i].occ, sizeof rc->xm[i].occ, "%s", occ);
+	return ext;
+}
+
+/* The facts of ns[0]'s occurrence and step as of today (local): eff, when
+ * given, is the occurrence with the unit's own deadline. */
+static int
+notice_facts(const struct conf *c, struct db *db, const struct occ *eff,
+	     const struct notice *n0, struct ymd today, struct notice_text *nt)
+{
+	if (eff != NULL) {
+		nt->occ = *eff;
+	} else if (sched_occurrence(c, n0->occurrence, &nt->occ) < 0) {
+		log_err("notice for unknown occurrence %s", n0->occurrence);
+		return -1;
+	} else if (db != NULL && occ_has_ext(c, db, n0->occurrence) &&
+		   ledger_effective(c, db, &nt->occ, NULL) < 0) {
+		return -1;     /* a digest: the occurrence-wide deadline */
+	}
+	nt->days = (int)(days_from_civil(today.y, today.m, today.d) -
+			 days_from_civil(nt->occ.due.y, nt->occ.due.m,
+					 nt->occ.due.d));
+	nt->escalation = step_is_escalation(c, &nt->occ, n0->step, nt->days);
+	if (n0->aud & (AUD_SECRETARIAT | AUD_CHIEF))
+		nt->kind = TMPL_DIGEST;
+	else if (nt->escalation)
+		nt->kind = TMPL_ESCALATE;
+	else
+		nt->kind = TMPL_REMIND;
+	return 0;
+}
+
+/* The variables that are the same for every unit of (occurrence, step,
+ * audience, day).  feed_url is set here for digests (the secretariat's
+ * feed), else it is the unit's. */
+static void
+common_vars(const struct conf *c, const struct notice *n0,
+	    const struct notice_text *nt, size_t n, struct varset *vs)
+{
+	struct buf tmp;
+	char when[32];
+
+	buf_init(&tmp);
+	var_set(vs, "cycle", nt->occ.cycle->id);
+	var_set(vs, "title", nt->occ.cycle->title);
+	var_set(vs, "occurrence", nt->occ.id);
+	format_due(c, &nt->occ, when, sizeof when);
+	var_own(vs, "due", xstrdup(when));
+	tz_format_vn(c->tz, nt->occ.due_at, when);
+	var_own(vs, "late_since", xstrdup(when));
+	ymd_format_vn(nt->occ.due, when);
+	var_own(vs, "due_date", xstrdup(when));
+	var_own(vs, "days", xasprintf("%d", nt->days));
+	var_own(vs, "days_left", xasprintf("%d", nt->days < 0 ? -nt->days : 0));
+	var_own(vs, "days_late", xasprintf("%d", nt->days > 0 ? nt->days : 0));
+	remaining_text(c, nt->days, &tmp);
+	var_own(vs, "remaining", buf_steal(&tmp));
+	if (nt->occ.has_period) {
+		char from[16], to[16];
+
+		ymd_format_vn(nt->occ.period_from, from);
+		ymd_format_vn(nt->occ.period_to, to);
+		var_own(vs, "period_from", xstrdup(from));
+		var_own(vs, "period_to", xstrdup(to));
+		var_own(vs, "period", xasprintf("%s – %s", from, to));
+	} else {
+		/* `previous` with no earlier due date: data up to the
+		 * nominal date (cut-offs don't move), not a blank field */
+		char to[16];
+
+		ymd_format_vn(nt->occ.nominal, to);
+		var_set(vs, "period_from", "");
+		var_own(vs, "period_to", xstrdup(to));
+		var_own(vs, "period", xasprintf("%s %s", lang_en(c) ?
+			"up to" : "đến ngày", to));
+	}
+	var_own(vs, "status_url", xasprintf("%s/",
+		c->daemon.public_url != NULL ? c->daemon.public_url : ""));
+	var_set(vs, "submit_to", c->secretariat.email);
+	var_set(vs, "secretariat", c->secretariat.name);
+	var_set(vs, "step", n0->step);
+	var_own(vs, "count", xasprintf("%zu", n));
+	extended_vars(c, &nt->occ, vs);
+	buf_free(&tmp);
+}
+
+/* Fills pre's holes with one unit's values: the length is known first,
+ * so the text is assembled in one allocation. */
+static char *
+pre_fill(const struct pre *pre, const char *const *val, bool one_line)
+{
+	size_t total = pre->text.len, from = 0, vl;
+	char *out, *o;
+
+	for (size_t i = 0; i < pre->nh; i++)
+		total += strlen(val[pre->h[i].var]);
+	o = out = xmalloc(total + 1);
+	for (size_t i = 0; i < pre->nh; i++) {
+		memcpy(o, pre->text.p + from, pre->h[i].off - from);
+		o += pre->h[i].off - from;
+		vl = strlen(val[pre->h[i].var]);
+		memcpy(o, val[pre->h[i].var], vl);
+		if (one_line) {
+			/* a subject stays one line whatever a value holds */
+			for (size_t k = 0; k < vl; k++)
+				if (o[k] == '\r' || o[k] == '\n' || o[k] == '\t')
+					o[k] = ' ';
+		}
+		o += vl;
+		from = pre->h[i].off;
+	}
+	if (pre->text.len > from)
+		memcpy(o, pre->text.p + from, pre->text.len - from);
+	o += pre->text.len - from;
+	*o = '\0';
+	return out;
+}
+
+static bool
+pre_has(const struct pre *pre, int var)
+{
+	for (size_t i = 0; i < pre->nh; i++)
+		if (pre->h[i].var == var)
+			return true;
+	return false;
+}
+
+/* Splits the body into runs of clean lines (encoded here, once) and lines
+ * with holes (encoded per notice). */
+static void
+qp_segments(struct rentry *e)
+{
+	const char *t = e->body.text.p != NULL ? e->body.text.p : "";
+	size_t len = e->body.text.len, a = 0, h = 0;
+
+	while (a < len) {
+		const char *nl = memchr(t + a, '\n', len - a);
+		size_t b = nl != NULL ? (size_t)(nl - t) : len;
+		bool dirty = false;
+		struct qpseg *q;
+
+		while (h < e->body.nh && e->body.h[h].off < a)
+			h++;
+		if (h < e->body.nh && e->body.h[h].off <= b)
+			dirty = true;
+		q = e->nqs > 0 ? &e->qs[e->nqs - 1] : NULL;
+		if (dirty || q == NULL || q->dirty) {
+			e->qs = xrealloc(e->qs, (e->nqs + 1) * sizeof *e->qs);
+			q = &e->qs[e->nqs++];
+			memset(q, 0, sizeof *q);
+			q->dirty = dirty;
+			q->a = a;
+		}
+		q->b = b;
+		a = b + 1;
+	}
+	for (size_t i = 0; i < e->nqs; i++) {
+		struct qpseg *q = &e->qs[i];
+		size_t end = q->b < len ? q->b + 1 : len;
+
+		buf_init(&q->enc);
+		if (!q->dirty)
+			mail_qp_encode(&q->enc, t + q->a, end - q->a);
+	}
+}
+
+/* The body in quoted-printable from the segments: clean runs copied,
+ * lines with holes filled and encoded. */
+static char *
+qp_fill(const struct rentry *e, const char *const *val, size_t *len)
+{
+	const char *t = e->body.text.p != NULL ? e->body.text.p : "";
+	struct buf out, line;
+	size_t h = 0;
+
+	buf_init(&out);
+	buf_init(&line);
+	buf_add(&out, "", 0);
+	for (size_t i = 0; i < e->nqs; i++) {
+		const struct qpseg *q = &e->qs[i];
+		size_t end = q->b < e->body.text.len ? q->b + 1 : e->body.text.len;
+		size_t from = q->a;
+
+		if (!q->dirty) {
+			buf_add(&out, q->enc.p, q->enc.len);
+			continue;
+		}
+		buf_reset(&line);
+		while (h < e->body.nh && e->body.h[h].off < q->a)
+			h++;
+		for (; h < e->body.nh && e->body.h[h].off <= q->b; h++) {
+			buf_add(&line, t + from, e->body.h[h].off - from);
+			buf_puts(&line, val[e->body.h[h].var]);
+			from = e->body.h[h].off;
+		}
+		buf_add(&line, t + from, end - from);
+		mail_qp_encode(&out, line.p, line.len);
+	}
+	buf_free(&line);
+	*len = out.len;
+	return buf_steal(&out);
+}
+
+static struct rentry *
+rentry_get(const struct conf *c, struct db *db, const struct notice *n0,
+	   struct ymd today)
+{
+	struct rcache *rc = rcache(c);
+	int64_t day = days_from_civil(today.y, today.m, today.d);
+	struct varset vs = { .n = 0 };
+	struct rentry *e;
+	const struct tmpl *t;
+	struct occ eo;
+	bool have_eo = false;
+	tstamp ext_due = 0;
+
+	/* an extended occurrence: the unit's own deadline is part of the
+	 * key (units with and without their own extension differ) */
+	if (db != NULL && occ_has_ext(c, db, n0->occurrence)) {
+		if (sched_occurrence(c, n0->occurrence, &eo) < 0 ||
+		    ledger_effective(c, db, &eo, n0->unit) < 0)
+			return NULL;
+		have_eo = true;
+		ext_due = eo.extended ? eo.due_at : 0;
+	}
+	for (size_t i = 0; i < RCACHE_SLOTS; i++) {
+		e = &rc->e[i];
+		if (e->used && e->day == day && e->aud == n0->aud &&
+		    e->ext_due == ext_due &&
+		    strcmp(e->occ, n0->occurrence) == 0 &&
+		    strcmp(e->step, n0->step) == 0)
+			return e;
+	}
+	e = &rc->e[rc->next];
+	rc->next = (rc->next + 1) % RCACHE_SLOTS;
+	rentry_clear(e);
+	if (notice_facts(c, db, have_eo ? &eo : NULL, n0, today, &e->base) < 0)
+		return NULL;
+	e->ext_due = ext_due;
+	t = &c->tmpl->t[e->base.kind];
+	if (!t->loaded) {
+		log_err("notice %s %s %s: template not loaded", n0->occurrence,
+			n0->unit, n0->step);
+		return NULL;
+	}
+	if (e->base.kind == TMPL_DIGEST) {
+		e->base.feed_url = secretariat_feed_url(c);
+		var_set(&vs, "feed_url", e->base.feed_url);
+	}
+	common_vars(c, n0, &e->base, 1, &vs);
+	render_part_holes(&t->subject, vs.v, vs.n, true, UNIT_HOLES,
+			  &e->subject.text, &e->subject);
+	render_part_holes(&t->body, vs.v, vs.n, false, UNIT_HOLES,
+			  &e->body.text, &e->body);
+	varset_free(&vs);
+	qp_segments(e);
+	snprintf(e->occ, sizeof e->occ, "%s", n0->occurrence);
+	snprintf(e->step, sizeof e->step, "%s", n0->step);
+	e->aud = n0->aud;
+	e->day = day;
+	e->used = true;
+	return e;
+}
+
+/* One unit's notice from the cache. */
+static int
+render_one(const struct conf *c, struct db *db, const struct notice *n0,
+	   struct ymd today, struct notice_text *out)
+{
+	const char *val[sizeof(known_vars) / sizeof(known_vars[0])] = { 0 };
+	const struct unit *u = conf_unit(c, n0->unit);
+	struct rentry *e;
+	struct buf line;
+	struct notice_text nt;
+
+	if (u == NULL) {
+		log_err("notice for unknown unit %s", n0->unit);
+		return -1;
+	}
+	e = rentry_get(c, db, n0, today);
+	if (e == NULL)
+		return -1;
+	nt = e->base;
+	nt.unit = u;
+	nt.feed_url = e->base.kind == TMPL_DIGEST ? xstrdup(e->base.feed_url) :
+						     unit_feed_url(c, db, u);
+	buf_init(&line);
+	if (pre_has(&e->body, V_UNITS)) {
+		unit_line(c, u, nt.days, NULL, &line);
+		if (line.len > 0 && line.p[line.len - 1] == '\n')
+			line.p[--line.len] = '\0';
+	}
+	val[V_UNIT] = u->name != NULL ? u->name : u->id;
+	val[V_UNIT_ID] = u->id;
+	val[V_UNITS] = buf_str(&line);
+	val[V_FEED_URL] = nt.feed_url;
+	nt.subject = pre_fill(&e->subject, val, true);
+	nt.body = pre_fill(&e->body, val, false);
+	nt.body_qp = qp_fill(e, val, &nt.body_qp_len);
+	buf_free(&line);
+	*out = nt;
+	return 0;
+}
+
 int
 notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	      size_t n, tstamp now, struct notice_text *out)
 {
 	struct notice_text nt = { 0 };
 	struct varset vs = { .n = 0 };
-	struct buf units, names, ids, tmp;
+	struct buf units, names, ids;
 	struct ymd today;
-	char when[32];
 	bool same_occ = true;
 	int rc = -1;
 
@@ -622,33 +1201,21 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 			ns[0]->unit, ns[0]->step);
 		return -1;
 	}
-	if (sched_occurrence(c, ns[0]->occurrence, &nt.occ) < 0) {
-		log_err("notice for unknown occurrence %s", ns[0]->occurrence);
-		return -1;
-	}
+	today = local_date(c, now);
+	if (n == 1)
+		return render_one(c, db, ns[0], today, out);
+
+	/* a digest of several units: rendered in full */
 	nt.unit = conf_unit(c, ns[0]->unit);
 	if (nt.unit == NULL) {
 		log_err("notice for unknown unit %s", ns[0]->unit);
 		return -1;
 	}
-	/* the deadline the unit owes, extended or not (ledger.c) */
-	if (ledger_effective(c, db, &nt.occ, nt.unit->id) < 0)
+	if (notice_facts(c, db, NULL, ns[0], today, &nt) < 0)
 		return -1;
-	today = local_date(c, now);
-	nt.days = (int)(days_from_civil(today.y, today.m, today.d) -
-			days_from_civil(nt.occ.due.y, nt.occ.due.m, nt.occ.due.d));
-	nt.escalation = step_is_escalation(c, &nt.occ, ns[0]->step, nt.days);
-	if (ns[0]->aud & (AUD_SECRETARIAT | AUD_CHIEF))
-		nt.kind = TMPL_DIGEST;
-	else if (nt.escalation)
-		nt.kind = TMPL_ESCALATE;
-	else
-		nt.kind = TMPL_REMIND;
-
 	buf_init(&units);
 	buf_init(&names);
 	buf_init(&ids);
-	buf_init(&tmp);
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(ns[i]->occurrence, ns[0]->occurrence) != 0)
 			same_occ = false;
@@ -678,51 +1245,12 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_own(&vs, "unit", buf_steal(&names));
 	var_own(&vs, "unit_id", buf_steal(&ids));
 	var_own(&vs, "units", buf_steal(&units));
-	var_set(&vs, "cycle", nt.occ.cycle->id);
-	var_set(&vs, "title", nt.occ.cycle->title);
-	var_set(&vs, "occurrence", nt.occ.id);
-	format_due(c, &nt.occ, when, sizeof when);
-	var_own(&vs, "due", xstrdup(when));
-	tz_format_vn(c->tz, nt.occ.due_at, when);
-	var_own(&vs, "late_since", xstrdup(when));
-	ymd_format_vn(nt.occ.due, when);
-	var_own(&vs, "due_date", xstrdup(when));
-	var_own(&vs, "days", xasprintf("%d", nt.days));
-	var_own(&vs, "days_left", xasprintf("%d", nt.days < 0 ? -nt.days : 0));
-	var_own(&vs, "days_late", xasprintf("%d", nt.days > 0 ? nt.days : 0));
-	remaining_text(c, nt.days, &tmp);
-	var_own(&vs, "remaining", buf_steal(&tmp));
-	if (nt.occ.has_period) {
-		char from[16], to[16];
-
-		ymd_format_vn(nt.occ.period_from, from);
-		ymd_format_vn(nt.occ.period_to, to);
-		var_own(&vs, "period_from", xstrdup(from));
-		var_own(&vs, "period_to", xstrdup(to));
-		var_own(&vs, "period", xasprintf("%s – %s", from, to));
-	} else {
-		/* `previous` with no earlier due date: data up to the
-		 * nominal date (cut-offs don't move), not a blank field */
-		char to[16];
-
-		ymd_format_vn(nt.occ.nominal, to);
-		var_set(&vs, "period_from", "");
-		var_own(&vs, "period_to", xstrdup(to));
-		var_own(&vs, "period", xasprintf("%s %s", lang_en(c) ?
-			"up to" : "đến ngày", to));
-	}
 	if (nt.kind == TMPL_DIGEST)
 		nt.feed_url = secretariat_feed_url(c);
 	else
-		nt.feed_url = unit_feed_url(c, db, nt.unit->id);
+		nt.feed_url = unit_feed_url(c, db, nt.unit);
 	var_set(&vs, "feed_url", nt.feed_url);
-	var_own(&vs, "status_url", xasprintf("%s/",
-		c->daemon.public_url != NULL ? c->daemon.public_url : ""));
-	var_set(&vs, "submit_to", c->secretariat.email);
-	var_set(&vs, "secretariat", c->secretariat.name);
-	var_set(&vs, "step", ns[0]->step);
-	var_own(&vs, "count", xasprintf("%zu", n));
-	extended_vars(c, &nt.occ, &vs);
+	common_vars(c, ns[0], &nt, n, &vs);
 
 	if (tmpl_render(c->tmpl, nt.kind, vs.v, vs.n, &nt.subject, &nt.body) < 0) {
 		log_err("notice %s %s %s: template not loaded", ns[0]->occurrence,
@@ -736,7 +1264,6 @@ out:
 	buf_free(&units);
 	buf_free(&names);
 	buf_free(&ids);
-	buf_free(&tmp);
 	varset_free(&vs);
 	notice_text_clear(&nt);
 	return rc;
@@ -750,5 +1277,6 @@ notice_text_clear(struct notice_text *t)
 	free(t->subject);
 	free(t->body);
 	free(t->feed_url);
-	t->subject = t->body = t->feed_url = NULL;
+	free(t->body_qp);
+	t->subject = t->body = t->feed_url = t->body_qp = NULL;
 }

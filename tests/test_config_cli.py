@@ -1,8 +1,10 @@
 """cutoffd --check and cutoffctl check/plan against real configurations."""
+import os
 import shutil
 import subprocess
 
-from conftest import CUTOFFCTL, CUTOFFD, EXAMPLE, ROOT, ctl, make_config
+from conftest import (CUTOFFCTL, CUTOFFD, EXAMPLE, ROOT, ctl, init_state,
+                      make_config)
 
 
 def run(*args):
@@ -114,7 +116,8 @@ def test_plan_format_and_order(conf):
     assert "2024-03-06" in days and "2024-03-07" not in days
 
 
-def test_plan_unit_filter_and_submission(conf):
+def test_plan_unit_filter_and_submission(conf, port):
+    init_state(conf, port)
     r = ctl(conf, "plan", "--from", "2024-03-01", "--to", "2024-03-31",
             "--unit", "mttq")
     assert r.returncode == 0, r.stderr
@@ -131,7 +134,8 @@ def test_plan_unit_filter_and_submission(conf):
     assert r.returncode == 1
 
 
-def test_received_undo_status_exit_codes(conf):
+def test_received_undo_status_exit_codes(conf, port):
+    init_state(conf, port)
     now = "2024-03-20T10:00"
     r = ctl(conf, "received", "tu-phap", "q1/2024-03-13", "--at",
             "2024-03-14T09:30", "--note", "Nhận qua thư điện tử", now=now)
@@ -174,6 +178,7 @@ def test_state_unreachable_exit_2(tmp_path, port):
 
 
 def test_feed_url_is_stable(conf, port):
+    init_state(conf, port)
     a = ctl(conf, "feed-url", "tu-phap")
     b = ctl(conf, "feed-url", "tu-phap")
     assert a.returncode == 0 and a.stdout == b.stdout
@@ -188,18 +193,31 @@ def test_make_install_destdir(tmp_path):
                         f"DESTDIR={dest}", "PREFIX=/usr"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for f in ("usr/sbin/cutoffd", "usr/bin/cutoffctl",
+    unitdir = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir",
+                              "systemd"], capture_output=True,
+                             text=True).stdout.strip() or "/usr/lib/systemd/system"
+    unitdir = unitdir.lstrip("/")
+    for f in ("usr/sbin/cutoffd", "usr/sbin/cutoffctl",
               "usr/share/man/man8/cutoffd.8", "usr/share/man/man8/cutoffctl.8",
               "usr/share/man/man5/cutoffd.conf.5",
-              "usr/lib/systemd/system/cutoffd.service",
-              "etc/cutoffd/cutoffd.conf", "etc/cutoffd/holidays-vn.ics",
-              "etc/cutoffd/templates/vi/remind.txt"):
+              f"{unitdir}/cutoffd.service",
+              "usr/lib/sysusers.d/cutoffd.conf",
+              "usr/lib/tmpfiles.d/cutoffd.conf",
+              "etc/cutoffd/cutoffd.conf", "usr/share/cutoffd/holidays-vn.ics",
+              "usr/share/cutoffd/templates/vi/remind.txt"):
         assert (dest / f).is_file(), f
-    unit = (dest / "usr/lib/systemd/system/cutoffd.service").read_text()
+    assert not (dest / "usr/bin").exists()
+    unit = (dest / unitdir / "cutoffd.service").read_text()
     assert "ExecStart=/usr/sbin/cutoffd" in unit and "@SBINDIR@" not in unit
-    # the installed configuration is valid where it was installed
+    # the installed configuration is valid where it was installed, with
+    # the installed templates and holidays
     conf = dest / "etc/cutoffd/cutoffd.conf"
     text = conf.read_text().replace("/var/lib/cutoffd/", f"{tmp_path}/")
     conf.write_text(text)
-    r = run(dest / "usr/sbin/cutoffd", "--check", "-c", conf)
+    os.environ["CUTOFFD_DATADIR"] = str(dest / "usr/share/cutoffd")
+    try:
+        r = run(dest / "usr/sbin/cutoffd", "--check", "-c", conf)
+    finally:
+        del os.environ["CUTOFFD_DATADIR"]
     assert r.returncode == 0, r.stderr
+    assert "0 units, 0 cycles" in r.stdout

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ctl, free_port, make_config
+from conftest import ctl, free_port, init_state, make_config
 
 # 07:59 on Wednesday 06/03/2024: the first reminder of q1/2024-03-13 (-7d at
 # 08:00) is one simulated minute away.
@@ -89,6 +89,7 @@ def test_reminders_reach_smtp_with_correct_headers(daemon_factory, tmp_path,
     sink = smtp()
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
     # tu-phap already reported: it must get nothing
+    init_state(conf, port, now=BEFORE)
     r = ctl(conf, "received", "tu-phap", "q1/2024-03-13", now="2024-03-05T10:00")
     assert r.returncode == 0, r.stderr
     d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
@@ -311,8 +312,10 @@ def test_digest_to_secretariat(daemon_factory, tmp_path, port, smtp):
     digest naming every late unit."""
     sink = smtp()
     conf = make_config(tmp_path, port, mail=smtp_mail(sink.port))
+    init_state(conf, port, now="2024-03-16T07:59:50")
     ctl(conf, "received", "mttq", "q1/2024-03-13", now="2024-03-12T10:00")
-    d = daemon_factory(conf, port, now="2024-03-16T07:59:50", speed=10).start()
+    # +3d is Saturday 16/03: sent (send_days = workdays) on Monday 18/03
+    d = daemon_factory(conf, port, now="2024-03-18T07:59:50", speed=10).start()
     wait_for(lambda: len(sink.messages) >= 4, what="heads and digest")
     time.sleep(1)
     d.stop()

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 
-from conftest import CYCLES, UNITS, ctl, make_config
+from conftest import CYCLES, UNITS, ctl, init_state, make_config
 from test_notices import BEFORE, BadServer, smtp_mail, wait_for
 from test_notices import smtp  # noqa: F401  (fixture)
 
@@ -260,7 +260,8 @@ def test_received_in_the_same_second_as_the_send(daemon_factory, tmp_path,
     assert "tuphap@example.vn" not in text
 
 
-def test_cutoffctl_refuses_future_at_and_control_characters(conf):
+def test_cutoffctl_refuses_future_at_and_control_characters(conf, port):
+    init_state(conf, port)
     now = "2024-03-12T10:00"
     r = ctl(conf, "received", "tu-phap", "q1/2024-03-13",
             "--at", "2024-03-20T10:00", now=now)

@@ -113,7 +113,7 @@ test_open_create(void **state)
 				      " 'unit_token', 'rev', 'submission',"
 				      " 'submission_event', 'outbox')"), 6);
 	assert_int_equal(query_int(h, "SELECT count(*) FROM sqlite_master WHERE"
-				      " type = 'index' AND name = 'outbox_due'"),
+				      " type = 'index' AND name = 'outbox_pending'"),
 			 1);
 	assert_int_equal(query_int(h, "PRAGMA synchronous"), 2);   /* FULL */
 	assert_int_equal(query_int(h, "PRAGMA foreign_keys"), 1);
@@ -296,6 +296,24 @@ test_rev(void **state)
 	assert_int_equal(db_rev(f->db, "feed", "u2", "h2", 6000, &seq, &mod), 0);
 	assert_int_equal(seq, 0);
 	assert_int_equal(mod, 6000);
+	/* an unchanged hash needs no write, so no lock: it works while
+	 * another connection holds the write lock */
+	{
+		char *err = NULL;
+		struct db *other = db_open(f->path, false, &err);
+
+		assert_non_null(other);
+		assert_int_equal(db_begin(other), 0);
+		assert_int_equal(db_set_busy_timeout(f->db, 10), 0);
+		assert_int_equal(db_rev(f->db, "feed", "u2", "h2", 7000, &seq,
+					&mod), 0);
+		assert_int_equal(mod, 6000);
+		assert_int_equal(db_rev(f->db, "feed", "u2", "h3", 7000, &seq,
+					&mod), -1);
+		assert_true(db_busy(f->db));
+		db_rollback(other);
+		db_close(other);
+	}
 }
 
 static void
@@ -606,11 +624,157 @@ test_concurrent_token(void **state)
 	db_close(NULL);
 }
 
+static void
+test_application_id(void **state)
+{
+	struct fix *f = *state;
+
+	assert_int_equal(query_int(db_handle(f->db), "PRAGMA application_id"),
+			 0x63757464);
+}
+
+static void
+test_empty_file_refused(void **state)
+{
+	struct fix *f = *state;
+	char *err = NULL, *p = xasprintf("%s/empty.db", f->dir);
+	FILE *fp = fopen(p, "w");
+	struct stat st;
+
+	assert_non_null(fp);
+	fclose(fp);
+	assert_null(db_open(p, true, &err));
+	assert_non_null(strstr(err, "empty file"));
+	assert_non_null(strstr(err, p));
+	free(err);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 0);        /* left alone */
+	free(p);
+}
+
+static void
+test_foreign_sqlite_refused(void **state)
+{
+	struct fix *f = *state;
+	char *err = NULL, *p = xasprintf("%s/other.db", f->dir);
+	sqlite3 *h = NULL;
+
+	assert_int_equal(sqlite3_open(p, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "CREATE TABLE t(x)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(h);
+	assert_null(db_open(p, true, &err));
+	assert_non_null(strstr(err, "not a cutoffd state store"));
+	free(err);
+	err = NULL;
+	/* another program's id, even over our tables */
+	assert_int_equal(sqlite3_exec(db_handle(f->db),
+				      "PRAGMA application_id = 42", NULL, NULL,
+				      NULL), SQLITE_OK);
+	db_close(f->db);
+	f->db = db_open(f->path, false, &err);
+	assert_null(f->db);
+	assert_non_null(strstr(err, "application_id 42"));
+	free(err);
+	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "PRAGMA application_id = 0", NULL,
+				      NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	/* 0.1.0's store: our tables, no id: accepted and stamped */
+	f->db = db_open(f->path, false, &err);
+	assert_non_null(f->db);
+	assert_int_equal(query_int(db_handle(f->db), "PRAGMA application_id"),
+			 0x63757464);
+	free(p);
+}
+
+static void
+test_health(void **state)
+{
+	struct fix *f = *state;
+	char why[256], *moved = xasprintf("%s/moved.db", f->dir);
+	char *err = NULL;
+
+	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
+	/* moved away: the path names no file */
+	assert_int_equal(rename(f->path, moved), 0);
+	assert_int_equal(db_health(f->db, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "deleted"));
+	assert_false(db_ok(f->db));
+	assert_int_equal(rename(moved, f->path), 0);
+	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
+	/* a header that is not ours any more */
+	{
+		FILE *fp = fopen(f->path, "r+b");
+
+		assert_non_null(fp);
+		fputs("garbage garbage garbage", fp);
+		fclose(fp);
+	}
+	assert_int_equal(db_health(f->db, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "corrupt"));
+	assert_null(strchr(why, '\n'));
+	db_close(f->db);
+	f->db = db_open(f->path, false, &err);   /* refused too */
+	assert_null(f->db);
+	free(err);
+	/* teardown wants a store */
+	unlink(f->path);
+	f->db = db_open(f->path, true, &err);
+	assert_non_null(f->db);
+	free(moved);
+}
+
+static void
+test_busy(void **state)
+{
+	struct fix *f = *state;
+	char *err = NULL, why[256];
+	struct db *other = db_open(f->path, false, &err);
+
+	assert_non_null(other);
+	assert_int_equal(db_set_busy_timeout(f->db, 20), 0);
+	assert_int_equal(query_int(db_handle(f->db), "PRAGMA busy_timeout"), 20);
+	assert_int_equal(db_begin(other), 0);
+	assert_false(db_busy(f->db));
+	assert_int_equal(db_meta_set(f->db, "k", "v"), -1);
+	assert_true(db_busy(f->db));
+	assert_true(db_locked_for(f->db) >= 0);
+	assert_int_equal(db_sub_record(f->db, "q1/2024-03-13", "u1", 1, "api",
+				       NULL, 2), -1);
+	assert_true(db_busy(f->db));
+	/* reads go on under another's write lock, and health is fine */
+	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
+	assert_int_equal(db_sub_events(f->db, "q1/2024-03-13", NULL), 0);
+	assert_true(db_locked_for(f->db) > 0);     /* health probed: held */
+	db_rollback(other);
+	/* the lock went and nobody wrote: health's probe ends the episode */
+	assert_int_equal(db_health(f->db, why, sizeof(why)), 0);
+	assert_true(db_locked_for(f->db) == 0);
+	assert_int_equal(db_begin(other), 0);
+	assert_int_equal(db_meta_set(f->db, "k", "v"), -1);
+	assert_true(db_locked_for(f->db) > 0);
+	db_rollback(other);
+	assert_int_equal(db_sub_record(f->db, "q1/2024-03-13", "u1", 1, "api",
+				       NULL, 2), 0);
+	assert_false(db_busy(f->db));
+	assert_true(db_locked_for(f->db) == 0);
+	db_close(other);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_application_id, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_empty_file_refused, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_sqlite_refused, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_health, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_switch, setup,
 						teardown),

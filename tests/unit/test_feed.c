@@ -322,6 +322,8 @@ static void test_sequence_title(void **state)
 	icalcomponent_free(ua);
 	f->c = make_conf("Báo cáo quý 1 (sửa)", true);
 	assert_non_null(f->c);
+	/* what the daemon does at a reload */
+	assert_int_equal(feeds_revise(old, f->c, f->db, f->now + 30), 0);
 	b = sec_feed(f, f->now + 60);
 	assert_true(seq(event(b, "q1-2024-03-13@127.0.0.1")) > s1);
 	assert_string_equal(icalcomponent_get_summary(
@@ -374,10 +376,11 @@ static void test_unit_alarm_times(void **state)
 		secs[n++] = icaldurationtype_as_int(tr.duration);
 	}
 	/* all-day on 13/03: -7d, -3d, -1d, 0d at 08:00 local, counted from
-	 * the day's start */
+	 * the day's start; -3d is Sunday 10/03, sent (send_days = workdays)
+	 * on Friday 08/03 */
 	assert_int_equal(n, 4);
 	assert_int_equal(secs[0], -7 * 86400 + 8 * 3600);
-	assert_int_equal(secs[1], -3 * 86400 + 8 * 3600);
+	assert_int_equal(secs[1], -5 * 86400 + 8 * 3600);
 	assert_int_equal(secs[2], -1 * 86400 + 8 * 3600);
 	assert_int_equal(secs[3], 8 * 3600);
 
@@ -490,6 +493,7 @@ static void test_sequence_alarm_passes(void **state)
 	}
 	free(text);
 	assert_non_null(f->c);
+	assert_int_equal(feeds_revise(old, f->c, f->db, t11 + 30), 0);
 	s3 = alarms_seq(f, t11 + 60, &n3, &m3);
 	assert_int_equal(n3, 2);
 	assert_true(s3 > s2);
@@ -582,6 +586,129 @@ static void test_cache(void **state)
 	feeds_free(NULL);
 }
 
+/* A GET builds feeds: that must not write the state store. */
+static void test_build_writes_nothing(void **state)
+{
+	struct fix *f = *state;
+	int64_t before;
+
+	assert_int_equal(feeds_revise(NULL, f->c, f->db, f->now), 0);
+	before = db_total_changes(f->db);
+	free(feed_build_secretariat(f->c, f->db, f->now, NULL));
+	free(feed_build_unit(f->c, f->db, conf_unit(f->c, "a"), f->now,
+			     NULL));
+	/* an occurrence with no stored revision yet (past REVISE_AHEAD) */
+	free(feed_build_unit(f->c, f->db, conf_unit(f->c, "a"),
+			     f->now + 300 * 86400LL, NULL));
+	assert_int_equal(db_total_changes(f->db), before);
+}
+
+/* SEQUENCE grows across a reload that changes an occurrence shown before
+ * any revision of it was stored, and never goes back on a restart. */
+static void test_sequence_without_stored_revision(void **state)
+{
+	struct fix *f = *state;
+	icalcomponent *a, *b;
+	struct conf *old = f->c;
+	int s1, s2;
+
+	a = sec_feed(f, f->now);
+	s1 = seq(event(a, "q1-2024-03-13@127.0.0.1"));
+	f->c = make_conf("Báo cáo quý I (mới)", true);
+	assert_non_null(f->c);
+	assert_int_equal(feeds_revise(old, f->c, f->db, f->now + 30), 0);
+	b = sec_feed(f, f->now + 60);
+	s2 = seq(event(b, "q1-2024-03-13@127.0.0.1"));
+	assert_true(s2 > s1);
+	icalcomponent_free(b);
+	/* a restart with the same configuration: the same SEQUENCE */
+	assert_int_equal(feeds_revise(NULL, f->c, f->db, f->now + 90), 0);
+	b = sec_feed(f, f->now + 120);
+	assert_int_equal(seq(event(b, "q1-2024-03-13@127.0.0.1")), s2);
+	icalcomponent_free(a);
+	icalcomponent_free(b);
+	conf_free(old);
+}
+
+/* A state store of 0.1 holds revisions under another hash: the first
+ * start of this version counts that as a change, so SEQUENCE grows. */
+static void test_sequence_after_upgrade(void **state)
+{
+	struct fix *f = *state;
+	icalcomponent *a, *b;
+	int64_t rseq;
+	tstamp mod;
+	int s1;
+
+	assert_int_equal(db_rev(f->db, "occ", "q1/2024-03-13",
+				"0123456789abcdef", f->now - 86400, &rseq,
+				&mod), 0);
+	assert_int_equal(db_rev(f->db, "occ", "q1/2024-03-13",
+				"fedcba9876543210", f->now - 3600, &rseq,
+				&mod), 0);
+	assert_int_equal(rseq, 1);
+	a = sec_feed(f, f->now);
+	s1 = seq(event(a, "q1-2024-03-13@127.0.0.1"));
+	assert_int_equal(s1, 1);
+	assert_int_equal(feeds_revise(NULL, f->c, f->db, f->now + 30), 0);
+	b = sec_feed(f, f->now + 60);
+	assert_true(seq(event(b, "q1-2024-03-13@127.0.0.1")) > s1);
+	icalcomponent_free(a);
+	icalcomponent_free(b);
+}
+
+static void test_tokens_in_memory(void **state)
+{
+	struct fix *f = *state;
+	struct feeds *fs = feeds_new();
+	const struct unit *u = conf_unit(f->c, "b");
+	char *want = NULL;
+
+	assert_null(feeds_token(fs, f->c, u));
+	assert_int_equal(feeds_load_tokens(fs, f->c, f->db), 0);
+	assert_int_equal(db_unit_token(f->db, "b", &want), 0);
+	assert_non_null(feeds_token(fs, f->c, u));
+	assert_string_equal(feeds_token(fs, f->c, u), want);
+	assert_string_not_equal(feeds_token(fs, f->c, conf_unit(f->c, "a")),
+				want);
+	/* loaded for another configuration: not trusted */
+	assert_null(feeds_token(fs, NULL, u));
+	free(want);
+	feeds_free(fs);
+}
+
+static void test_cache_bounded_by_bytes(void **state)
+{
+	struct fix *f = *state;
+	const char *ids[] = { "a", "b", "c" };
+	struct app a;
+	size_t one;
+
+	memset(&a, 0, sizeof(a));
+	a.conf = f->c;
+	a.db = f->db;
+	clock_init(&a.clk, true, f->now, 0.0);
+	a.feeds = feeds_new();
+	assert_non_null(feeds_unit(&a, conf_unit(f->c, "a")));
+	one = feeds_bytes(a.feeds);
+	assert_true(one > 0);
+	/* room for two unit feeds, not three */
+	feeds_set_limit(a.feeds, one * 2 + one / 2);
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < 3; i++) {
+			assert_non_null(feeds_unit(&a, conf_unit(f->c,
+								 ids[i])));
+			assert_true(feeds_bytes(a.feeds) <= one * 2 + one / 2);
+		}
+	/* the most recent stays */
+	{
+		const struct doc *d = feeds_unit(&a, conf_unit(f->c, "c"));
+
+		assert_ptr_equal(feeds_unit(&a, conf_unit(f->c, "c")), d);
+	}
+	feeds_free(a.feeds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -604,6 +731,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_allday_and_timed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_writes_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_sequence_without_stored_revision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequence_after_upgrade,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_in_memory, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cache_bounded_by_bytes,
+						setup, teardown),
 	};
 
 	log_init("test_feed", 0);

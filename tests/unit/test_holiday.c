@@ -57,10 +57,13 @@ test_shipped(void **state)
 	diag_init(&d);
 	assert_int_equal(holidays_load(shipped(), &h, &d), 0);
 	assert_int_equal(d.n, 0);
-	/* 2024: 1 + 7 + 1 + 3 + 4; 2025: 1 + 9 + 1 + 5 + 4; 2026: 1 + 9 + 2 + 2 + 2 */
-	assert_int_equal(h.n, 16 + 20 + 16);
+	/* the blocks as the notices state them, weekends included:
+	 * 2024: 1 + 7 + 1 + 5 + 4; 2025: 1 + 9 + 1 + 5 + 4;
+	 * 2026: 4 + 9 + 2 + 4 + 5 */
+	assert_int_equal(h.n, 18 + 20 + 24);
 	for (size_t i = 1; i < h.n; i++)
 		assert_true(h.days[i - 1] < h.days[i]);
+	assert_int_equal(h.last_year, 2026);
 
 	assert_true(holidays_has(&h, day(2024, 1, 1)));
 	assert_false(holidays_has(&h, day(2024, 1, 2)));
@@ -84,6 +87,10 @@ test_shipped(void **state)
 	assert_true(holidays_has(&h, day(2025, 9, 1)));
 	assert_true(holidays_has(&h, day(2025, 9, 2)));
 
+	/* the two days the 0.1 file lacked */
+	assert_true(holidays_has(&h, day(2026, 1, 2)));
+	assert_true(holidays_has(&h, day(2026, 8, 31)));
+	assert_false(holidays_has(&h, day(2026, 1, 5)));
 	assert_false(holidays_has(&h, day(2026, 2, 13)));
 	assert_true(holidays_has(&h, day(2026, 2, 14)));
 	assert_true(holidays_has(&h, day(2026, 2, 22)));
@@ -92,6 +99,18 @@ test_shipped(void **state)
 	assert_true(holidays_has(&h, day(2026, 9, 1)));
 	assert_true(holidays_has(&h, day(2026, 9, 2)));
 	assert_false(holidays_has(&h, day(2026, 9, 3)));
+
+	/* the Saturdays worked in exchange, and nothing else */
+	assert_int_equal(h.nwork, 4);
+	assert_true(holidays_workday(&h, day(2024, 5, 4)));
+	assert_true(holidays_workday(&h, day(2025, 4, 26)));
+	assert_true(holidays_workday(&h, day(2026, 1, 10)));
+	assert_true(holidays_workday(&h, day(2026, 8, 22)));
+	assert_false(holidays_workday(&h, day(2025, 5, 17)));
+	for (size_t i = 0; i < h.nwork; i++) {
+		assert_int_equal(ymd_wday(civil_from_days(h.work[i])), 6);
+		assert_false(holidays_has(&h, h.work[i]));
+	}
 	holidays_free(&h);
 	holidays_free(&h);
 	holidays_free(NULL);
@@ -166,7 +185,7 @@ test_lf_and_empty(void **state)
 static void
 test_errors(void **state)
 {
-	struct holidays h = { (int64_t *)0x1, 42 };
+	struct holidays h = { (int64_t *)0x1, 42, NULL, 0, 0 };
 	struct diag d;
 
 	(void)state;
@@ -236,6 +255,134 @@ test_errors(void **state)
 	assert_int_equal(h.n, 42);
 }
 
+#define CAL_HEAD "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\n"
+#define CAL_TAIL "END:VCALENDAR\n"
+
+/* A WORKDAY event makes a day a working day whatever the week says, and
+ * only that day; a day both off and worked is refused at the worked one. */
+static void
+test_workday(void **state)
+{
+	struct holidays h = { 0 };
+	struct conf c;
+	struct diag d;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(parse(CAL_HEAD
+		"BEGIN:VEVENT\nUID:off\nDTSTART;VALUE=DATE:20260101\n"
+		"DTEND;VALUE=DATE:20260105\nEND:VEVENT\n"
+		"BEGIN:VEVENT\nUID:sat\nDTSTART;VALUE=DATE:20260110\n"
+		"CATEGORIES:WORKDAY\nSUMMARY:Làm bù\nEND:VEVENT\n"
+		/* one of several categories, any case, in a second property */
+		"BEGIN:VEVENT\nUID:sat2\nDTSTART;VALUE=DATE:20260822\n"
+		"CATEGORIES:HOLIDAY\nCATEGORIES:x, workday\nEND:VEVENT\n"
+		/* WORKDAY as part of a longer word is not one */
+		"BEGIN:VEVENT\nUID:not\nDTSTART;VALUE=DATE:20260815\n"
+		"CATEGORIES:WORKDAYS\nEND:VEVENT\n"
+		CAL_TAIL, &h, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(h.n, 4 + 1);
+	assert_int_equal(h.nwork, 2);
+	assert_true(holidays_workday(&h, day(2026, 1, 10)));
+	assert_true(holidays_workday(&h, day(2026, 8, 22)));
+	assert_false(holidays_workday(&h, day(2026, 8, 15)));
+	assert_true(holidays_has(&h, day(2026, 8, 15)));
+	assert_false(holidays_has(&h, day(2026, 1, 10)));
+
+	memset(&c, 0, sizeof(c));
+	c.daemon.workdays = 0x3e;          /* mon-fri */
+	c.hol = h;
+	assert_false(conf_workday(&c, day(2026, 1, 2)));   /* Friday, off */
+	assert_true(conf_workday(&c, day(2026, 1, 10)));   /* Saturday, worked */
+	assert_false(conf_workday(&c, day(2026, 1, 17)));  /* a plain Saturday */
+	assert_false(conf_workday(&c, day(2026, 1, 11)));  /* Sunday */
+	assert_true(conf_workday(&c, day(2026, 1, 12)));   /* Monday */
+	assert_true(conf_workday(&c, day(2026, 8, 22)));
+	holidays_free(&h);
+	assert_null(h.work);
+	assert_int_equal(h.nwork, 0);
+
+	/* both a day off and a working day: an error at the WORKDAY's line */
+	assert_int_equal(parse(CAL_HEAD
+		"BEGIN:VEVENT\nUID:off\nDTSTART;VALUE=DATE:20260101\n"
+		"DTEND;VALUE=DATE:20260105\nEND:VEVENT\n"
+		"BEGIN:VEVENT\nUID:clash\nDTSTART;VALUE=DATE:20260102\n"
+		"DTEND;VALUE=DATE:20260104\nCATEGORIES:WORKDAY\nEND:VEVENT\n"
+		CAL_TAIL, &h, &d), -1);
+	assert_int_equal(d.n, 2);
+	assert_true(diag_has(&d, "t.ics:10: 02/01/2026 is a WORKDAY"));
+	assert_true(diag_has(&d, "t.ics:10: 03/01/2026 is a WORKDAY"));
+	assert_true(diag_has(&d, "(line 5)"));
+	assert_null(h.days);
+	diag_free(&d);
+}
+
+/* The last covered year is that of the dated events; recurring ones (a
+ * fixed 1/1 every year) say nothing about Tết of a year. */
+static void
+test_coverage(void **state)
+{
+	struct holidays h = { 0 };
+	struct conf c;
+	struct diag d;
+	char *w, buf[512];
+	FILE *f;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(parse(CAL_HEAD
+		"BEGIN:VEVENT\nUID:ny\nDTSTART;VALUE=DATE:20200101\n"
+		"RRULE:FREQ=YEARLY\nEND:VEVENT\n"
+		"BEGIN:VEVENT\nUID:tet\nDTSTART;VALUE=DATE:20261231\n"
+		"DTEND;VALUE=DATE:20270102\nEND:VEVENT\n"
+		"BEGIN:VEVENT\nUID:w\nDTSTART;VALUE=DATE:20250104\n"
+		"RDATE;VALUE=DATE:20250111\nCATEGORIES:WORKDAY\nEND:VEVENT\n"
+		CAL_TAIL, &h, &d), 0);
+	assert_int_equal(d.n, 0);
+	/* a block running into the next year covers that year's first days
+	 * only, but it is the year the admin last wrote down */
+	assert_int_equal(h.last_year, 2027);
+	assert_null(holidays_coverage(&h, "h.ics", 2027));
+	assert_null(holidays_coverage(&h, "h.ics", 2020));
+	w = holidays_coverage(&h, "h.ics", 2029);
+	assert_non_null(w);
+	assert_string_equal(w, "h.ics: holidays file covers up to 2027; "
+			    "horizon reaches 2029: dates after 31/12/2027 "
+			    "assume no public holiday");
+	free(w);
+
+	/* the conf-level call: horizon from now, in the zone (NULL: UTC) */
+	memset(&c, 0, sizeof(c));
+	c.daemon.holidays = "h.ics";
+	c.daemon.horizon = 400 * 86400LL;
+	c.hol = h;
+	f = tmpfile();
+	assert_non_null(f);
+	/* 2026-12-03 + 400 days = 2028-01-07 */
+	holidays_warn(&c, (tstamp)days_from_civil(2026, 12, 3) * 86400, f);
+	/* 2026-06-01 + 400 days = 2027-07-06: inside */
+	holidays_warn(&c, (tstamp)days_from_civil(2026, 6, 1) * 86400, f);
+	rewind(f);
+	memset(buf, 0, sizeof(buf));
+	assert_true(fread(buf, 1, sizeof(buf) - 1, f) > 0);
+	fclose(f);
+	assert_string_equal(buf, "warning: h.ics: holidays file covers up to "
+			    "2027; horizon reaches 2028: dates after "
+			    "31/12/2027 assume no public holiday\n");
+	holidays_free(&h);
+
+	/* only recurrences: no year is covered, nothing to warn about */
+	assert_int_equal(parse(CAL_HEAD
+		"BEGIN:VEVENT\nUID:ny\nDTSTART;VALUE=DATE:20200101\n"
+		"RRULE:FREQ=YEARLY\nEND:VEVENT\n" CAL_TAIL, &h, &d), 0);
+	assert_int_equal(h.last_year, 0);
+	assert_null(holidays_coverage(&h, "h.ics", 2100));
+	holidays_free(&h);
+	assert_null(holidays_coverage(NULL, "h.ics", 2100));
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -244,6 +391,8 @@ main(void)
 		cmocka_unit_test(test_rrule_duration),
 		cmocka_unit_test(test_lf_and_empty),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_workday),
+		cmocka_unit_test(test_coverage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

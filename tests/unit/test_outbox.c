@@ -458,6 +458,150 @@ static void test_recipients(void **state)
 	assert_null(outbox_recipients(&c, &u, AUD_UNIT, CH_WEBHOOK));
 }
 
+struct refused_seen {
+	int n;
+	char addr[64], reply[128];
+};
+
+static int refused_cb(void *ctx, const struct outbox_refusal *r)
+{
+	struct refused_seen *s = ctx;
+
+	s->n++;
+	snprintf(s->addr, sizeof(s->addr), "%s", r->address);
+	snprintf(s->reply, sizeof(s->reply), "%s", r->reply);
+	return 0;
+}
+
+/* The sender's cursor: rows after (next_try, id) in index order, across a
+ * group of equal next_try and on into later ones; never the ones before. */
+static void test_due_after_cursor(void **state)
+{
+	struct fx *f = *state;
+	struct notice n[5], out[8], cur;
+	const char *units[5] = { "a", "b", "c", "d", "e" };
+	tstamp at[5] = { 100, 100, 100, 200, 300 };
+	size_t k = 0;
+
+	for (int i = 0; i < 5; i++) {
+		n[i] = mk("q1/2024-03-13", units[i], "remind-7d", AUD_UNIT,
+			  CH_EMAIL, "x@y.vn", at[i]);
+		assert_int_equal(outbox_add(f->db, &n[i], 1), 1);
+	}
+	assert_int_equal(outbox_due_after(f->db, 250, CH_EMAIL, NULL, 2, out,
+					  &k), 0);
+	assert_int_equal(k, 2);
+	assert_string_equal(out[0].unit, "a");
+	assert_string_equal(out[1].unit, "b");
+	cur = out[1];
+	notice_clear(&out[0]);
+	assert_int_equal(outbox_due_after(f->db, 250, CH_EMAIL, &cur, 8, out,
+					  &k), 0);
+	notice_clear(&cur);
+	/* c (same next_try, later id), then d; e is not due yet */
+	assert_int_equal(k, 2);
+	assert_string_equal(out[0].unit, "c");
+	assert_string_equal(out[1].unit, "d");
+	assert_int_equal(out[1].next_try, 200);
+	cur = out[1];
+	notice_clear(&out[0]);
+	assert_int_equal(outbox_due_after(f->db, 250, CH_EMAIL, &cur, 8, out,
+					  &k), 0);
+	assert_int_equal(k, 0);
+	assert_int_equal(outbox_due_after(f->db, 250, CH_WEBHOOK, NULL, 8, out,
+					  &k), 0);
+	assert_int_equal(k, 0);
+	notice_clear(&cur);
+}
+
+/* Sent in one statement; only pending rows move; the refused addresses
+ * and the thread root of a unit's later mails. */
+static void test_sent_all_refused_thread(void **state)
+{
+	struct fx *f = *state;
+	struct notice a = mk("q1/2024-03-13", "tp", "remind-7d", AUD_UNIT,
+			     CH_EMAIL, "x@y.vn, z@y.vn", 100);
+	struct notice b = mk("q1/2024-03-13", "tp", "remind-3d", AUD_UNIT,
+			     CH_EMAIL, "x@y.vn", 400);
+	struct notice c = mk("q1/2024-03-13", "tp", "escalate+1d", AUD_HEAD,
+			     CH_EMAIL, "h@y.vn", 900);
+	struct notice got, out[4];
+	int64_t ids[3];
+	char root[160];
+	size_t k = 0;
+	struct refused_seen seen = { 0 };
+
+	assert_int_equal(outbox_add(f->db, &a, 1), 1);
+	assert_int_equal(outbox_add(f->db, &b, 1), 1);
+	assert_int_equal(outbox_add(f->db, &c, 1), 1);
+	assert_int_equal(outbox_get(f->db, a.occurrence, "tp", "remind-7d",
+				    AUD_UNIT, CH_EMAIL, &got, NULL), 0);
+	ids[0] = got.id;
+	/* nothing sent yet: the first mail starts the thread */
+	assert_int_equal(outbox_thread_root(f->db, &got, root, sizeof(root)), 1);
+	notice_clear(&got);
+	assert_int_equal(outbox_mark_failed(f->db, ids[0] + 2, 50, "x"), 0);
+	ids[1] = ids[0] + 1;
+	ids[2] = ids[0] + 2;          /* failed: stays failed */
+	assert_int_equal(outbox_mark_sent_all(f->db, ids, 3, 500), 0);
+	assert_int_equal(count(f->db, "state = 'sent'"), 2);
+	assert_int_equal(count(f->db, "state = 'failed' AND done_at = 50"), 1);
+	assert_int_equal(count(f->db, "state = 'sent' AND attempts = 1 AND "
+			       "done_at = 500"), 2);
+	assert_int_equal(outbox_mark_sent_all(f->db, ids, 0, 500), 0);
+	assert_int_equal(outbox_due(f->db, 10000, -1, 4, out, &k), 0);
+	assert_int_equal(k, 0);
+
+	assert_int_equal(outbox_refused_add(f->db, ids[0], "z@y.vn",
+					    "550 5.1.1 unknown", 500), 0);
+	assert_int_equal(outbox_refused_foreach(f->db, "q1/2024-03-13",
+						refused_cb, &seen), 0);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.addr, "z@y.vn");
+	assert_string_equal(seen.reply, "550 5.1.1 unknown");
+	seen.n = 0;
+	assert_int_equal(outbox_refused_foreach(f->db, "h1/2024-06-13",
+						refused_cb, &seen), 0);
+	assert_int_equal(seen.n, 0);
+
+	/* the later mails (to the unit or its head) answer the first */
+	assert_int_equal(outbox_get(f->db, c.occurrence, "tp", "escalate+1d",
+				    AUD_HEAD, CH_EMAIL, &got, NULL), 0);
+	assert_int_equal(outbox_thread_root(f->db, &got, root, sizeof(root)), 0);
+	assert_string_equal(root, a.message_id);
+	notice_clear(&got);
+}
+
+/* Retry-After: the next try is not before the server's time, and the
+ * backoff still applies when it is longer. */
+static void test_defer_until(void **state)
+{
+	struct fx *f = *state;
+	struct notice n = mk("q1/2024-03-13", "tp", "remind-7d", AUD_UNIT,
+			     CH_WEBHOOK, "http://127.0.0.1/h", 1000);
+	struct notice got;
+	struct conf c = { 0 };
+	tstamp next = 0;
+
+	c.mail.retry_min = 60;
+	c.mail.retry_max = 3600;
+	c.mail.give_up = 86400;
+	assert_int_equal(outbox_add(f->db, &n, 1000), 1);
+	assert_int_equal(outbox_get(f->db, n.occurrence, "tp", "remind-7d",
+				    AUD_UNIT, CH_WEBHOOK, &got, NULL), 0);
+	assert_int_equal(outbox_defer_until(f->db, &c, &got, 1000, "HTTP 429",
+					    0.0, 7200, &next), 0);
+	assert_int_equal(next, 1000 + 7200);
+	notice_clear(&got);
+	assert_int_equal(outbox_get(f->db, n.occurrence, "tp", "remind-7d",
+				    AUD_UNIT, CH_WEBHOOK, &got, NULL), 0);
+	assert_int_equal(got.next_try, 8200);
+	assert_int_equal(outbox_defer_until(f->db, &c, &got, 8200, "HTTP 503",
+					    0.0, 10, &next), 0);
+	assert_int_equal(next, 8200 + 120);      /* backoff 2 x 60 s */
+	notice_clear(&got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +616,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_digest_rows, setup, teardown),
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test(test_recipients),
+		cmocka_unit_test_setup_teardown(test_due_after_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sent_all_refused_thread,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_defer_until, setup, teardown),
 	};
 
 	log_init("test_outbox", 0);

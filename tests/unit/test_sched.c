@@ -86,7 +86,10 @@ fx_init(struct fx *f, const char *zone, bool holidays)
 		.repeat = DAYS(3), .until = DAYS(30),
 		.quiet_from = 18 * 60, .quiet_to = 7 * 60 + 30,
 		.shift = SHIFT_NEXT,
+		/* the 0.1 behaviour; send_days = workdays has its own tests */
+		.send_all_days = true,
 	};
+	f->c.daemon.since_day = INT64_MIN;
 	/* conf order is not id order: the plan must sort */
 	f->units[0] = (struct unit){ .id = "ld-tbxh", .email = em_ld, .nemail = 1,
 				     .head = "truongphong.ldtbxh@example.vn" };
@@ -258,7 +261,7 @@ test_once_leap_previous(void **state)
 
 	f->c.ncycles = 1;
 	cy[0] = (struct cycle){ .id = "plan", .once = once, .nonce = 2,
-				.due_minute = 17 * 60, .policy = &f->pol[0],
+				.period = PERIOD_PREVIOUS, .due_minute = 17 * 60, .policy = &f->pol[0],
 				.units = all4, .nunits = 4 };
 	assert_int_equal(sched_occurrences(&f->c, hcm(2020, 1, 1, 0, 0),
 					   hcm(2030, 1, 1, 0, 0), &o, &n), 0);
@@ -279,7 +282,7 @@ test_once_leap_previous(void **state)
 	/* 29 February: the last day of February in common years (as for
 	 * period ends), never a year without the report */
 	cy[0] = (struct cycle){ .id = "leap", .yearly = &leap, .nyearly = 1,
-				.due_minute = 1440, .policy = &f->pol[0],
+				.period = PERIOD_PREVIOUS, .due_minute = 1440, .policy = &f->pol[0],
 				.units = all4, .nunits = 4 };
 	assert_int_equal(sched_occurrences(&f->c, hcm(2024, 1, 1, 0, 0),
 					   hcm(2027, 1, 1, 0, 0), &o, &n), 0);
@@ -303,7 +306,7 @@ test_once_leap_previous(void **state)
 
 	/* `previous` over a list of yearly dates */
 	cy[0] = (struct cycle){ .id = "qp", .yearly = quarters, .nyearly = 4,
-				.due_minute = 1440, .policy = &f->pol[0],
+				.period = PERIOD_PREVIOUS, .due_minute = 1440, .policy = &f->pol[0],
 				.units = all4, .nunits = 4 };
 	assert_int_equal(sched_occurrence(&f->c, "qp/2024-03-31", &one), 0);
 	assert_ymd(one.period_from, 2024, 1, 1);
@@ -324,7 +327,8 @@ test_rrule(void **state)
 
 	f->c.ncycles = 1;
 	cy[0] = (struct cycle){ .id = "m", .rrule = "FREQ=MONTHLY;BYMONTHDAY=5",
-				.start = { 2024, 1, 5 }, .due_minute = 1440,
+				.start = { 2024, 1, 5 }, .period = PERIOD_PREVIOUS,
+				.due_minute = 1440,
 				.policy = &f->pol[0], .units = all4, .nunits = 4 };
 	assert_int_equal(sched_occurrences(&f->c, hcm(2023, 1, 1, 0, 0),
 					   hcm(2024, 7, 1, 0, 0), &o, &n), 0);
@@ -401,6 +405,7 @@ test_shift(void **state)
 	assert_ymd(o.due, 2026, 2, 13);
 	/* no working day at all: the nominal date stands */
 	f->c.daemon.workdays = 0;
+	f->c.hol.nwork = 0;   /* nor a Saturday worked (10/01/2026 is one) */
 	assert_int_equal(sched_occurrence(&f->c, "t/2026-02-20", &o), 0);
 	assert_ymd(o.due, 2026, 2, 20);
 }
@@ -954,15 +959,17 @@ test_real_conf(void **state)
 	memset(&rs, 0, sizeof(rs));
 	rs.c = c;
 	buf_init(&rs.b);
-	/* Monday 15/9/2025 is the shifted due day; -1d is Sunday 14/9 */
-	assert_int_equal(sched_plan(c, hcm(2025, 9, 14, 0, 0),
+	/* Monday 15/9/2025 is the shifted due day; -1d is Sunday 14/9, so
+	 * under send_days = workdays it goes out on Friday 12/9, where it
+	 * meets -3d: one notice, -1d */
+	assert_int_equal(sched_plan(c, hcm(2025, 9, 11, 0, 0),
 				    hcm(2025, 9, 16, 0, 0), NULL, NULL, NULL,
 				    collect, &rs), 0);
 	assert_string_equal(buf_str(&rs.b),
-		"2025-09-14T08:00 q3/2025-09-13 mttq remind-1d unit email mttq@example.vn\n"
-		"2025-09-14T08:00 q3/2025-09-13 p-tan-loi remind-1d unit email bcd.tanloi@example.vn\n"
-		"2025-09-14T08:00 q3/2025-09-13 p-tan-loi remind-1d unit webhook http://127.0.0.1:8471/hooks/tan-loi\n"
-		"2025-09-14T08:00 q3/2025-09-13 tu-phap remind-1d unit email tuphap@example.vn\n"
+		"2025-09-12T08:00 q3/2025-09-13 mttq remind-1d unit email mttq@example.vn\n"
+		"2025-09-12T08:00 q3/2025-09-13 p-tan-loi remind-1d unit email bcd.tanloi@example.vn\n"
+		"2025-09-12T08:00 q3/2025-09-13 p-tan-loi remind-1d unit webhook http://127.0.0.1:8471/hooks/tan-loi\n"
+		"2025-09-12T08:00 q3/2025-09-13 tu-phap remind-1d unit email tuphap@example.vn\n"
 		"2025-09-15T08:00 q3/2025-09-13 mttq remind+0d unit email mttq@example.vn\n"
 		"2025-09-15T08:00 q3/2025-09-13 p-tan-loi remind+0d unit email bcd.tanloi@example.vn\n"
 		"2025-09-15T08:00 q3/2025-09-13 p-tan-loi remind+0d unit webhook http://127.0.0.1:8471/hooks/tan-loi\n"
