@@ -319,6 +319,14 @@ def test_corpus_outcomes_precision_recall(daemon_factory, tmp_path, port,
     assert "RecipientNotFound" in bounces[1][3]
     st = ctl(conf, "status", "q1/2024-03-13", now="2024-03-08T12:00").stdout
     assert "bounced" in st and "mttq@example.vn" in st, st
+    code, _, body = d.get("/metrics")
+    assert code == 200
+    text = body.decode()
+    n_rec = sum(1 for r in rows if r[1] == "recorded")
+    assert f'cutoffd_imap_messages_total{{outcome="recorded"}} {n_rec}' \
+        in text, text
+    assert 'cutoffd_imap_messages_total{outcome="bounced"} 2' in text
+    assert "cutoffd_imap_last_poll_timestamp_seconds 17" in text
     import json
     code, _, body = d.get("/status.json")
     assert code == 200
