@@ -60,6 +60,7 @@ enum sec {
 	S_UNIT,
 	S_ADMIN,
 	S_GROUP,         /* [group ID]: a group's display name */
+	S_IMAP,
 	S_COUNT
 };
 
@@ -143,6 +144,15 @@ static const char *const admin_keys[KA_N] = {
 /* [group ID]: the name the page shows for a group of units */
 enum { KG_NAME, KG_N };
 static const char *const group_keys[KG_N] = { [KG_NAME] = "name" };
+/* [imap]: the secretariat's mailbox, polled for reports and bounces */
+enum { KI_URL, KI_STARTTLS, KI_TLS_VERIFY, KI_USER, KI_PASSWORD_FILE,
+	KI_POLL, KI_MODE, KI_N };
+static const char *const imap_keys[KI_N] = {
+	[KI_URL] = "url", [KI_STARTTLS] = "starttls",
+	[KI_TLS_VERIFY] = "tls_verify", [KI_USER] = "user",
+	[KI_PASSWORD_FILE] = "password_file", [KI_POLL] = "poll",
+	[KI_MODE] = "mode",
+};
 
 #define KMAX 16
 
@@ -171,6 +181,8 @@ static const struct secdef secdefs[S_COUNT] = {
 		     1u << KU_HEAD | 1u << KU_WEBHOOK | 1u << KU_GROUPS },
 	[S_ADMIN] = { "admin", admin_keys, KA_N, true, 0 },
 	[S_GROUP] = { "group", group_keys, KG_N, true, 0 },
+	[S_IMAP] = { "imap", imap_keys, KI_N, false,
+		     1u << KI_USER | 1u << KI_PASSWORD_FILE },
 };
 
 /* What we remember of one section while parsing. */
@@ -621,6 +633,7 @@ valid_url(const char *s, const char *const *schemes)
 
 static const char *const http_schemes[] = { "http://", "https://", NULL };
 static const char *const smtp_schemes[] = { "smtp://", "smtps://", NULL };
+static const char *const imap_schemes[] = { "imap://", "imaps://", NULL };
 
 /* "host:port" or "[v6]:port" */
 static bool
@@ -919,6 +932,104 @@ set_mail(struct pctx *p, int k, char *v, int line)
 			bad(p, line, key, v, "expected a duration like 5m");
 		else
 			*durp = dur;
+	}
+}
+
+/* The host of scheme://[user@]host[:port]/... is a loopback literal or
+ * localhost: the only place an IMAP password may travel in clear. */
+static bool
+url_host_loopback(const char *url)
+{
+	const char *h = strstr(url, "://"), *e;
+	char host[64];
+	size_t n;
+
+	if (h == NULL)
+		return false;
+	h += 3;
+	e = h + strcspn(h, "/?#");
+	{
+		const char *at = memchr(h, '@', (size_t)(e - h));
+
+		if (at != NULL)
+			h = at + 1;
+	}
+	if (*h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(e - h));
+
+		if (rb == NULL)
+			return false;
+		n = (size_t)(rb - h - 1);
+		if (n >= sizeof(host))
+			return false;
+		memcpy(host, h + 1, n);
+		host[n] = '\0';
+		return strcmp(host, "::1") == 0;
+	}
+	n = strcspn(h, ":/?#");
+	if (n >= sizeof(host))
+		return false;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	return strncmp(host, "127.", 4) == 0 || strcasecmp(host, "localhost") == 0;
+}
+
+static void
+set_imap(struct pctx *p, int k, char *v, int line)
+{
+	struct conf *c = p->c;
+	const char *key = imap_keys[k];
+	int64_t dur;
+
+	c->imap.enabled = true;
+	switch (k) {
+	case KI_URL: {
+		const char *path = strstr(v, "://");
+
+		path = path != NULL ? strchr(path + 3, '/') : NULL;
+		if (!valid_url(v, imap_schemes) || path == NULL ||
+		    path[1] == '\0' || strpbrk(path + 1, ";?#\"") != NULL)
+			bad(p, line, key, v, "expected imaps://host[:port]/"
+			    "MAILBOX or imap://host[:port]/MAILBOX");
+		else
+			replace(&c->imap.url, xstrdup(v));
+		break;
+	}
+	case KI_STARTTLS:
+		if (!strcmp(v, "try"))
+			c->imap.starttls = STARTTLS_TRY;
+		else if (!strcmp(v, "required"))
+			c->imap.starttls = STARTTLS_REQUIRED;
+		else if (!strcmp(v, "no"))
+			c->imap.starttls = STARTTLS_NO;
+		else
+			bad(p, line, key, v, "expected required, try or no");
+		break;
+	case KI_TLS_VERIFY:
+		if (parse_bool(v, &c->imap.tls_verify) < 0)
+			bad(p, line, key, v, "expected yes or no");
+		break;
+	case KI_USER:
+		replace(&c->imap.user, *v ? xstrdup(v) : NULL);
+		break;
+	case KI_PASSWORD_FILE:
+		replace(&c->imap.password_file, *v ? resolve(c, v) : NULL);
+		break;
+	case KI_POLL:
+		if (parse_dur(v, false, &dur) < 0 || dur < 2)
+			bad(p, line, key, v, "expected a duration of at "
+			    "least 2s, like 5m");
+		else
+			c->imap.poll = dur;
+		break;
+	case KI_MODE:
+		if (!strcmp(v, "record"))
+			c->imap.record = true;
+		else if (!strcmp(v, "propose"))
+			c->imap.record = false;
+		else
+			bad(p, line, key, v, "expected record or propose");
+		break;
 	}
 }
 
@@ -1560,6 +1671,7 @@ cur_si(struct pctx *p)
 	case S_MAIL:
 	case S_WEBHOOK:
 	case S_SECRETARIAT:
+	case S_IMAP:
 		return &p->single[p->sec];
 	case S_POLICY:
 		return &p->paux[p->idx];
@@ -1629,6 +1741,7 @@ flush(struct pctx *p)
 			else
 				replace(&c_group(p)->name, xstrdup(v));
 			break;
+		case S_IMAP: set_imap(p, p->pkey, v, p->pline); break;
 		default: break;
 		}
 	}
@@ -2460,6 +2573,12 @@ load_secrets(struct pctx *p)
 				line, &text, &n) == 0)
 			c->mail.password = text;
 	}
+	if (c->imap.password_file != NULL) {
+		line = p->single[S_IMAP].kl[KI_PASSWORD_FILE];
+		if (read_secret(p, "password_file", c->imap.password_file,
+				line, &text, &n) == 0)
+			c->imap.password = text;
+	}
 	if (c->webhook.secret_file != NULL) {
 		line = p->single[S_WEBHOOK].kl[KW_SECRET_FILE];
 		if (read_secret(p, "secret_file", c->webhook.secret_file,
@@ -2651,6 +2770,27 @@ validate(struct pctx *p)
 		}
 	}
 
+	si = &p->single[S_IMAP];
+	if (si->line > 0 && !si->bad) {
+		if (c->imap.url == NULL)
+			err(p, si->line, "[imap]: url is required");
+		else if (!strncasecmp(c->imap.url, "imap://", 7) &&
+			 c->imap.starttls != STARTTLS_REQUIRED &&
+			 !url_host_loopback(c->imap.url))
+			/* a password in clear over the network */
+			err(p, si->kl[KI_STARTTLS] ? si->kl[KI_STARTTLS] :
+			    si->line, "[imap]: starttls = %s is only for a "
+			    "server on loopback; use imaps:// or starttls = "
+			    "required", c->imap.starttls == STARTTLS_NO ?
+			    "no" : "try");
+		if (c->imap.password_file != NULL && c->imap.user == NULL)
+			err(p, si->kl[KI_PASSWORD_FILE], "[imap]: "
+			    "password_file needs user");
+		if (c->imap.user != NULL && c->imap.password_file == NULL)
+			err(p, si->kl[KI_USER], "[imap]: user needs "
+			    "password_file");
+	}
+
 	if (!(p->flags & CONF_NO_FILES))
 		load_secrets(p);
 }
@@ -2705,6 +2845,9 @@ set_defaults(struct conf *c, const char *name)
 	c->mail.retry_max = 6 * 3600;
 	c->mail.give_up = 3 * 86400;
 	c->mail.timeout = 5 * 60;
+	c->imap.starttls = STARTTLS_REQUIRED;
+	c->imap.tls_verify = true;
+	c->imap.poll = 5 * 60;
 
 	c->webhook.timeout = 10;
 	c->webhook.format = HOOK_STANDARD;
@@ -2867,6 +3010,10 @@ conf_free(struct conf *c)
 	free(c->daemon.templates);
 	free(c->daemon.datadir);
 	free(c->daemon.lang);
+	free(c->imap.url);
+	free(c->imap.user);
+	free(c->imap.password_file);
+	free(c->imap.password);
 	free(c->mail.url);
 	free(c->mail.user);
 	free(c->mail.password_file);

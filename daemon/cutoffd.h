@@ -359,6 +359,17 @@ struct conf {
 		bool auth_needs_tls;  /* starttls = try made required (user set,
 					 server not a loopback literal) */
 	} mail;
+	struct {                  /* [imap]: the secretariat's mailbox */
+		bool enabled;         /* the section is there */
+		char *url;            /* imaps://host/MAILBOX, imap://... */
+		enum starttls starttls;  /* default required */
+		bool tls_verify;
+		char *user;
+		char *password_file;
+		char *password;       /* contents or NULL */
+		int64_t poll;         /* seconds, >= 2 */
+		bool record;          /* mode = record (else propose) */
+	} imap;
 	struct {
 		char *secret_file;
 		unsigned char *secret;  /* raw key bytes or NULL */
@@ -545,7 +556,7 @@ int sched_moves(const struct conf *c, char *const *ids, size_t nids,
 
 struct db;
 
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -743,6 +754,37 @@ void regime_apply_state(struct db *db, struct conf *c, tstamp now,
  * ids it had (a reload does not repeat old news). */
 void regime_moves(struct db *db, struct conf *c, const struct conf *old,
 		  tstamp now, bool apply, FILE *out);
+/* The mailbox's bookkeeping (imap.c), schema version 5:
+ *   imap_seen(message_id PRIMARY KEY, uidvalidity, uid, seen, outcome,
+ *       occurrence, unit, detail)      -- every message read, once
+ *   notice_bounce(outbox_id, address, status, diagnostic, at, report_id,
+ *       PRIMARY KEY(outbox_id, address))   -- RFC 3464 reports
+ *   index outbox_message_id ON outbox(message_id)
+ * db_imap_seen: 1 when message_id was read before, 0, -1.
+ * db_imap_mark / db_bounce_add: 0 added, 1 already there, -1. */
+int db_imap_seen(struct db *db, const char *message_id);
+int db_imap_mark(struct db *db, const char *message_id, int64_t uidvalidity,
+		 int64_t uid, const char *outcome, const char *occ,
+		 const char *unit, const char *detail, tstamp now);
+struct notice;
+/* The sent email notice whose Message-ID is message_id: 0 (notice_clear
+ * it), 1 none, -1. */
+int db_notice_by_message_id(struct db *db, const char *message_id,
+			    struct notice *out);
+int db_bounce_add(struct db *db, int64_t outbox_id, const char *address,
+		  const char *status, const char *diagnostic,
+		  const char *report_id, tstamp now);
+/* Every bounced address, optionally of one occurrence, in (occurrence,
+ * unit, step, address) order; the strings live until fn returns, which
+ * returns non-zero to stop. */
+struct db_bounce {
+	const char *occurrence, *unit, *step, *audience, *address, *status,
+		*diagnostic;
+	tstamp at;
+};
+typedef int (*db_bounce_fn)(void *ctx, const struct db_bounce *b);
+int db_bounce_foreach(struct db *db, const char *occ, db_bounce_fn fn,
+		      void *ctx);
 
 /* ---------------------------------------------------------------- ledger.c */
 
@@ -903,6 +945,7 @@ struct app {
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
+	struct imap *imap;       /* imap.c: the mailbox poller, or NULL */
 	int64_t data_version;
 	tstamp started;
 	bool stopping;
@@ -1261,6 +1304,13 @@ struct st_refused {
 	tstamp at;
 };
 
+/* An address a delivery report (RFC 3464, found in the [imap] mailbox)
+ * says did not get a notice. */
+struct st_bounce {
+	char *occ, *unit, *step, *addr, *status, *diag;
+	tstamp at;               /* when the report was read */
+};
+
 struct status {
 	tstamp now;
 	tstamp stale_at;         /* time alone may change the model from here */
@@ -1271,6 +1321,8 @@ struct status {
 	size_t nfail;
 	struct st_refused *ref;
 	size_t nref;
+	struct st_bounce *bounce; /* db_bounce_foreach's rows, filtered */
+	size_t nbounce;
 };
 
 /* What to show; every field NULL = the default window, every unit. */
@@ -1489,5 +1541,85 @@ void metrics_get(struct app *a, const struct http_req *q, struct http_resp *r);
 /* Starts listening on conf->daemon.listen on a->loop. */
 struct http *http_start(struct app *a, char **err);
 void http_stop(struct http *h);
+
+/* ------------------------------------------------------------------ mime.c */
+
+/* A strict, bounded reader of a stored message (RFC 5322, 2045-2047, 2231,
+ * 3464): what matching a reply or a bounce needs.  Strings are clean UTF-8
+ * (no control characters), NULL when absent. */
+#define MIME_MAX_REFS 32
+#define MIME_MAX_FILES 16
+#define MIME_MAX_RCPT 16
+struct mime_rcpt {               /* one recipient of a delivery report */
+	char *recipient;         /* Final-Recipient's address, lowercased */
+	char *action;            /* "failed", "delayed", ... lowercased */
+	char *status;            /* "5.1.1" */
+	char *diagnostic;        /* Diagnostic-Code without its type */
+};
+struct mime_msg {
+	char *message_id;        /* "<id>" */
+	char **refs;             /* In-Reply-To then References ids, unique */
+	size_t nrefs;
+	char *from;              /* the From addr-spec, lowercased */
+	char *subject;           /* RFC 2047 decoded (UTF-8, Latin-1) */
+	tstamp date;
+	bool has_date;
+	bool auto_reply;         /* Auto-Submitted, X-Autoreply, Precedence */
+	const char *auto_why;    /* the header that says so (static) */
+	char **files;            /* attachment names (RFC 2231 / 2047) */
+	size_t nfiles;
+	bool dsn;                /* multipart/report; report-type=delivery-status */
+	struct mime_rcpt *rcpt;
+	size_t nrcpt;
+	char *dsn_orig_id;       /* the returned message's Message-ID */
+};
+/* 0, or -1 when s holds no header field at all.  mime_clear after 0. */
+int mime_parse(const char *s, size_t n, struct mime_msg *out);
+void mime_clear(struct mime_msg *m);
+/* RFC 2047 encoded words of a header value decoded (charsets other than
+ * UTF-8 and Latin-1 left as written); xmalloc'ed, clean UTF-8. */
+char *mime_decode_words(const char *s, size_t n);
+/* The addr-spec of "Name <a@b>" or "a@b", lowercased; NULL if none. */
+char *mime_addr(const char *v);
+/* An RFC 5322 date-time; 0 or -1. */
+int mime_date(const char *v, tstamp *out);
+/* Adds to m->files the attachment names an IMAP BODYSTRUCTURE lists
+ * (those past the part of a message that was fetched). */
+void mime_bodystructure_files(const char *s, size_t n, struct mime_msg *m);
+
+/* ------------------------------------------------------------------ imap.c */
+
+/* The secretariat's mailbox ([imap]), polled read-only on the loop for
+ * reports and delivery status notifications (see imap.c). */
+enum imap_outcome {
+	IMAP_RECORDED,           /* a confident match, mode = record */
+	IMAP_PROPOSED,           /* a match shown for confirmation */
+	IMAP_BOUNCED,            /* a DSN for one of our notices */
+	IMAP_AUTOREPLY,          /* an auto-reply or out-of-office */
+	IMAP_UNKNOWN_SENDER,     /* not from any unit's address */
+	IMAP_UNMATCHED,          /* from a unit, names none of its reports;
+				    a DSN for a message not ours */
+	IMAP_ALREADY,            /* read before, or the report is recorded */
+	IMAP_UNREADABLE,         /* not a message, or the store failed */
+	IMAP_OUTCOMES
+};
+const char *imap_outcome_name(enum imap_outcome o);   /* "recorded", ... */
+struct imap;
+struct app;
+/* NULL when there is no [imap] section. */
+struct imap *imap_start(struct app *a);
+void imap_stop(struct imap *im);
+/* One message as the mailbox holds it: matched, recorded or proposed
+ * (ledger.c) or marked bounced, and remembered by Message-ID; calls
+ * a->changed when state changed.  msg may be the first bytes only;
+ * bodystructure (may be NULL) is the FETCH's BODYSTRUCTURE, for the names
+ * of attachments past them.  The poller's core, for tests too. */
+enum imap_outcome imap_process(struct app *a, const char *msg, size_t len,
+			       const char *bodystructure, size_t bslen,
+			       int64_t uidvalidity, int64_t uid);
+/* cutoffd_imap_* lines of /metrics (metrics.c appends them). */
+void imap_metrics_write(struct buf *b);
+/* "imap ok" or why it fails, into out; NULL when im is NULL. */
+const char *imap_health(const struct imap *im, char *out, size_t size);
 
 #endif

@@ -130,6 +130,29 @@ static const char *const migrations[] = {
 	    "  reply TEXT NOT NULL,"
 	    "  at INTEGER NOT NULL,"
 	    "  PRIMARY KEY(outbox_id, address));",
+
+	/* 5: the secretariat's mailbox (imap.c): every message read, by
+	 * Message-ID, so none counts twice across restarts and UIDVALIDITY
+	 * changes; bounces reported for a notice's address; replies and
+	 * reports name a notice by its Message-ID. */
+	"CREATE TABLE IF NOT EXISTS imap_seen("
+	    "  message_id TEXT NOT NULL PRIMARY KEY,"
+	    "  uidvalidity INTEGER,"
+	    "  uid INTEGER,"
+	    "  seen INTEGER NOT NULL,"
+	    "  outcome TEXT NOT NULL,"
+	    "  occurrence TEXT,"
+	    "  unit TEXT,"
+	    "  detail TEXT);"
+	"CREATE TABLE IF NOT EXISTS notice_bounce("
+	    "  outbox_id INTEGER NOT NULL,"
+	    "  address TEXT NOT NULL,"
+	    "  status TEXT,"
+	    "  diagnostic TEXT,"
+	    "  at INTEGER NOT NULL,"
+	    "  report_id TEXT,"
+	    "  PRIMARY KEY(outbox_id, address));"
+	"CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox(message_id);",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,
@@ -1798,4 +1821,191 @@ db_sub_last_event(struct db *db, const char *occ, const char *unit)
 out:
 	done(s);
 	return t;
+}
+
+/* ------------------------------------------------- the mailbox (imap.c) */
+
+#define SQL_IMAP_SEEN \
+	"SELECT 1 FROM imap_seen WHERE message_id = ?1"
+#define SQL_IMAP_MARK \
+	"INSERT OR IGNORE INTO imap_seen(message_id, uidvalidity, uid, seen," \
+	" outcome, occurrence, unit, detail)" \
+	" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+#define SQL_NOTICE_BY_MID \
+	"SELECT id, occurrence, unit, step, audience, recipients, send_at" \
+	" FROM outbox WHERE message_id = ?1 AND channel = 'email'" \
+	" AND state = 'sent' ORDER BY id LIMIT 1"
+#define SQL_BOUNCE_ADD \
+	"INSERT OR IGNORE INTO notice_bounce(outbox_id, address, status," \
+	" diagnostic, at, report_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+#define SQL_BOUNCES \
+	"SELECT o.occurrence, o.unit, o.step, o.audience, b.address," \
+	" b.status, b.diagnostic, b.at FROM notice_bounce b" \
+	" JOIN outbox o ON o.id = b.outbox_id" \
+	" WHERE ?1 IS NULL OR o.occurrence = ?1" \
+	" ORDER BY o.occurrence, o.unit, o.step, b.address"
+
+int
+db_imap_seen(struct db *db, const char *message_id)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_IMAP_SEEN);
+	int rc;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, message_id) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	db_stmt_done(db, s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	db_fail(db, "imap seen");
+	return -1;
+}
+
+int
+db_imap_mark(struct db *db, const char *message_id, int64_t uidvalidity,
+	     int64_t uid, const char *outcome, const char *occ,
+	     const char *unit, const char *detail, tstamp now)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_IMAP_MARK);
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, message_id) < 0 ||
+	    bind_int(db, s, 2, uidvalidity) < 0 || bind_int(db, s, 3, uid) < 0 ||
+	    bind_int(db, s, 4, now) < 0 || bind_text(db, s, 5, outcome) < 0 ||
+	    bind_text(db, s, 6, occ) < 0 || bind_text(db, s, 7, unit) < 0 ||
+	    bind_text(db, s, 8, detail) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	if (run(db, s, "imap mark") < 0)
+		return -1;
+	return sqlite3_changes(db->h) > 0 ? 0 : 1;
+}
+
+int
+db_notice_by_message_id(struct db *db, const char *message_id,
+			struct notice *out)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_NOTICE_BY_MID);
+	int rc, ret = -1;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, message_id) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *t;
+
+		memset(out, 0, sizeof(*out));
+		out->id = sqlite3_column_int64(s, 0);
+		t = (const char *)sqlite3_column_text(s, 1);
+		snprintf(out->occurrence, sizeof(out->occurrence), "%s",
+			 t ? t : "");
+		t = (const char *)sqlite3_column_text(s, 2);
+		snprintf(out->unit, sizeof(out->unit), "%s", t ? t : "");
+		t = (const char *)sqlite3_column_text(s, 3);
+		snprintf(out->step, sizeof(out->step), "%s", t ? t : "");
+		t = (const char *)sqlite3_column_text(s, 4);
+		if (t == NULL || outbox_audience(t, &out->aud) < 0)
+			out->aud = AUD_UNIT;
+		out->ch = CH_EMAIL;
+		out->recipients = col_dup(s, 5);
+		out->send_at = sqlite3_column_int64(s, 6);
+		snprintf(out->message_id, sizeof(out->message_id), "%s",
+			 message_id);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		db_fail(db, "notice by message id");
+	}
+	db_stmt_done(db, s);
+	return ret;
+}
+
+int
+db_bounce_add(struct db *db, int64_t outbox_id, const char *address,
+	      const char *status, const char *diagnostic,
+	      const char *report_id, tstamp now)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_BOUNCE_ADD);
+
+	if (!s)
+		return -1;
+	if (bind_int(db, s, 1, outbox_id) < 0 ||
+	    bind_text(db, s, 2, address) < 0 ||
+	    bind_text(db, s, 3, status) < 0 ||
+	    bind_text(db, s, 4, diagnostic) < 0 ||
+	    bind_int(db, s, 5, now) < 0 ||
+	    bind_text(db, s, 6, report_id) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	if (run(db, s, "bounce add") < 0)
+		return -1;
+	return sqlite3_changes(db->h) > 0 ? 0 : 1;
+}
+
+int
+db_bounce_foreach(struct db *db, const char *occ, db_bounce_fn fn, void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_BOUNCES);
+	struct db_bounce *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, ret = -1;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, occ) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	/* read all first: fn may use the database */
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct db_bounce *b;
+
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		b = &v[n++];
+		b->occurrence = col_dup(s, 0);
+		b->unit = col_dup(s, 1);
+		b->step = col_dup(s, 2);
+		b->audience = col_dup(s, 3);
+		b->address = col_dup(s, 4);
+		b->status = col_dup(s, 5);
+		b->diagnostic = col_dup(s, 6);
+		b->at = sqlite3_column_int64(s, 7);
+	}
+	db_stmt_done(db, s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "bounces");
+	} else {
+		ret = 0;
+		for (size_t i = 0; i < n; i++)
+			if (fn(ctx, &v[i]) != 0)
+				break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free((char *)v[i].occurrence);
+		free((char *)v[i].unit);
+		free((char *)v[i].step);
+		free((char *)v[i].audience);
+		free((char *)v[i].address);
+		free((char *)v[i].status);
+		free((char *)v[i].diagnostic);
+	}
+	free(v);
+	return ret;
 }

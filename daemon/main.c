@@ -192,6 +192,9 @@ reload(struct app *a)
 	}
 	ensure_tokens(a);
 	feeds_reload(a, old);
+	/* the poller restarts on the new [imap] (its position is stored) */
+	imap_stop(a->imap);
+	a->imap = imap_start(a);
 	app_changed(a);
 	conf_free(old);
 	metrics_reloaded(true, clock_now(&a->clk));
@@ -250,6 +253,8 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
 	a->http = NULL;
 	engine_stop(a->engine);
 	a->engine = NULL;
+	imap_stop(a->imap);
+	a->imap = NULL;
 	ev_io_stop(loop, &state_io);
 	ev_timer_stop(loop, &state_poll);
 	ev_timer_stop(loop, &state_recheck);
@@ -666,6 +671,7 @@ main(int argc, char **argv)
 	}
 	app.sender = sender_start(&app);
 	app.engine = engine_start(&app);
+	app.imap = imap_start(&app);
 
 	ev_signal_init(&sig_hup, on_hup, SIGHUP);
 	ev_signal_init(&sig_term, on_term, SIGTERM);
@@ -713,6 +719,7 @@ main(int argc, char **argv)
 	if (state_ifd >= 0)
 		close(state_ifd);
 	free(state_base);
+	imap_stop(app.imap);
 	engine_stop(app.engine);
 	sender_stop(app.sender);
 	http_stop(app.http);

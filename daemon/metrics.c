@@ -367,6 +367,8 @@ metrics_render(struct app *a, struct buf *b)
 		put_label(b, c->cycles[i].id);
 		buf_printf(b, "\"} %lld\n", (long long)m.missing[i]);
 	}
+	if (a->imap != NULL)       /* [imap]: the mailbox poller's counters */
+		imap_metrics_write(b);
 	return 0;
 }
 

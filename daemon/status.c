@@ -232,6 +232,17 @@ status_free(struct status *s)
 		free(x->reply);
 	}
 	free(s->ref);
+	for (size_t i = 0; i < s->nbounce; i++) {
+		struct st_bounce *x = &s->bounce[i];
+
+		free(x->occ);
+		free(x->unit);
+		free(x->step);
+		free(x->addr);
+		free(x->status);
+		free(x->diag);
+	}
+	free(s->bounce);
 	free(s);
 }
 
@@ -327,6 +338,53 @@ collect_refused(void *ctx, const struct outbox_refusal *r)
 	x->addr = xstrdup(r->address);
 	x->reply = xstrdup(r->reply);
 	x->at = r->at;
+	return 0;
+}
+
+struct bounce_ctx {
+	const struct conf *c;
+	const struct status_filter *f;
+	struct status *s;
+	size_t cap;
+};
+
+static int
+collect_bounce(void *ctx, const struct db_bounce *b)
+{
+	struct bounce_ctx *bc = ctx;
+	struct st_bounce *x;
+
+	if (bc->s->nbounce >= FAILED_MAX)
+		return 1;
+	if (!fail_matches(bc->c, bc->f, b->occurrence, b->unit))
+		return 0;
+	if (bc->s->nbounce == bc->cap) {
+		bc->cap = bc->cap ? bc->cap * 2 : 8;
+		bc->s->bounce = xrealloc(bc->s->bounce,
+					 bc->cap * sizeof(*bc->s->bounce));
+	}
+	x = &bc->s->bounce[bc->s->nbounce++];
+	x->occ = xstrdup(b->occurrence);
+	x->unit = xstrdup(b->unit);
+	x->step = xstrdup(b->step);
+	x->addr = xstrdup(b->address);
+	x->status = xstrdup(b->status ? b->status : "");
+	x->diag = xstrdup(b->diagnostic ? b->diagnostic : "");
+	x->at = b->at;
+	return 0;
+}
+
+/* Addresses that delivery reports in the [imap] mailbox said bounced. */
+static int
+load_bounces(const struct conf *c, struct db *db,
+	     const struct status_filter *f, struct status *s)
+{
+	struct bounce_ctx bc = { c, f, s, 0 };
+
+	if (db_bounce_foreach(db, f->occ, collect_bounce, &bc) < 0) {
+		log_err("status: cannot read the bounced notices");
+		return -1;
+	}
 	return 0;
 }
 
@@ -438,6 +496,10 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 			return -1;
 		}
 	}
+	if (load_bounces(c, db, f, s) < 0) {
+		status_free(s);
+		return -1;
+	}
 	*out = s;
 	return 0;
 }
@@ -464,6 +526,29 @@ status_fmt_due(const struct occ *o, char *out, size_t size)
 }
 
 /* -------------------------------------------------- cutoffctl status */
+
+/* "bounced  OCC  UNIT  STEP  ADDRESS  STATUS DIAGNOSTIC": what a remote
+ * server said, escaped. */
+static int
+print_bounce(void *ctx, const struct db_bounce *x)
+{
+	struct buf *b = ctx;
+
+	buf_puts(b, "bounced\t");
+	buf_put_escaped(b, x->occurrence, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->unit, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->step, 100);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->address, 200);
+	buf_putc(b, '\t');
+	buf_put_escaped(b, x->status ? x->status : "", 20);
+	buf_putc(b, ' ');
+	buf_put_escaped(b, x->diagnostic ? x->diagnostic : "", 300);
+	buf_putc(b, '\n');
+	return 0;
+}
 
 int
 status_print(const struct conf *c, struct db *db, tstamp now,
@@ -545,6 +630,8 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 		buf_put_escaped(&b, x->reply, 300);
 		buf_putc(&b, '\n');
 	}
+	/* delivery reports found in the [imap] mailbox */
+	(void)db_bounce_foreach(db, occ, print_bounce, &b);
 	fputs(buf_str(&b), out);
 	buf_free(&b);
 	status_free(s);
@@ -764,6 +851,24 @@ status_json_write(const struct conf *c, const struct status *s,
 				    utf8_valid(x->reply, strlen(x->reply)) ?
 				    json_string(x->reply) :
 				    json_string("(not UTF-8)"));
+		tz_format_iso(c->tz, x->at, t);
+		json_object_set_new(jf, "at", json_string(t));
+		json_array_append_new(fails, jf);
+	}
+	json_put(b, fails);
+	buf_puts(b, ",\"bounced\":");
+	fails = json_array();
+	for (size_t i = 0; i < s->nbounce; i++) {
+		const struct st_bounce *x = &s->bounce[i];
+		json_t *jf = json_object();
+
+		json_object_set_new(jf, "occurrence", json_string(x->occ));
+		json_object_set_new(jf, "unit", json_string(x->unit));
+		json_object_set_new(jf, "step", json_string(x->step));
+		json_object_set_new(jf, "address", json_string(x->addr));
+		json_object_set_new(jf, "status", json_string(x->status));
+		/* mime.c gives clean UTF-8 */
+		json_object_set_new(jf, "diagnostic", json_string(x->diag));
 		tz_format_iso(c->tz, x->at, t);
 		json_object_set_new(jf, "at", json_string(t));
 		json_array_append_new(fails, jf);
