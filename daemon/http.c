@@ -470,6 +470,10 @@ int http_dispatch(struct app *a, const struct http_req *q,
 		api_route(a, q, r, p + 4);
 		return 0;
 	}
+	if (strncmp(p, "/confirm/", 9) == 0) {
+		link_route(a, q, r, p + 8);
+		return 0;
+	}
 	return 1;
 }
 
@@ -498,6 +502,10 @@ static enum MHD_Result route_status(struct http *h, struct MHD_Connection *mc,
 	q.content_type = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 						     "Content-Type");
 	q.cookie = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Cookie");
+	q.host = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host");
+	q.origin = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Origin");
+	q.sec_fetch_site = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+						       "Sec-Fetch-Site");
 	memset(&r, 0, sizeof(r));
 	r.status = 200;
 	buf_init(&r.body);
