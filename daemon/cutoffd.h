@@ -790,6 +790,13 @@ int ledger_event_add(struct db *db, const char *occ, const char *unit,
 		     const char *action, const tstamp *at, const char *source,
 		     const char *actor, const char *detail, const char *note,
 		     tstamp now);
+/* Every proposal still open (a "proposed" event with no later received,
+ * nil, undo or confirmed event for the pair, and no submission standing),
+ * optionally of one occurrence, by (occurrence, unit); a pair may come
+ * more than once (several sources).  0 or -1. */
+int ledger_proposals(struct db *db, const char *occ,
+		     int (*fn)(void *ctx, const char *occ, const char *unit,
+			       const char *source, tstamp at), void *ctx);
 /* Latest recorded time of the events db_sub_events counts; 0 = none. */
 tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
 
@@ -1186,7 +1193,13 @@ struct st_unit {
 	bool own_due;            /* an extension for this unit alone */
 	char source[16];         /* of the record; "" when none */
 	char *note;              /* of the record, or NULL */
+	/* missing or not due, but proposed (a unit's link, the mailbox):
+	 * shown as "proposed" (status_unit_state) */
+	bool proposed;
+	char proposed_source[16];
 };
+/* su's state as printed: status_state_name, or "proposed" */
+const char *status_unit_state(const struct st_unit *su);
 
 struct st_occ {
 	struct occ o;

@@ -111,7 +111,11 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 	case US_MISSING: {
 		int64_t late = pg->s->now - su->due_at;
 
-		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp</td><td>");
+		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp");
+		if (su->proposed)    /* link.c, the mailbox: to be confirmed */
+			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
+				 "chờ xác nhận</div>");
+		buf_puts(b, "</td><td>");
 		if (late >= DAY)
 			buf_printf(b, "quá hạn %" PRId64 " ngày", late / DAY);
 		else
@@ -121,8 +125,11 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 		break;
 	}
 	case US_NOTDUE:
-		buf_puts(b, "<td class=\"st nd\">&#8230; Chưa đến hạn</td>"
-			 "<td></td>");
+		buf_puts(b, "<td class=\"st nd\">&#8230; Chưa đến hạn");
+		if (su->proposed)
+			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
+				 "chờ xác nhận</div>");
+		buf_puts(b, "</td><td></td>");
 		break;
 	}
 	if (pg->logged) {

@@ -127,7 +127,12 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
         (OCC, UNIT, "proposed", "link")]
     assert unit_state(conf) == "proposed"
     j = json.loads(d.get("/status.json")[2])
-    assert "proposed" in json.dumps(j, ensure_ascii=False)
+    units = {u["unit"]: u for o in j["occurrences"] if o["id"] == OCC
+             for u in o["units"]}
+    assert units[UNIT]["state"] == "proposed"
+    assert units[UNIT]["proposed_by"] == "link"
+    assert units["mttq"]["state"] == "not-due"
+    assert "Đơn vị báo đã gửi, chờ xác nhận" in d.get("/")[2].decode()
     # the page now says it was reported, without a form
     page = d.get(path_of(url))[2].decode()
     assert "<form" not in page
@@ -243,9 +248,9 @@ def test_webhook_confirm_url(daemon_factory, tmp_path, port):
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    units = ("[unit ld-tbxh]\nname = Phòng Lao động\n"
+    units = ("[unit ld-tbxh]\nname = Phòng Lao động\nemail = a@example.vn\n"
              f"webhook = http://127.0.0.1:{srv.server_port}/hook\n")
-    conf = make_config(tmp_path, port, units=units, webhook="format = json\n")
+    conf = make_config(tmp_path, port, units=units, webhook="")
     init_state(conf, port, now=BEFORE)
     d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
     wait_for(lambda: got, what="a webhook")
