@@ -150,6 +150,10 @@ link_parse(const char *tok, size_t len, char unit[72], char occ[OCC_ID_MAX],
 		return -1;
 	memcpy(unit, tok, ul);
 	unit[ul] = '\0';
+	snprintf(occ, OCC_ID_MAX, "%.*s", (int)cl, cy);
+	/* the config's own rule for ids (a leading '-' is none) */
+	if (!valid_id(unit) || !valid_id(occ))
+		return -1;
 	snprintf(occ, OCC_ID_MAX, "%.*s/%.10s", (int)cl, cy, tok + i);
 	return 0;
 }
