@@ -137,6 +137,10 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
     page = d.get(path_of(url))[2].decode()
     assert "<form" not in page
     d.stop()
+    # the MAC, a capability, is in no log line (requests are logged at -v)
+    log = d.logtext()
+    assert "/confirm/ld-tbxh.q1.2024-03-13.<mac>" in log
+    assert url.rsplit(".", 1)[1] not in log
 
 
 def test_link_record_stops_the_chase(daemon_factory, tmp_path, port, smtp):
@@ -263,3 +267,17 @@ def test_webhook_confirm_url(daemon_factory, tmp_path, port):
     d = daemon_factory(conf, port, now=BEFORE).start()
     assert d.get(path_of(url))[0] == 200
     d.stop()
+
+
+def test_policy_link_key_checked(tmp_path, port):
+    import subprocess
+    from conftest import CUTOFFD
+    cycles = CYCLES.replace("shift    = next-workday",
+                            "shift    = next-workday\nlink     = maybe")
+    conf = make_config(tmp_path, port, cycles=cycles)
+    r = subprocess.run([str(CUTOFFD), "-c", str(conf), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    line = conf.read_text().splitlines().index("link     = maybe") + 1
+    assert f"{conf}:{line}: link: invalid value 'maybe'" in r.stderr
+    assert "expected propose or record" in r.stderr
