@@ -35,6 +35,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -414,17 +415,22 @@ scan_event(void *ctx, const struct ledger_event *e)
 	return 0;
 }
 
-/* Sec-Fetch-Site and Origin say a browser sent this from our own page */
+/* Sec-Fetch-Site and Origin say a browser sent this from our own page:
+ * Origin is the request's Host, or public_url's origin (a reverse proxy
+ * may pass its own Host) */
 static bool
-same_site(const struct http_req *q)
+same_site(const struct conf *c, const struct http_req *q)
 {
-	const char *o = q->origin, *h;
+	const char *o = q->origin, *h, *pu = c->daemon.public_url;
 
 	if (q->sec_fetch_site != NULL &&
 	    strcmp(q->sec_fetch_site, "same-origin") != 0 &&
 	    strcmp(q->sec_fetch_site, "none") != 0)
 		return false;
 	if (o == NULL)
+		return true;
+	if (pu != NULL && strncasecmp(pu, o, strlen(o)) == 0 &&
+	    (pu[strlen(o)] == '\0' || pu[strlen(o)] == '/'))
 		return true;
 	if (q->host == NULL)
 		return false;
@@ -548,7 +554,7 @@ link_route(struct app *a, const struct http_req *q, struct http_resp *r,
 		return;
 	}
 
-	if (!same_site(q)) {
+	if (!same_site(c, q)) {
 		plain_page(r, 403, "Yêu cầu từ trang khác bị từ chối.");
 		return;
 	}
