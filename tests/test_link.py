@@ -133,6 +133,9 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
     assert units[UNIT]["proposed_by"] == "link"
     assert units["mttq"]["state"] == "not-due"
     assert "Đơn vị báo đã gửi, chờ xác nhận" in d.get("/")[2].decode()
+    csv = d.get("/status.csv")[2].decode("utf-8-sig")
+    assert any(l.startswith(OCC + ",") and f",{UNIT}," in l and
+               ",proposed," in l for l in csv.splitlines())
     # the page now says it was reported, without a form
     page = d.get(path_of(url))[2].decode()
     assert "<form" not in page
