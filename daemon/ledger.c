@@ -71,6 +71,20 @@ static const char SQL_EVENTS_AFTER[] =
 static const char SQL_LAST_EVENT_ID[] =
 	"SELECT coalesce(max(id), 0) FROM submission_event";
 
+/* proposals not yet settled: no later record, undo or confirmation of
+ * the pair, and no submission standing */
+static const char SQL_PROPOSALS[] =
+	"SELECT e.occurrence, e.unit, e.source, e.at FROM submission_event e"
+	" WHERE e.action = 'proposed' AND e.unit <> ''"
+	" AND (?1 IS NULL OR e.occurrence = ?1)"
+	" AND NOT EXISTS (SELECT 1 FROM submission_event l"
+	"  WHERE l.occurrence = e.occurrence AND l.unit = e.unit"
+	"  AND l.id > e.id"
+	"  AND l.action IN ('received', 'nil', 'undo', 'confirmed'))"
+	" AND NOT EXISTS (SELECT 1 FROM submission s"
+	"  WHERE s.occurrence = e.occurrence AND s.unit = e.unit)"
+	" ORDER BY e.occurrence, e.unit, e.id";
+
 static void
 fail(struct db *db, const char *what)
 {
@@ -777,4 +791,48 @@ ledger_last_event_id(struct db *db, int64_t *id)
 		fail(db, "history");
 	db_stmt_done(db, s);
 	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int
+ledger_proposals(struct db *db, const char *occ,
+		 int (*fn)(void *ctx, const char *occ, const char *unit,
+			   const char *source, tstamp at), void *ctx)
+{
+	sqlite3_stmt *s = db_stmt(db, SQL_PROPOSALS);
+	struct prop {
+		char occ[OCC_ID_MAX], unit[72], source[16];
+		tstamp at;
+	} *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, occ) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	/* read all first: fn may use the database */
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		col_copy(s, 0, v[n].occ, sizeof(v[n].occ));
+		col_copy(s, 1, v[n].unit, sizeof(v[n].unit));
+		col_copy(s, 2, v[n].source, sizeof(v[n].source));
+		v[n].at = sqlite3_column_int64(s, 3);
+		n++;
+	}
+	db_stmt_done(db, s);
+	if (rc != SQLITE_DONE) {
+		fail(db, "proposals");
+		free(v);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (fn(ctx, v[i].occ, v[i].unit, v[i].source, v[i].at) != 0)
+			break;
+	free(v);
+	return 0;
 }

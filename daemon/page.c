@@ -213,12 +213,20 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 		buf_puts(b, "</td>");
 		break;
 	case US_MISSING:
-		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp</td><td>");
+		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp");
+		if (su->proposed)    /* link.c, the mailbox: to be confirmed */
+			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
+				 "chờ xác nhận</div>");
+		buf_puts(b, "</td><td>");
 		put_days(pg, su->due_at, su->due);
 		buf_puts(b, "</td>");
 		break;
 	case US_NOTDUE:
-		buf_puts(b, "<td class=\"st nd\">&#8230; Chưa đến hạn</td><td>");
+		buf_puts(b, "<td class=\"st nd\">&#8230; Chưa đến hạn");
+		if (su->proposed)
+			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
+				 "chờ xác nhận</div>");
+		buf_puts(b, "</td><td>");
 		put_days(pg, su->due_at, su->due);
 		buf_puts(b, "</td>");
 		break;
