@@ -17,19 +17,15 @@
  * records.  A session holds its admin's id and a fingerprint of that
  * admin's token, so changing one admin's token ends only their sessions.
  *
- * The throttle counts wrong admin tokens per client address (an IPv6
- * client by its /64): THROTTLE_FREE are free, then each one doubles a
- * wait (1 s, 2 s, 4 s ... an hour at most) during which every attempt
- * from there, right or wrong, gets 429 with Retry-After.  The table has
- * THROTTLE_SLOTS entries; when full, the address quiet for longest goes.
+ * Wrong admin tokens are counted per client address (throttle.c: a few
+ * free, then a doubling wait up to an hour) during which every attempt
+ * from there, right or wrong, gets 429 with Retry-After.
  * Behind a reverse proxy every client has the proxy's address: a guesser
  * then delays the real admin too, which is the price of not trusting
  * X-Forwarded-For.
  */
 #include "cutoffd.h"
 
-#include <arpa/inet.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,11 +36,7 @@
 #define DAY 86400
 #define SESSION_TTL (7 * DAY)
 #define SESSIONS_MAX 256
-#define THROTTLE_FREE 5             /* wrong tokens before the first wait */
-#define THROTTLE_MAX_WAIT 3600.0    /* seconds */
-#define THROTTLE_FORGET 3600.0      /* a quiet hour forgets an address */
-#define THROTTLE_SLOTS 1024
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define THROTTLE_SLOTS 1024         /* client addresses remembered */
 
 struct session {
 	bool used;
@@ -55,30 +47,28 @@ struct session {
 	tstamp expires;              /* daemon clock */
 };
 
-struct strike {
-	char key[48];                /* address, or an IPv6 /64 */
-	unsigned fails;
-	double last;                 /* monotonic seconds */
-	double until;                /* no attempt before this */
-};
 
 struct auth {
 	struct session s[SESSIONS_MAX];
-	struct strike t[THROTTLE_SLOTS];
-	size_t nt;
+	struct throttle *thr;        /* wrong admin tokens */
 };
 
 struct auth *
 auth_new(void)
 {
-	return xcalloc(1, sizeof(struct auth));
+	struct auth *au = xcalloc(1, sizeof(struct auth));
+
+	au->thr = throttle_new(THROTTLE_SLOTS);
+	return au;
 }
 
 void
 auth_free(struct auth *au)
 {
-	if (au != NULL)
-		OPENSSL_cleanse(au, sizeof(*au));
+	if (au == NULL)
+		return;
+	throttle_free(au->thr);
+	OPENSSL_cleanse(au, sizeof(*au));
 	free(au);
 }
 
@@ -93,128 +83,41 @@ sha256(const char *s, unsigned char out[32])
 
 /* ------------------------------------------------------------ throttle */
 
-/* Real time, not the daemon's clock: guessing happens at the speed of the
- * wall clock whatever --speed says. */
-static double
-mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The client's key: its address, an IPv6 one cut to its /64 (one host
- * commonly holds a whole /64). */
-static void
-client_key(const char *client, char *out, size_t size)
-{
-	struct in6_addr a6;
-
-	if (client != NULL && strchr(client, ':') != NULL &&
-	    inet_pton(AF_INET6, client, &a6) == 1) {
-		memset(a6.s6_addr + 8, 0, 8);
-		if (inet_ntop(AF_INET6, &a6, out, (socklen_t)size) != NULL) {
-			snprintf(out + strlen(out), size - strlen(out), "/64");
-			return;
-		}
-	}
-	snprintf(out, size, "%s", client != NULL ? client : "?");
-}
-
-static struct strike *
-strike_find(struct auth *au, const char *client, double now, bool create)
-{
-	char key[48];
-	size_t victim = 0;
-
-	client_key(client, key, sizeof(key));
-	for (size_t i = 0; i < au->nt; i++) {
-		struct strike *t = &au->t[i];
-
-		if (strcmp(t->key, key) != 0)
-			continue;
-		/* a quiet hour after the last wait forgets the address */
-		if (now - t->last > THROTTLE_FORGET && now >= t->until) {
-			t->fails = 0;
-			t->until = 0;
-		}
-		return t;
-	}
-	if (!create)
-		return NULL;
-	if (au->nt < THROTTLE_SLOTS) {
-		victim = au->nt++;
-	} else {
-		for (size_t i = 1; i < au->nt; i++)
-			if (au->t[i].last < au->t[victim].last)
-				victim = i;
-	}
-	memset(&au->t[victim], 0, sizeof(au->t[victim]));
-	snprintf(au->t[victim].key, sizeof(au->t[victim].key), "%s", key);
-	return &au->t[victim];
-}
-
 /* Seconds this client must still wait before trying a token, 0 if none. */
 static int
-throttle_wait(struct app *a, const struct http_req *q)
+login_wait(struct app *a, const struct http_req *q)
 {
-	double now = mono();
-	struct strike *t;
-
-	if (a->auth == NULL)
-		return 0;
-	t = strike_find(a->auth, q->client, now, false);
-	if (t == NULL || now >= t->until)
-		return 0;
-	return (int)ceil(t->until - now);
+	return a->auth != NULL ? throttle_wait(a->auth->thr, q->client) : 0;
 }
 
 /* A wrong admin token from q's client: logged (with the address, which
  * getnameinfo made numeric, escaped all the same), counted, and a wait
  * set once the free ones are used up. */
 static void
-throttle_fail(struct app *a, const struct http_req *q, const char *what)
+login_fail(struct app *a, const struct http_req *q, const char *what)
 {
-	double now = mono(), wait = 0;
-	struct strike *t = NULL;
+	double wait = 0;
+	unsigned fails;
 	struct buf b;
 
-	if (a->auth != NULL) {
-		t = strike_find(a->auth, q->client, now, true);
-		t->fails++;
-		t->last = now;
-		if (t->fails >= THROTTLE_FREE) {
-			wait = ldexp(1.0, (int)MIN(t->fails - THROTTLE_FREE,
-						    12u));
-			if (wait > THROTTLE_MAX_WAIT)
-				wait = THROTTLE_MAX_WAIT;
-			t->until = now + wait;
-		}
-	}
+	fails = throttle_fail(a->auth != NULL ? a->auth->thr : NULL, q->client,
+			      &wait);
 	buf_init(&b);
 	buf_put_escaped(&b, q->client != NULL ? q->client : "?", 64);
 	if (wait > 0)
 		log_warn("%s: wrong admin token from %s (%u in a row); its "
 			 "next attempt waits %.0f s", what, buf_str(&b),
-			 t->fails, wait);
+			 fails, wait);
 	else
 		log_warn("%s: wrong admin token from %s", what, buf_str(&b));
 	buf_free(&b);
 }
 
 static void
-throttle_ok(struct app *a, const struct http_req *q)
+login_ok(struct app *a, const struct http_req *q)
 {
-	struct strike *t;
-
-	if (a->auth == NULL)
-		return;
-	t = strike_find(a->auth, q->client, mono(), false);
-	if (t != NULL) {
-		t->fails = 0;
-		t->until = 0;
-	}
+	if (a->auth != NULL)
+		throttle_ok(a->auth->thr, q->client);
 }
 
 /* 429 with Retry-After when the client must wait, as JSON or a page */
@@ -222,7 +125,7 @@ static bool
 throttled(struct app *a, const struct http_req *q, struct http_resp *r,
 	  bool json)
 {
-	int wait = throttle_wait(a, q);
+	int wait = login_wait(a, q);
 
 	if (wait <= 0)
 		return false;
@@ -319,12 +222,12 @@ auth_api(struct app *a, const struct http_req *q, struct http_resp *r)
 		return -1;
 	if (!bearer_ok(a, q)) {
 		if (req_bearer(q, tok, sizeof(tok)))
-			throttle_fail(a, q, "api");
+			login_fail(a, q, "api");
 		resp_error(r, 401, "missing or wrong admin token");
 		resp_hdr(r, "WWW-Authenticate", "Bearer realm=\"cutoffd\"");
 		return -1;
 	}
-	throttle_ok(a, q);
+	login_ok(a, q);
 	return 0;
 }
 
@@ -506,11 +409,11 @@ auth_login(struct app *a, const struct http_req *q, struct http_resp *r)
 	if (tok != NULL)
 		who = admin_of_token(a, tok);
 	if (who == NULL) {
-		throttle_fail(a, q, "status page login");
+		login_fail(a, q, "status page login");
 		resp_redirect(r, "/?login=failed");
 		goto out;
 	}
-	throttle_ok(a, q);
+	login_ok(a, q);
 	if (session_open(a, now, who, cookie) < 0) {
 		resp_html_msg(r, 503, "Không mở được phiên làm việc.");
 		goto out;

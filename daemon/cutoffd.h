@@ -954,6 +954,7 @@ struct app {
 	struct feeds *feeds;
 	struct views *views;     /* status.c: the status views in memory */
 	struct auth *auth;       /* auth.c: admin sessions, login throttle */
+	struct throttle *link_throttle;  /* link.c's wrong tokens */
 	struct http *http;
 	struct engine *engine;   /* issue 3: outbox filling */
 	struct sender *sender;   /* issue 3: outbox draining */
@@ -1407,6 +1408,23 @@ struct doc *views_doc(struct views *vs, const struct conf *c, struct db *db,
 		      view_build_fn build, void *ctx);
 /* Documents built so far (tests). */
 unsigned long views_builds(const struct views *vs);
+
+/* ------------------------------------------------------------- throttle.c */
+
+/* Wrong attempts per client address (an IPv6 one by its /64): a few free,
+ * then each doubles a wait from 1 s up to an hour; a quiet hour forgets
+ * the address; at most `slots` addresses (the quietest gives way).  A
+ * NULL throttle counts nothing. */
+struct throttle;
+struct throttle *throttle_new(size_t slots);
+#define LINK_THROTTLE_SLOTS 256   /* link.c's table (main.c makes it) */
+void throttle_free(struct throttle *t);
+/* Seconds the client must still wait before another attempt; 0 = none. */
+int throttle_wait(struct throttle *t, const char *client);
+/* One more wrong attempt: the count in a row; *wait the wait it set. */
+unsigned throttle_fail(struct throttle *t, const char *client, double *wait);
+/* A right one: the count starts again. */
+void throttle_ok(struct throttle *t, const char *client);
 
 /* ------------------------------------------------------------------ req.c */
 

@@ -23,16 +23,13 @@
  * nonce, an HMAC of the token under the same key with another label:
  * only a page we served has it (a scanner that blindly POSTs does not).
  *
- * Wrong tokens are throttled per client address with the policy of
- * auth.c's admin-token throttle (its table is private to auth.c and its
- * messages speak of admin tokens, so this is a small table of its own):
- * LINK_FREE wrong tokens free, then a doubling wait during which every
- * request from there gets 429.
+ * Wrong tokens are throttled per client address (throttle.c, the admin
+ * login's policy, in a table of the app's own: app->link_throttle): a few
+ * free, then a doubling wait during which every request from there gets
+ * 429.
  */
 #include "cutoffd.h"
 
-#include <arpa/inet.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,10 +43,6 @@
 #define NONCE_LABEL "cutoffd link form v1\n"
 #define LINK_DEFAULT_VALID (31 * 86400)   /* a policy without until */
 #define LINK_B64_LEN 43                   /* 32 bytes, unpadded */
-#define LINK_FREE 5
-#define LINK_MAX_WAIT 3600.0
-#define LINK_FORGET 3600.0
-#define LINK_SLOTS 256
 
 /* ------------------------------------------------------------- tokens */
 
@@ -220,104 +213,19 @@ link_url(const struct conf *c, struct db *db, const char *unit,
 
 /* ----------------------------------------------------------- throttle */
 
-struct strike {
-	char key[48];
-	unsigned fails;
-	double last, until;
-};
-static struct strike strikes[LINK_SLOTS];
-static size_t nstrikes;
-
-static double
-mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* an IPv6 client by its /64, as auth.c */
+/* Wrong tokens counted per client address (throttle.c, the policy of the
+ * admin login); a valid link does not reset the count. */
 static void
-client_key(const char *client, char *out, size_t size)
+link_fail(struct app *a, const struct http_req *q, const char *why)
 {
-	struct in6_addr a6;
-
-	if (client != NULL && strchr(client, ':') != NULL &&
-	    inet_pton(AF_INET6, client, &a6) == 1) {
-		memset(a6.s6_addr + 8, 0, 8);
-		if (inet_ntop(AF_INET6, &a6, out, (socklen_t)size) != NULL) {
-			snprintf(out + strlen(out), size - strlen(out), "/64");
-			return;
-		}
-	}
-	snprintf(out, size, "%s", client != NULL ? client : "?");
-}
-
-static struct strike *
-strike_find(const char *client, double now, bool create)
-{
-	char key[48];
-	size_t victim = 0;
-
-	client_key(client, key, sizeof key);
-	for (size_t i = 0; i < nstrikes; i++) {
-		struct strike *t = &strikes[i];
-
-		if (strcmp(t->key, key) != 0)
-			continue;
-		if (now - t->last > LINK_FORGET && now >= t->until) {
-			t->fails = 0;
-			t->until = 0;
-		}
-		return t;
-	}
-	if (!create)
-		return NULL;
-	if (nstrikes < LINK_SLOTS) {
-		victim = nstrikes++;
-	} else {
-		for (size_t i = 1; i < nstrikes; i++)
-			if (strikes[i].last < strikes[victim].last)
-				victim = i;
-	}
-	memset(&strikes[victim], 0, sizeof strikes[victim]);
-	snprintf(strikes[victim].key, sizeof strikes[victim].key, "%s", key);
-	return &strikes[victim];
-}
-
-static int
-throttle_wait(const struct http_req *q)
-{
-	double now = mono();
-	struct strike *t = strike_find(q->client, now, false);
-
-	if (t == NULL || now >= t->until)
-		return 0;
-	return (int)ceil(t->until - now);
-}
-
-static void
-throttle_fail(const struct http_req *q, const char *why)
-{
-	double now = mono(), wait = 0;
-	struct strike *t = strike_find(q->client, now, true);
+	double wait = 0;
+	unsigned fails = throttle_fail(a->link_throttle, q->client, &wait);
 	struct buf b;
 
-	t->fails++;
-	t->last = now;
-	if (t->fails >= LINK_FREE) {
-		unsigned e = t->fails - LINK_FREE;
-
-		wait = ldexp(1.0, (int)(e < 12 ? e : 12));
-		if (wait > LINK_MAX_WAIT)
-			wait = LINK_MAX_WAIT;
-		t->until = now + wait;
-	}
 	buf_init(&b);
 	buf_put_escaped(&b, q->client != NULL ? q->client : "?", 64);
 	log_warn("confirmation link: %s from %s (%u in a row)%s", why,
-		 buf_str(&b), t->fails, wait > 0 ? "; throttled" : "");
+		 buf_str(&b), fails, wait > 0 ? "; throttled" : "");
 	buf_free(&b);
 }
 
@@ -448,7 +356,7 @@ link_route(struct app *a, const struct http_req *q, struct http_resp *r,
 		resp_not_allowed(r, "GET, HEAD, POST", false);
 		return;
 	}
-	if ((wait = throttle_wait(q)) > 0) {
+	if ((wait = throttle_wait(a->link_throttle, q->client)) > 0) {
 		plain_page(r, 429, "Quá nhiều yêu cầu sai từ địa chỉ này. "
 			   "Hãy thử lại sau ít phút.");
 		r->retry_after = wait;
@@ -456,7 +364,7 @@ link_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	}
 	if (rest[0] != '/' ||
 	    link_parse(rest + 1, strlen(rest + 1), unit, occ, mac) < 0) {
-		throttle_fail(q, "malformed token");
+		link_fail(a, q, "malformed token");
 		plain_page(r, 403, "Đường dẫn xác nhận không hợp lệ.");
 		return;
 	}
@@ -469,7 +377,7 @@ link_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	if (rc != 0 || mac_of(key, LINK_LABEL, unit, occ, want) < 0 ||
 	    CRYPTO_memcmp(mac, want, LINK_MAC_LEN) != 0) {
 		OPENSSL_cleanse(key, sizeof key);
-		throttle_fail(q, "wrong token");
+		link_fail(a, q, "wrong token");
 		plain_page(r, 403, "Đường dẫn xác nhận không hợp lệ.");
 		return;
 	}

@@ -667,6 +667,7 @@ main(int argc, char **argv)
 	app.feeds = feeds_new();
 	app.views = views_new();
 	app.auth = auth_new();
+	app.link_throttle = throttle_new(LINK_THROTTLE_SLOTS);
 	feeds_reload(&app, NULL);
 	app.http = http_start(&app, &err);
 	if (app.http == NULL) {
@@ -736,6 +737,7 @@ main(int argc, char **argv)
 	feeds_free(app.feeds);
 	views_free(app.views);
 	auth_free(app.auth);
+	throttle_free(app.link_throttle);
 	db_close(app.db);
 	conf_free(app.conf);
 	ev_loop_destroy(loop);
