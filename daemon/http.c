@@ -577,9 +577,19 @@ out:
 static enum MHD_Result route_health(struct http *h, struct MHD_Connection *mc,
 				    int *status)
 {
-	char why[256], line[264];
+	char why[256], line[264], im[200];
 
 	if (db_health(h->a->db, why, sizeof(why)) == 0) {
+		/* the store decides; the mailbox is a detail on the next
+		 * line (a dead IMAP server stalls nothing else) */
+		if (imap_health(h->a->imap, im, sizeof(im)) != NULL) {
+			for (char *p = im; *p != '\0'; p++)
+				if ((unsigned char)*p < 0x20 || *p == 0x7f)
+					*p = '?';
+			snprintf(line, sizeof(line), "ok\n%s\n", im);
+			*status = 200;
+			return reply(mc, 200, line, NULL);
+		}
 		*status = 200;
 		return reply(mc, 200, "ok\n", NULL);
 	}
