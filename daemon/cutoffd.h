@@ -556,7 +556,7 @@ int sched_moves(const struct conf *c, char *const *ids, size_t nids,
 
 struct db;
 
-#define DB_SCHEMA_VERSION 5
+#define DB_SCHEMA_VERSION 6
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -872,8 +872,52 @@ int ledger_event_add(struct db *db, const char *occ, const char *unit,
 		     const char *action, const tstamp *at, const char *source,
 		     const char *actor, const char *detail, const char *note,
 		     tstamp now);
+/* Every proposal still open (a "proposed" event with no later received,
+ * nil, undo, confirmed or rejected event for the pair, and no submission
+ * standing),
+ * optionally of one occurrence, by (occurrence, unit); a pair may come
+ * more than once (several sources).  0 or -1. */
+int ledger_proposals(struct db *db, const char *occ,
+		     int (*fn)(void *ctx, const char *occ, const char *unit,
+			       const char *source, tstamp at), void *ctx);
 /* Latest recorded time of the events db_sub_events counts; 0 = none. */
 tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
+
+/* Proposals: a report detected (the mailbox, a unit's link) but not
+ * confirmed.  Never a submission: the state is the history's newest open
+ * "proposed" event (see ledger_proposals); confirm turns it into one. */
+struct ledger_proposal {
+	int64_t id;              /* of the "proposed" event */
+	char occurrence[OCC_ID_MAX];
+	char unit[72];
+	char source[16];         /* imap, link */
+	tstamp at;               /* when the unit sent it */
+	tstamp recorded;
+	char actor[LEDGER_ACTOR_MAX + 1];   /* imap: the sender's address */
+	char *detail;            /* evidence: imap the Message-ID */
+	char *note;              /* imap: the subject */
+};
+void ledger_proposal_clear(struct ledger_proposal *p);
+/* The pair's newest open proposal: 0 (ledger_proposal_clear it), 1 none,
+ * -1. */
+int ledger_proposal_get(struct db *db, const char *occ, const char *unit,
+			struct ledger_proposal *out);
+/* Opens a proposal ("proposed" event): 0, 1 when nothing changed (a
+ * submission stands, or the same source and detail are open already),
+ * -1.  What imap.c and link.c call. */
+int ledger_propose(struct db *db, const char *occ, const char *unit,
+		   tstamp at, const char *source, const char *actor,
+		   const char *note, const char *detail, tstamp now);
+/* Turns the open proposal into a submission with its source, time and
+ * note; the "confirmed" event keeps actor and via (cli, page, api) as its
+ * detail.  0, 1 when none is open, -1. */
+int ledger_confirm(struct db *db, const char *occ, const char *unit,
+		   const char *via, const char *actor, tstamp now);
+/* Drops every open proposal of the pair ("rejected" event, source via,
+ * detail the proposal's source).  0, 1 when none is open, -1. */
+int ledger_reject(struct db *db, const char *occ, const char *unit,
+		  const char *via, const char *actor, const char *note,
+		  tstamp now);
 
 /*
  * Schema version 3 (ledger.c's tables, created by db.c's migrations):
@@ -1281,7 +1325,13 @@ struct st_unit {
 	bool own_due;            /* an extension for this unit alone */
 	char source[16];         /* of the record; "" when none */
 	char *note;              /* of the record, or NULL */
+	/* missing or not due, but proposed (a unit's link, the mailbox):
+	 * shown as "proposed" (status_unit_state) */
+	bool proposed;
+	char proposed_source[16];
 };
+/* su's state as printed: status_state_name, or "proposed" */
+const char *status_unit_state(const struct st_unit *su);
 
 struct st_occ {
 	struct occ o;

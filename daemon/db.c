@@ -153,6 +153,26 @@ static const char *const migrations[] = {
 	    "  report_id TEXT,"
 	    "  PRIMARY KEY(outbox_id, address));"
 	"CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox(message_id);",
+
+	/* 6: proposals can be rejected (ledger.c): one more history action;
+	 * the CHECK is widened the only way SQLite allows, a new table. */
+	"CREATE TABLE submission_event_v6("
+	    "  id INTEGER PRIMARY KEY,"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  action TEXT NOT NULL CHECK(action IN ('received','nil','undo',"
+	    "    'extend','proposed','confirmed','rejected')),"
+	    "  at INTEGER,"
+	    "  recorded INTEGER,"
+	    "  source TEXT,"
+	    "  actor TEXT,"
+	    "  detail TEXT,"
+	    "  note TEXT);"
+	"INSERT INTO submission_event_v6 SELECT id, occurrence, unit, action,"
+	    " at, recorded, source, actor, detail, note FROM submission_event;"
+	"DROP TABLE submission_event;"
+	"ALTER TABLE submission_event_v6 RENAME TO submission_event;"
+	"CREATE INDEX submission_event_occ ON submission_event(occurrence, unit);",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,

@@ -95,6 +95,18 @@ subset_free(struct subset *set)
 	free(set->v);
 }
 
+static int
+collect_prop(void *ctx, const char *occ, const char *unit,
+	     const char *source, tstamp at)
+{
+	struct submission sub = { .at = at };
+
+	snprintf(sub.occurrence, sizeof(sub.occurrence), "%s", occ);
+	snprintf(sub.unit, sizeof(sub.unit), "%s", unit);
+	snprintf(sub.source, sizeof(sub.source), "%s", source);
+	return collect_sub(ctx, &sub);
+}
+
 static struct subrec *
 subset_find(const struct subset *set, const char *occ, const char *unit)
 {
@@ -388,12 +400,21 @@ load_bounces(const struct conf *c, struct db *db,
 	return 0;
 }
 
+const char *
+status_unit_state(const struct st_unit *su)
+{
+	if (su->proposed && (su->state == US_MISSING ||
+			     su->state == US_NOTDUE))
+		return "proposed";
+	return status_state_name(su->state);
+}
+
 int
 status_build(const struct conf *c, struct db *db, tstamp now,
 	     const struct status_filter *f, struct status **out)
 {
 	struct status *s;
-	struct subset set = { 0 };
+	struct subset set = { 0 }, props = { 0 };
 	struct occ *occs = NULL;
 	struct extension *ext = NULL;
 	size_t nocc = 0, next = 0;
@@ -408,13 +429,19 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	if (db_sub_foreach(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
 			   collect_sub, &set) < 0 ||
 	    ledger_extensions(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
-			      &ext, &next) < 0) {
+			      &ext, &next) < 0 ||
+	    ledger_proposals(db, f->occ != NULL && nocc == 1 ? occs[0].id : NULL,
+			     collect_prop, &props) < 0) {
 		free(occs);
 		subset_free(&set);
+		subset_free(&props);
+		extensions_free(ext, next);
 		return -1;
 	}
 	if (set.n > 1)
 		qsort(set.v, set.n, sizeof(*set.v), subrec_cmp);
+	if (props.n > 1)
+		qsort(props.v, props.n, sizeof(*props.v), subrec_cmp);
 
 	s = xcalloc(1, sizeof(*s));
 	s->now = now;
@@ -469,6 +496,12 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 				su->state = US_NOTDUE;
 				so->nnotdue++;
 			}
+			if (r == NULL &&
+			    (r = subset_find(&props, so->o.id, u->id)) != NULL) {
+				su->proposed = true;
+				memcpy(su->proposed_source, r->source,
+				       sizeof(su->proposed_source));
+			}
 		}
 		/* a group filter drops occurrences none of its units owe */
 		if (so->nu == 0 && f->group != NULL) {
@@ -480,6 +513,7 @@ status_build(const struct conf *c, struct db *db, tstamp now,
 	}
 	free(occs);
 	subset_free(&set);
+	subset_free(&props);
 	extensions_free(ext, next);
 	s->bytes = sizeof(*s) + nocc * sizeof(*s->occ);
 	for (size_t i = 0; i < s->nocc; i++)
@@ -584,7 +618,7 @@ status_print(const struct conf *c, struct db *db, tstamp now,
 			char at[20];
 
 			buf_printf(&b, "%s\t%s", su->u->id,
-				   ustate_name[su->state]);
+				   status_unit_state(su));
 			if (su->state == US_SUBMITTED || su->state == US_NIL) {
 				tz_format_iso(c->tz, su->at, at);
 				buf_printf(&b, "\t%s%s", at,
@@ -734,8 +768,12 @@ json_units(const struct conf *c, const struct st_occ *so, struct buf *b)
 		buf_puts(b, ",\"name\":");
 		json_str(b, su->u->name ? su->u->name : su->u->id);
 		buf_puts(b, ",\"state\":\"");
-		buf_puts(b, ustate_name[su->state]);
+		buf_puts(b, status_unit_state(su));
 		buf_putc(b, '"');
+		if (status_unit_state(su)[0] == 'p') {
+			buf_puts(b, ",\"proposed_by\":");
+			json_str(b, su->proposed_source);
+		}
 		if (su->state == US_SUBMITTED || su->state == US_NIL) {
 			tz_format_iso(c->tz, su->at, t);
 			buf_puts(b, ",\"at\":\"");
@@ -933,7 +971,7 @@ status_csv_write(const struct conf *c, const struct status *s, struct buf *b)
 			csv_field(b, su->u->id, false);
 			csv_field(b, su->u->name ? su->u->name : su->u->id,
 				  false);
-			csv_field(b, status_state_name(su->state), false);
+			csv_field(b, status_unit_state(su), false);
 			csv_field(b, at, false);
 			csv_field(b, sub ? su->source : "", false);
 			/* a note that is not UTF-8 (written into the store by
