@@ -1551,6 +1551,9 @@ void page_get(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_undo(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_extend(struct app *a, const struct http_req *q, struct http_resp *r);
+/* POST /proposal: do=confirm or do=reject an open proposal (ledger.c) */
+void page_proposal(struct app *a, const struct http_req *q,
+		   struct http_resp *r);
 
 /* ------------------------------------------------------------------ api.c */
 
