@@ -238,6 +238,9 @@ struct policy {
 	int quiet_to;
 	enum shift shift;
 	bool send_all_days;  /* send_days = all; default workdays only */
+	bool proposal_keeps_head;  /* proposal_pauses = none; default head:
+				      an open proposal holds escalations to
+				      the head (engine.c) */
 };
 
 struct md {
@@ -693,6 +696,11 @@ int db_state_count(struct db *db, const char *occ, int64_t *subs,
 int db_occ_move(struct db *db, const char *from, const char *to, tstamp now);
 /* A pending outbox row is not tried before t (quiet hours held). */
 int db_outbox_hold(struct db *db, int64_t id, tstamp t);
+/* Moves a pending row's next_try back to t (a hold lifted). */
+int db_outbox_release(struct db *db, int64_t id, tstamp t);
+/* next_try of a row held while a proposal is open (engine.c): the end of
+ * year 9999, released when the proposal is settled */
+#define OUTBOX_HELD_PROPOSAL ((tstamp)253402300799LL)
 
 /* The raw handle, for modules that keep their own prepared statements
  * (outbox.c).  Tables of every module are created by db.c's migrations. */

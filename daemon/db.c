@@ -1823,6 +1823,29 @@ db_outbox_hold(struct db *db, int64_t id, tstamp t)
 	return 0;
 }
 
+int
+db_outbox_release(struct db *db, int64_t id, tstamp t)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "UPDATE outbox SET next_try = ?2"
+			       " WHERE id = ?1 AND state = 'pending'"
+			       " AND next_try > ?2", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, t);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "outbox release");
+		return -1;
+	}
+	return 0;
+}
+
 tstamp
 db_sub_last_event(struct db *db, const char *occ, const char *unit)
 {
