@@ -226,6 +226,17 @@ put_proposal(struct page *pg, const struct st_occ *so,
 	ledger_proposal_clear(&p);
 }
 
+/* A refusal that is a bounce (imap.c writes the RFC 3464 report's status
+ * and diagnostic after this prefix): the reason, else NULL. */
+static const char *
+bounce_reason(const char *reply)
+{
+	static const char pfx[] = "bounced (delivery report): ";
+
+	return strncmp(reply, pfx, sizeof(pfx) - 1) == 0
+		? reply + sizeof(pfx) - 1 : NULL;
+}
+
 static void
 page_unit_row(struct page *pg, const struct st_occ *so,
 	      const struct st_unit *su)
@@ -641,9 +652,22 @@ page_fail_summary(struct page *pg)
 		const struct st_refused *x = &s->ref[i];
 		const struct unit *u = conf_unit(pg->a->conf, x->unit);
 
+		const char *bounce = bounce_reason(x->reply);
+
 		buf_puts(b, "<li>");
 		html_esc(b, u != NULL && u->name != NULL ? u->name : x->unit);
 		buf_printf(b, " (%s) · ", aud_vn(x->aud));
+		if (bounce != NULL) {
+			/* a delivery report came back: the address takes no
+			 * mail at all, not one refusal */
+			buf_puts(b, "<b>Địa chỉ thư của đơn vị không nhận được "
+				 "thư:</b> ");
+			html_esc(b, x->addr);
+			buf_puts(b, " <span class=\"muted\">(");
+			html_esc(b, bounce);
+			buf_puts(b, ")</span></li>\n");
+			continue;
+		}
 		html_esc(b, x->addr);
 		buf_puts(b, " · <span class=\"muted\">");
 		html_esc(b, x->reply);
