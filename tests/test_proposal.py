@@ -53,7 +53,7 @@ def reply_to(reminder, sender, mid, name="Phòng Tư pháp"):
     frm = Header(name, "utf-8").encode()
     return (f"From: {frm} <{sender}>\r\nTo: thuongtruc@example.vn\r\n"
             f"Subject: {subj}\r\n"
-            "Date: Mon, 11 Mar 2024 10:00:00 +0700\r\n"
+            "Date: Mon, 11 Mar 2024 08:00:00 +0700\r\n"
             f"Message-ID: {mid}\r\n"
             f"In-Reply-To: {reminder['Message-ID']}\r\n"
             f"References: {reminder['Message-ID']}\r\n"
@@ -100,7 +100,7 @@ def test_proposed_everywhere_confirm_page_and_cli_reject(
         st, _, body = d.get("/status.json")
         j = json.loads(body)
         occ = [o for o in j["occurrences"] if o["id"] == OCC][0]
-        got = {x["id"]: x for x in occ["units"]}
+        got = {x["unit"]: x for x in occ["units"]}
         return got if all(got[u]["state"] == "proposed"
                           for u in units) else None
     got = wait_for(proposed, timeout=30,
@@ -147,7 +147,7 @@ def test_proposed_everywhere_confirm_page_and_cli_reject(
     r = ctl(conf, "confirm", "p-tan-loi", OCC, now="2024-03-11T12:00")
     assert r.returncode != 0
     assert state_of(conf, "mttq") == "submitted"
-    assert state_of(conf, "ld-tbxh") == "missing"
+    assert state_of(conf, "ld-tbxh") == "not-due"
 
     db = store(conf)
     subs = dict(db.execute("SELECT unit, source FROM submission"
@@ -156,7 +156,7 @@ def test_proposed_everywhere_confirm_page_and_cli_reject(
                     ).fetchone()[0]
     db.close()
     assert subs == {"tu-phap": "imap", "mttq": "imap"}   # the source kept
-    assert at == 1710126000      # the mail's Date, 11/03/2024 10:00 +07
+    assert at == 1710118800      # the mail's Date, 11/03/2024 08:00 +07
     hist = ctl(conf, "history", "--occurrence", OCC,
                now="2024-03-11T12:00").stdout
     conf_lines = [ln for ln in hist.splitlines() if "confirmed" in ln]
