@@ -112,12 +112,13 @@ static const char *const secretariat_keys[KS_N] = {
 };
 
 enum { KP_AT, KP_REMIND, KP_ESCALATE, KP_REPEAT, KP_UNTIL, KP_QUIET,
-	KP_SHIFT, KP_SEND_DAYS, KP_PROPOSAL_PAUSES, KP_N };
+	KP_SHIFT, KP_SEND_DAYS, KP_LINK, KP_PROPOSAL_PAUSES, KP_N };
 static const char *const policy_keys[KP_N] = {
 	[KP_AT] = "at", [KP_REMIND] = "remind", [KP_ESCALATE] = "escalate",
 	[KP_REPEAT] = "repeat", [KP_UNTIL] = "until", [KP_QUIET] = "quiet",
 	[KP_SHIFT] = "shift", [KP_SEND_DAYS] = "send_days",
 	[KP_PROPOSAL_PAUSES] = "proposal_pauses",
+	[KP_LINK] = "link",
 };
 
 enum { KC_TITLE, KC_DUE, KC_RRULE, KC_START, KC_PERIOD, KC_TIME,
@@ -1248,6 +1249,14 @@ set_policy(struct pctx *p, int k, char *v, int line)
 			po->proposal_keeps_head = true;
 		else
 			bad(p, line, key, v, "expected head or none");
+		break;
+	case KP_LINK:
+		if (!strcmp(v, "propose"))
+			po->link_record = false;
+		else if (!strcmp(v, "record"))
+			po->link_record = true;
+		else
+			bad(p, line, key, v, "expected propose or record");
 		break;
 	}
 }

@@ -241,6 +241,8 @@ struct policy {
 	bool proposal_keeps_head;  /* proposal_pauses = none; default head:
 				      an open proposal holds escalations to
 				      the head (engine.c) */
+	bool link_record;    /* link = record: a unit's link records the
+				submission; default propose (link.c) */
 };
 
 struct md {
@@ -614,6 +616,9 @@ int64_t db_data_version(struct db *db);
 
 int db_meta_get(struct db *db, const char *key, char **val);   /* 1: absent */
 int db_meta_set(struct db *db, const char *key, const char *val);
+/* The links' HMAC key (link.c): 32 random bytes made once (create) and
+ * kept in meta.  0, 1 absent (not create), -1. */
+int db_link_key(struct db *db, bool create, unsigned char key[32]);
 
 /* The unit's private feed token, created (random) on first use. */
 int db_unit_token(struct db *db, const char *unit, char **token);
@@ -1229,6 +1234,8 @@ struct notice_text {
 	 * it together from lines encoded once (NULL: encode body) */
 	char *body_qp;
 	size_t body_qp_len;
+	char *confirm_url;       /* the unit's signed link (link.c); "" for
+				    digests */
 };
 int notice_render(const struct conf *c, struct db *db,
 		  struct notice *const *ns, size_t n, tstamp now,
@@ -1464,6 +1471,10 @@ struct http_req {
 	const char *content_type;
 	const char *cookie;
 	const char *client;      /* the peer's address ("127.0.0.1", "::1") */
+	/* for link.c's cross-site check; NULL when absent */
+	const char *host;
+	const char *origin;
+	const char *sec_fetch_site;
 };
 
 struct http_resp {
@@ -1573,6 +1584,24 @@ void api_status_csv(struct app *a, const struct http_req *q,
 /* /api/...: rest is the path after "/api" ("", "/submissions/..."). */
 void api_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	       const char *rest);
+
+/* ----------------------------------------------------------------- link.c */
+
+/* The unit's "Đơn vị đã gửi báo cáo" link: /confirm/TOKEN, TOKEN =
+ * UNIT "." CYCLE "." YYYY-MM-DD "." base64url(HMAC-SHA256(key, "cutoffd
+ * link v1\n" UNIT "\n" OCCURRENCE)), the key from db_link_key.  Valid
+ * until the policy's `until` after the unit's (extended) due date. */
+#define LINK_TOKEN_MAX 256
+#define LINK_MAC_LEN 32
+/* The parts of a token (no MAC check): 0, or -1 when malformed. */
+int link_parse(const char *tok, size_t len, char unit[72],
+	       char occ[OCC_ID_MAX], unsigned char mac[LINK_MAC_LEN]);
+/* public_url "/confirm/" TOKEN (xmalloc'ed), "" when no key. */
+char *link_url(const struct conf *c, struct db *db, const char *unit,
+	       const char *occ);
+/* GET and POST /confirm/TOKEN; rest is TOKEN. */
+void link_route(struct app *a, const struct http_req *q, struct http_resp *r,
+		const char *rest);
 
 /* ----------------------------------------------------------------- http.c */
 

@@ -1295,6 +1295,62 @@ db_meta_set(struct db *db, const char *key, const char *val)
 	return run(db, s, "meta set");
 }
 
+/* ------------------------------------------------------------- link key */
+
+#define META_LINK_KEY "link_key"
+
+static int
+unhex(const char *h, unsigned char *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char ch = h[2 * i + k];
+
+			v <<= 4;
+			if (ch >= '0' && ch <= '9')
+				v |= (unsigned)(ch - '0');
+			else if (ch >= 'a' && ch <= 'f')
+				v |= (unsigned)(ch - 'a' + 10);
+			else
+				return -1;
+		}
+		out[i] = (unsigned char)v;
+	}
+	return h[2 * n] == '\0' ? 0 : -1;
+}
+
+/* Made once and never rotated by itself: every link sent stays valid
+ * until its own expiry.  Deleting the meta row revokes them all. */
+int
+db_link_key(struct db *db, bool create, unsigned char key[32])
+{
+	char *v = NULL, hex[65];
+	int rc = db_meta_get(db, META_LINK_KEY, &v);
+
+	if (rc == 0) {
+		rc = unhex(v, key, 32);
+		free(v);
+		if (rc < 0)
+			log_err("state store: link key is damaged");
+		return rc;
+	}
+	if (rc < 0 || !create)
+		return rc;
+	if (random_hex(hex, 32) < 0) {
+		log_err("cannot get random bytes for the link key");
+		return -1;
+	}
+	/* INSERT OR REPLACE would race another process making its own:
+	 * write, then read back whichever won */
+	if (db_meta_get(db, META_LINK_KEY, &v) == 1 &&
+	    db_meta_set(db, META_LINK_KEY, hex) < 0)
+		return -1;
+	free(v);
+	return db_link_key(db, false, key);
+}
+
 /* ----------------------------------------------------------- unit tokens */
 
 #define TOKEN_BYTES 32

@@ -142,6 +142,7 @@ hook_build(const struct conf *c, struct db *db, const struct notice *n,
 		err |= set_str(o, "subject", nt.subject);
 		err |= set_str(o, "text", nt.body);
 		err |= set_str(o, "feed_url", nt.feed_url);
+		err |= set_str(o, "confirm_url", nt.confirm_url);
 	}
 	if (err != 0) {
 		log_err("webhook %s %s %s: text is not valid UTF-8", n->occurrence,

@@ -638,6 +638,14 @@ main(int argc, char **argv)
 		return 1;
 	}
 	ensure_tokens(&app);
+	{       /* the confirmation links' key (link.c), made before any
+		 * reminder needs it, not inside the sender's read */
+		unsigned char lk[32];
+
+		if (db_link_key(app.db, true, lk) < 0)
+			log_warn("no key for confirmation links yet");
+		memset(lk, 0, sizeof lk);
+	}
 	/* a file edited while we were stopped moves dates as a reload does */
 	regime_apply_state(app.db, app.conf, clock_now(&app.clk), true);
 	regime_moves(app.db, app.conf, NULL, clock_now(&app.clk), true, NULL);

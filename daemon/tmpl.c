@@ -23,12 +23,13 @@ static const char *const known_vars[] = {
 	"secretariat", "late_since", "step", "units", "count",
 	/* 0.2: texts people would sign */
 	"today", "period_label", "report", "ref", "basis", "deadline",
-	"period_text", "extended", "extended_due",
+	"period_text", "extended", "extended_due", "confirm_url",
 	"bounces",   /* digests: the listed units' bounced addresses */
 	NULL,
 };
 /* indices of the per-unit ones in known_vars (the render cache's holes) */
-enum { V_UNIT = 0, V_UNIT_ID = 1, V_FEED_URL = 14, V_UNITS = 20 };
+enum { V_UNIT = 0, V_UNIT_ID = 1, V_FEED_URL = 14, V_UNITS = 20,
+	V_CONFIRM_URL = 31 };
 
 static const char *const tmpl_files[TMPL_COUNT] = {
 	"remind.txt", "escalate.txt", "digest.txt", "remind-head.txt",
@@ -350,6 +351,14 @@ tmpl_load_dirs(const char *const *dirs, size_t ndirs, const char *lang,
 {
 	struct tmplset *ts;
 	bool ok = true, present[TMPL_COUNT] = { false };
+
+	/* the hole indices name the list's entries (checked, not trusted) */
+	if (strcmp(known_vars[V_UNIT], "unit") != 0 ||
+	    strcmp(known_vars[V_UNIT_ID], "unit_id") != 0 ||
+	    strcmp(known_vars[V_FEED_URL], "feed_url") != 0 ||
+	    strcmp(known_vars[V_UNITS], "units") != 0 ||
+	    strcmp(known_vars[V_CONFIRM_URL], "confirm_url") != 0)
+		fatal("tmpl.c: the V_* indices do not match known_vars");
 
 	if (lang == NULL)
 		lang = "vi";
@@ -1081,7 +1090,8 @@ secretariat_feed_url(const struct conf *c)
 #define RCACHE_SLOTS 16
 /* the placeholders that differ between the units of one entry */
 #define UNIT_HOLES ((UINT64_C(1) << V_UNIT) | (UINT64_C(1) << V_UNIT_ID) | \
-		    (UINT64_C(1) << V_UNITS) | (UINT64_C(1) << V_FEED_URL))
+		    (UINT64_C(1) << V_UNITS) | (UINT64_C(1) << V_FEED_URL) | \
+		    (UINT64_C(1) << V_CONFIRM_URL))
 _Static_assert(sizeof(known_vars) / sizeof(known_vars[0]) <= 64,
 	       "hole masks are 64 bits");
 
@@ -1558,6 +1568,10 @@ render_one(const struct conf *c, struct db *db, const struct notice *n0,
 	val[V_UNIT_ID] = u->id;
 	val[V_UNITS] = buf_str(&line);
 	val[V_FEED_URL] = nt.feed_url;
+	/* the unit's own link, to the unit or its head; none in a digest */
+	nt.confirm_url = e->base.kind == TMPL_DIGEST ? xstrdup("") :
+			 link_url(c, db, u->id, nt.occ.id);
+	val[V_CONFIRM_URL] = nt.confirm_url;
 	nt.subject = pre_fill(&e->subject, val, true);
 	nt.body = pre_fill(&e->body, val, false);
 	nt.body_qp = qp_fill(e, val, &nt.body_qp_len);
@@ -1741,6 +1755,8 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	else
 		nt.feed_url = unit_feed_url(c, db, nt.unit);
 	var_set(&vs, "feed_url", nt.feed_url);
+	nt.confirm_url = xstrdup("");    /* several units: no one link */
+	var_set(&vs, "confirm_url", nt.confirm_url);
 	common_vars(c, ns[0], &nt, n, &vs);
 
 	if (tmpl_render(c->tmpl, nt.kind, vs.v, vs.n, &nt.subject, &nt.body) < 0) {
@@ -1770,5 +1786,7 @@ notice_text_clear(struct notice_text *t)
 	free(t->body);
 	free(t->feed_url);
 	free(t->body_qp);
+	free(t->confirm_url);
 	t->subject = t->body = t->feed_url = t->body_qp = NULL;
+	t->confirm_url = NULL;
 }
