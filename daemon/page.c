@@ -217,7 +217,8 @@ put_proposal(struct page *pg, const struct st_occ *so,
 			buf_puts(b, "</span>");
 		}
 	} else if (strcmp(p.source, "link") == 0) {
-		buf_printf(b, "đơn vị báo đã gửi qua liên kết (link) lúc %s", t);
+		buf_printf(b, "Đơn vị báo đã gửi (đường dẫn xác nhận, link) "
+			   "lúc %s", t);
 	} else {
 		html_esc(b, p.source);
 		buf_printf(b, " %s", t);

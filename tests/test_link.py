@@ -132,7 +132,8 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
     assert units[UNIT]["state"] == "proposed"
     assert units[UNIT]["proposed_by"] == "link"
     assert units["mttq"]["state"] == "not-due"
-    assert "Đơn vị báo đã gửi, chờ xác nhận" in d.get("/")[2].decode()
+    home = d.get("/")[2].decode()
+    assert "Đề xuất — chờ xác nhận" in home and "Đơn vị báo đã gửi" in home
     csv = d.get("/status.csv")[2].decode("utf-8-sig")
     assert any(l.startswith(OCC + ",") and f",{UNIT}," in l and
                ",proposed," in l for l in csv.splitlines())
