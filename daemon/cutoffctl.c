@@ -1,6 +1,6 @@
 /*
  * cutoffctl.c - the admin's command line: check, plan, status, received,
- * undo, extend, history, feed-url.  It shares conf, sched and db with the daemon and talks
+ * undo, confirm, reject, extend, history, feed-url.  It shares conf, sched and db with the daemon and talks
  * to the state store directly, so it works whether or not the daemon runs;
  * a running daemon notices the store's changes at once (see main.c).
  *
