@@ -53,62 +53,48 @@
 
 /* ------------------------------------------------------------- tokens */
 
-static const char b64u[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/* base64url without padding (RFC 4648 section 5), through OpenSSL's
+ * base64: the URL-safe alphabet differs in two characters only. */
 static void
 b64url(const unsigned char *in, size_t n, char *out)
 {
-	size_t o = 0;
+	unsigned char tmp[4 * ((LINK_MAC_LEN + 2) / 3) + 1];
+	int len;
 
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-
-		if (i + 1 < n)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		out[o++] = b64u[(v >> 18) & 63];
-		out[o++] = b64u[(v >> 12) & 63];
-		if (i + 1 < n)
-			out[o++] = b64u[(v >> 6) & 63];
-		if (i + 2 < n)
-			out[o++] = b64u[v & 63];
-	}
-	out[o] = '\0';
+	if (n > LINK_MAC_LEN)
+		n = LINK_MAC_LEN;
+	len = EVP_EncodeBlock(tmp, in, (int)n);
+	while (len > 0 && tmp[len - 1] == '=')
+		len--;
+	for (int i = 0; i < len; i++)
+		out[i] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : (char)tmp[i];
+	out[len] = '\0';
 }
 
-static int
-b64u_val(char ch)
-{
-	const char *p = ch != '\0' ? strchr(b64u, ch) : NULL;
-
-	return p != NULL ? (int)(p - b64u) : -1;
-}
-
-/* exactly LINK_B64_LEN characters into 32 bytes; the last character's
- * unused low bits must be zero (one spelling per MAC) */
+/* exactly LINK_B64_LEN characters of the URL-safe alphabet into 32 bytes,
+ * in their one canonical spelling (the re-encoding must give them back) */
 static int
 unb64url(const char *s, unsigned char out[LINK_MAC_LEN])
 {
-	unsigned acc = 0;
-	int bits = 0;
-	size_t o = 0;
+	unsigned char in[LINK_B64_LEN + 2], dec[LINK_MAC_LEN + 3];
+	char again[LINK_B64_LEN + 2];
 
 	for (size_t i = 0; i < LINK_B64_LEN; i++) {
-		int v = b64u_val(s[i]);
+		char ch = s[i];
 
-		if (v < 0)
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
 			return -1;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
+		in[i] = ch == '-' ? '+' : ch == '_' ? '/' : (unsigned char)ch;
 	}
-	return o == LINK_MAC_LEN && acc == 0 ? 0 : -1;
+	in[LINK_B64_LEN] = '=';           /* 32 bytes: one pad character */
+	if (EVP_DecodeBlock(dec, in, LINK_B64_LEN + 1) != LINK_MAC_LEN + 1)
+		return -1;
+	b64url(dec, LINK_MAC_LEN, again);
+	if (memcmp(again, s, LINK_B64_LEN) != 0)
+		return -1;
+	memcpy(out, dec, LINK_MAC_LEN);
+	return 0;
 }
 
 static bool

@@ -732,6 +732,25 @@ varset_free(struct varset *vs)
 	vs->n = 0;
 }
 
+/* "20/03/2024" for an end-of-day deadline, "17:00 ngày 20/03/2024"
+ * ("17:00 on 20/03/2024") for a timed one. */
+static void
+when_text(const struct conf *c, const struct occ *o, char *out, size_t size)
+{
+	struct ymd day;
+	char d[16];
+	int minute;
+
+	if (o->cycle != NULL && occ_due_minute(o) >= 1440) {
+		ymd_format_vn(o->due, out);
+		return;
+	}
+	tz_local(c->tz, o->due_at, &day, &minute, NULL);
+	ymd_format_vn(day, d);
+	snprintf(out, size, lang_en(c) ? "%02d:%02d on %s" : "%02d:%02d ngày %s",
+		 minute / 60, minute % 60, d);
+}
+
 /* {{extended_due}}: the new deadline, "" when not extended;
  * {{extended}}: a paragraph saying so (with its blank line), or "". */
 static void
@@ -745,11 +764,13 @@ extended_vars(const struct conf *c, const struct occ *o, struct varset *vs)
 		var_set(vs, "extended", "");
 		return;
 	}
-	format_due(c, o, when, sizeof when);
+	/* as people write a deadline: the day, or the time and the day */
+	when_text(c, o, when, sizeof when);
 	old = *o;
+	old.extended = false;         /* the plan's own time of day */
 	old.due = o->was_due;
 	old.due_at = o->was_due_at;
-	format_due(c, &old, was, sizeof was);
+	when_text(c, &old, was, sizeof was);
 	var_own(vs, "extended_due", xstrdup(when));
 	var_own(vs, "extended", xasprintf(lang_en(c)
 		? "The deadline has been extended until %s (it was %s).\n\n"
@@ -973,7 +994,7 @@ deadline_text(const struct conf *c, const struct occ *o)
 	struct ymd day;
 	int minute;
 
-	if (o->cycle != NULL && o->cycle->due_minute >= 1440) {
+	if (o->cycle != NULL && occ_due_minute(o) >= 1440) {
 		ymd_format_vn(o->due, d);
 		return xasprintf(lang_en(c) ? "by the end of %s" :
 				 "trước ngày %s", d);
