@@ -211,6 +211,11 @@ def test_head_held_while_proposed_bounce_in_digest_released_by_reject(
     db.close()
     assert held and all(s == "pending" and t > 10**11 for s, t in held), held
 
+    # the page's failure summary reads it as a bounce
+    page = d.get("/")[2].decode()
+    assert "Địa chỉ thư của đơn vị không nhận được thư" in page, page
+    assert "mttq@example.vn" in page
+
     r = ctl(conf, "reject", "tu-phap", OCC, now="2024-03-15T09:00")
     assert r.returncode == 0, r
     head = wait_for(lambda: mails_to(sink, "truongphong.tuphap@example.vn"),
@@ -218,3 +223,16 @@ def test_head_held_while_proposed_bounce_in_digest_released_by_reject(
                     "reject:\n" + d.logtext())
     assert len(head) == 1
     assert "released" in d.logtext()
+
+
+def test_proposal_pauses_config(tmp_path, port):
+    conf = make_config(tmp_path, port, cycles=POLICY.replace(
+        "remind   = -2d -1d 0d", "remind   = -2d -1d 0d\n"
+        "proposal_pauses = sometimes"))
+    r = ctl(conf, "check")
+    assert r.returncode == 1
+    assert "expected head or none" in r.stderr and "cutoffd.conf:" in \
+        r.stderr, r.stderr
+    conf.write_text(conf.read_text().replace("= sometimes", "= none"))
+    r = ctl(conf, "check")
+    assert r.returncode == 0, r.stderr
