@@ -112,11 +112,12 @@ static const char *const secretariat_keys[KS_N] = {
 };
 
 enum { KP_AT, KP_REMIND, KP_ESCALATE, KP_REPEAT, KP_UNTIL, KP_QUIET,
-	KP_SHIFT, KP_SEND_DAYS, KP_LINK, KP_N };
+	KP_SHIFT, KP_SEND_DAYS, KP_LINK, KP_PROPOSAL_PAUSES, KP_N };
 static const char *const policy_keys[KP_N] = {
 	[KP_AT] = "at", [KP_REMIND] = "remind", [KP_ESCALATE] = "escalate",
 	[KP_REPEAT] = "repeat", [KP_UNTIL] = "until", [KP_QUIET] = "quiet",
 	[KP_SHIFT] = "shift", [KP_SEND_DAYS] = "send_days",
+	[KP_PROPOSAL_PAUSES] = "proposal_pauses",
 	[KP_LINK] = "link",
 };
 
@@ -1240,6 +1241,14 @@ set_policy(struct pctx *p, int k, char *v, int line)
 			po->send_all_days = true;
 		else
 			bad(p, line, key, v, "expected workdays or all");
+		break;
+	case KP_PROPOSAL_PAUSES:
+		if (!strcmp(v, "head"))
+			po->proposal_keeps_head = false;
+		else if (!strcmp(v, "none"))
+			po->proposal_keeps_head = true;
+		else
+			bad(p, line, key, v, "expected head or none");
 		break;
 	case KP_LINK:
 		if (!strcmp(v, "propose"))

@@ -1,6 +1,6 @@
 /*
  * cutoffctl.c - the admin's command line: check, plan, status, received,
- * undo, extend, history, feed-url.  It shares conf, sched and db with the daemon and talks
+ * undo, confirm, reject, extend, history, feed-url.  It shares conf, sched and db with the daemon and talks
  * to the state store directly, so it works whether or not the daemon runs;
  * a running daemon notices the store's changes at once (see main.c).
  *
@@ -43,6 +43,10 @@ usage(FILE *f)
 		"                                 record that a report arrived (--nil:\n"
 		"                                 nothing to report, \"không phát sinh\")\n"
 		"  undo UNIT OCCURRENCE           remove that record\n"
+		"  confirm UNIT OCCURRENCE        record the proposed report (mailbox,\n"
+		"                                 link) with its source and time\n"
+		"  reject UNIT OCCURRENCE [--note TEXT]\n"
+		"                                 drop the proposal\n"
 		"  extend OCCURRENCE DATE [--unit UNIT] [--note TEXT]\n"
 		"                                 move the deadline, for every unit or one\n"
 		"  extend OCCURRENCE --cancel [--unit UNIT]\n"
@@ -460,6 +464,67 @@ cmd_undo(struct conf *c, int argc, char **argv)
 	return 0;
 }
 
+/* confirm / reject: a proposal (ledger_propose) settled by a person */
+static int
+cmd_settle(struct conf *c, int argc, char **argv, bool confirm)
+{
+	static const struct option opts[] = {
+		{"note", required_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *note = NULL;
+	struct ledger_proposal p;
+	struct occ occ;
+	struct db *db;
+	char when[32];
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != 'n' || confirm)
+			return EXIT_USER;
+		note = optarg;
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return EXIT_USER;
+	}
+	if (note != NULL && note_problem(note, strlen(note)) != NULL) {
+		user_error("--note: %s", note_problem(note, strlen(note)));
+		return EXIT_USER;
+	}
+	if (check_pair(c, argv[optind], argv[optind + 1], &occ) < 0)
+		return EXIT_USER;
+	db = open_state(c);
+	if (db == NULL)
+		return EXIT_STATE;
+	rc = ledger_proposal_get(db, occ.id, argv[optind], &p);
+	if (rc == 0)
+		rc = confirm ? ledger_confirm(db, occ.id, argv[optind], "cli",
+					      actor_name(), now_of(c))
+			     : ledger_reject(db, occ.id, argv[optind], "cli",
+					     actor_name(), note, now_of(c));
+	db_close(db);
+	if (rc < 0) {
+		ledger_proposal_clear(&p);
+		return EXIT_STATE;
+	}
+	if (rc == 1) {
+		user_error("no open proposal for %s %s", argv[optind], occ.id);
+		return EXIT_USER;
+	}
+	tz_format_iso(c->tz, p.at, when);
+	if (confirm)
+		printf("confirmed %s %s at %s (source %s)%s\n", argv[optind],
+		       occ.id, when, p.source,
+		       p.at > occ.due_at ? " (late)" : "");
+	else
+		printf("rejected the proposal of %s %s (source %s)\n",
+		       argv[optind], occ.id, p.source);
+	ledger_proposal_clear(&p);
+	return 0;
+}
+
 static int
 cmd_extend(struct conf *c, int argc, char **argv)
 {
@@ -836,7 +901,8 @@ main(int argc, char **argv)
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "received") != 0 &&
 	    strcmp(cmd, "undo") != 0 && strcmp(cmd, "feed-url") != 0 &&
 	    strcmp(cmd, "extend") != 0 && strcmp(cmd, "history") != 0 &&
-	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0) {
+	    strcmp(cmd, "admin-token") != 0 && strcmp(cmd, "reload") != 0 &&
+	    strcmp(cmd, "confirm") != 0 && strcmp(cmd, "reject") != 0) {
 		user_error("unknown command %s (see cutoffctl --help)", cmd);
 		return EXIT_USER;
 	}
@@ -873,6 +939,8 @@ main(int argc, char **argv)
 		rc = cmd_undo(c, argc, argv);
 	else if (strcmp(cmd, "extend") == 0)
 		rc = cmd_extend(c, argc, argv);
+	else if (strcmp(cmd, "confirm") == 0 || strcmp(cmd, "reject") == 0)
+		rc = cmd_settle(c, argc, argv, cmd[1] == 'o');
 	else if (strcmp(cmd, "history") == 0)
 		rc = cmd_history(c, argc, argv);
 	else if (strcmp(cmd, "admin-token") == 0)

@@ -238,6 +238,9 @@ struct policy {
 	int quiet_to;
 	enum shift shift;
 	bool send_all_days;  /* send_days = all; default workdays only */
+	bool proposal_keeps_head;  /* proposal_pauses = none; default head:
+				      an open proposal holds escalations to
+				      the head (engine.c) */
 	bool link_record;    /* link = record: a unit's link records the
 				submission; default propose (link.c) */
 };
@@ -558,7 +561,7 @@ int sched_moves(const struct conf *c, char *const *ids, size_t nids,
 
 struct db;
 
-#define DB_SCHEMA_VERSION 5
+#define DB_SCHEMA_VERSION 6
 /* longest submission note in bytes (valid UTF-8); longer ones are refused */
 #define DB_NOTE_MAX 1000
 
@@ -698,6 +701,11 @@ int db_state_count(struct db *db, const char *occ, int64_t *subs,
 int db_occ_move(struct db *db, const char *from, const char *to, tstamp now);
 /* A pending outbox row is not tried before t (quiet hours held). */
 int db_outbox_hold(struct db *db, int64_t id, tstamp t);
+/* Moves a pending row's next_try back to t (a hold lifted). */
+int db_outbox_release(struct db *db, int64_t id, tstamp t);
+/* next_try of a row held while a proposal is open (engine.c): the end of
+ * year 9999, released when the proposal is settled */
+#define OUTBOX_HELD_PROPOSAL ((tstamp)253402300799LL)
 
 /* The raw handle, for modules that keep their own prepared statements
  * (outbox.c).  Tables of every module are created by db.c's migrations. */
@@ -878,7 +886,8 @@ int ledger_event_add(struct db *db, const char *occ, const char *unit,
 		     const char *actor, const char *detail, const char *note,
 		     tstamp now);
 /* Every proposal still open (a "proposed" event with no later received,
- * nil, undo or confirmed event for the pair, and no submission standing),
+ * nil, undo, confirmed or rejected event for the pair, and no submission
+ * standing),
  * optionally of one occurrence, by (occurrence, unit); a pair may come
  * more than once (several sources).  0 or -1. */
 int ledger_proposals(struct db *db, const char *occ,
@@ -886,6 +895,42 @@ int ledger_proposals(struct db *db, const char *occ,
 			       const char *source, tstamp at), void *ctx);
 /* Latest recorded time of the events db_sub_events counts; 0 = none. */
 tstamp ledger_last_event(struct db *db, const char *occ, const char *unit);
+
+/* Proposals: a report detected (the mailbox, a unit's link) but not
+ * confirmed.  Never a submission: the state is the history's newest open
+ * "proposed" event (see ledger_proposals); confirm turns it into one. */
+struct ledger_proposal {
+	int64_t id;              /* of the "proposed" event */
+	char occurrence[OCC_ID_MAX];
+	char unit[72];
+	char source[16];         /* imap, link */
+	tstamp at;               /* when the unit sent it */
+	tstamp recorded;
+	char actor[LEDGER_ACTOR_MAX + 1];   /* imap: the sender's address */
+	char *detail;            /* evidence: imap the Message-ID */
+	char *note;              /* imap: the subject */
+};
+void ledger_proposal_clear(struct ledger_proposal *p);
+/* The pair's newest open proposal: 0 (ledger_proposal_clear it), 1 none,
+ * -1. */
+int ledger_proposal_get(struct db *db, const char *occ, const char *unit,
+			struct ledger_proposal *out);
+/* Opens a proposal ("proposed" event): 0, 1 when nothing changed (a
+ * submission stands, or the same source and detail are open already),
+ * -1.  What imap.c and link.c call. */
+int ledger_propose(struct db *db, const char *occ, const char *unit,
+		   tstamp at, const char *source, const char *actor,
+		   const char *note, const char *detail, tstamp now);
+/* Turns the open proposal into a submission with its source, time and
+ * note; the "confirmed" event keeps actor and via (cli, page, api) as its
+ * detail.  0, 1 when none is open, -1. */
+int ledger_confirm(struct db *db, const char *occ, const char *unit,
+		   const char *via, const char *actor, tstamp now);
+/* Drops every open proposal of the pair ("rejected" event, source via,
+ * detail the proposal's source).  0, 1 when none is open, -1. */
+int ledger_reject(struct db *db, const char *occ, const char *unit,
+		  const char *via, const char *actor, const char *note,
+		  tstamp now);
 
 /*
  * Schema version 3 (ledger.c's tables, created by db.c's migrations):
@@ -1543,6 +1588,9 @@ void page_get(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_mark(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_undo(struct app *a, const struct http_req *q, struct http_resp *r);
 void page_extend(struct app *a, const struct http_req *q, struct http_resp *r);
+/* POST /proposal: do=confirm or do=reject an open proposal (ledger.c) */
+void page_proposal(struct app *a, const struct http_req *q,
+		   struct http_resp *r);
 
 /* ------------------------------------------------------------------ api.c */
 

@@ -153,6 +153,26 @@ static const char *const migrations[] = {
 	    "  report_id TEXT,"
 	    "  PRIMARY KEY(outbox_id, address));"
 	"CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox(message_id);",
+
+	/* 6: proposals can be rejected (ledger.c): one more history action;
+	 * the CHECK is widened the only way SQLite allows, a new table. */
+	"CREATE TABLE submission_event_v6("
+	    "  id INTEGER PRIMARY KEY,"
+	    "  occurrence TEXT NOT NULL,"
+	    "  unit TEXT NOT NULL,"
+	    "  action TEXT NOT NULL CHECK(action IN ('received','nil','undo',"
+	    "    'extend','proposed','confirmed','rejected')),"
+	    "  at INTEGER,"
+	    "  recorded INTEGER,"
+	    "  source TEXT,"
+	    "  actor TEXT,"
+	    "  detail TEXT,"
+	    "  note TEXT);"
+	"INSERT INTO submission_event_v6 SELECT id, occurrence, unit, action,"
+	    " at, recorded, source, actor, detail, note FROM submission_event;"
+	"DROP TABLE submission_event;"
+	"ALTER TABLE submission_event_v6 RENAME TO submission_event;"
+	"CREATE INDEX submission_event_occ ON submission_event(occurrence, unit);",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == DB_SCHEMA_VERSION,
@@ -1854,6 +1874,29 @@ db_outbox_hold(struct db *db, int64_t id, tstamp t)
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		db_fail(db, "outbox hold");
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_outbox_release(struct db *db, int64_t id, tstamp t)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "UPDATE outbox SET next_try = ?2"
+			       " WHERE id = ?1 AND state = 'pending'"
+			       " AND next_try > ?2", -1, &s, NULL) != SQLITE_OK) {
+		db_fail(db, "prepare");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, t);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_fail(db, "outbox release");
 		return -1;
 	}
 	return 0;

@@ -128,6 +128,9 @@ static void subcache_free(struct subcache *sc)
 
 /* ------------------------------------------------------------- scan */
 
+static int proposal_holds(struct db *db, const struct policy *p,
+			  const struct notice *n);
+
 /* A plan row, copied out of sched_plan's walk. */
 struct due {
 	struct notice n;
@@ -288,6 +291,9 @@ static int scan(const struct conf *c, struct db *db, tstamp first, tstamp now,
 			if (h > now)
 				d->n.send_at = h;
 		}
+		/* born held: an open proposal pauses the head's escalation */
+		if (proposal_holds(db, d->p, &d->n) == 1)
+			d->n.next_try = OUTBOX_HELD_PROPOSAL;
 		pick[npick++] = &d->n;
 	}
 	if (npick == 0 && stored) {
@@ -510,7 +516,39 @@ struct keepctx {
 	tstamp now;
 	struct hold { int64_t id; tstamp until; } *hold;
 	size_t nhold, caphold;
+	/* rows held for a proposal that no longer is: back to their time */
+	struct hold *rel;
+	size_t nrel, caprel;
 };
+
+static void hold_add(struct hold **v, size_t *n, size_t *cap, int64_t id,
+		     tstamp until)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 16;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	(*v)[*n].id = id;
+	(*v)[(*n)++].until = until;
+}
+
+/* Whether an open proposal holds this row: [policy] proposal_pauses = head
+ * (the default) pauses the escalations to the head until the secretariat
+ * confirms or rejects it; the unit's own reminders go on.  One indexed
+ * look-up, for head rows only.  -1: cannot tell (the caller keeps it). */
+static int proposal_holds(struct db *db, const struct policy *p,
+			  const struct notice *n)
+{
+	struct ledger_proposal lp;
+	int rc;
+
+	if (n->aud != AUD_HEAD || (p != NULL && p->proposal_keeps_head))
+		return 0;
+	rc = ledger_proposal_get(db, n->occurrence, n->unit, &lp);
+	if (rc == 0)
+		ledger_proposal_clear(&lp);
+	return rc < 0 ? -1 : rc == 0;
+}
 
 
 /* Whether a pending row still stands under the current configuration and
@@ -596,19 +634,25 @@ static bool keep_row(void *ctx, const struct notice *n, const char **why)
 		*why = "report recorded";
 		return false;
 	}
+	switch (proposal_holds(k->db, k->occ.cycle->policy, n)) {
+	case 1:
+		hold_add(&k->hold, &k->nhold, &k->caphold, n->id,
+			 OUTBOX_HELD_PROPOSAL);
+		return true;
+	case -1:
+		return true;
+	}
 	{
 		tstamp t0 = n->send_at > k->now ? n->send_at : k->now;
 		tstamp h = sched_hold(k->c, k->occ.cycle->policy, t0);
 
-		if (h > t0) {
-			if (k->nhold == k->caphold) {
-				k->caphold = k->caphold ? 2 * k->caphold : 16;
-				k->hold = xrealloc(k->hold, k->caphold *
-						   sizeof(*k->hold));
-			}
-			k->hold[k->nhold].id = n->id;
-			k->hold[k->nhold++].until = h;
-		}
+		if (n->next_try >= OUTBOX_HELD_PROPOSAL)
+			/* rejected (or the policy changed): it goes now, or
+			 * when quiet hours end */
+			hold_add(&k->rel, &k->nrel, &k->caprel, n->id,
+				 h > t0 ? h : t0);
+		else if (h > t0)
+			hold_add(&k->hold, &k->nhold, &k->caphold, n->id, h);
 	}
 	return true;
 }
@@ -642,7 +686,13 @@ static void cancel_stale(struct engine *e)
 	e->cancel_due = outbox_cancel(e->a->db, keep_row, &k, k.now) < 0;
 	for (size_t i = 0; i < k.nhold; i++)
 		db_outbox_hold(e->a->db, k.hold[i].id, k.hold[i].until);
+	for (size_t i = 0; i < k.nrel; i++)
+		db_outbox_release(e->a->db, k.rel[i].id, k.rel[i].until);
+	if (k.nrel > 0)
+		log_info("%zu escalation%s to the head released (proposal "
+			 "settled)", k.nrel, k.nrel == 1 ? "" : "s");
 	free(k.hold);
+	free(k.rel);
 	extensions_free(k.ext, k.next);
 	free(k.steps);
 }

@@ -444,6 +444,7 @@ static const struct route routes[] = {
 	{ "/mark", "POST", false, page_mark },
 	{ "/undo", "POST", false, page_undo },
 	{ "/extend", "POST", false, page_extend },
+	{ "/proposal", "POST", false, page_proposal },
 	{ "/metrics", "GET, HEAD", false, metrics_get },
 };
 

@@ -599,9 +599,9 @@ imap_process(struct app *a, const char *msg, size_t len, const char *bs,
 					k--;
 				subj = xstrndup(m.subject, k);
 			}
-			if (ledger_event_add(a->db, occ, unitid, "proposed",
-					     &at, "imap", actor, key, subj,
-					     now) == 0)
+			/* evidence: the subject (note), the Message-ID */
+			if (ledger_propose(a->db, occ, unitid, at, "imap",
+					   actor, subj, key, now) == 0)
 				changed = true;
 			free(subj);
 		}

@@ -71,19 +71,29 @@ static const char SQL_EVENTS_AFTER[] =
 static const char SQL_LAST_EVENT_ID[] =
 	"SELECT coalesce(max(id), 0) FROM submission_event";
 
-/* proposals not yet settled: no later record, undo or confirmation of
- * the pair, and no submission standing */
+/* Proposals not yet settled: no later record, undo, confirmation or
+ * rejection of the pair, and no submission standing.  The state lives in
+ * the append-only history itself, so it can never disagree with it. */
+#define PROPOSAL_OPEN \
+	" e.action = 'proposed' AND e.unit <> ''" \
+	" AND NOT EXISTS (SELECT 1 FROM submission_event l" \
+	"  WHERE l.occurrence = e.occurrence AND l.unit = e.unit" \
+	"  AND l.id > e.id" \
+	"  AND l.action IN ('received', 'nil', 'undo', 'confirmed'," \
+	"  'rejected'))" \
+	" AND NOT EXISTS (SELECT 1 FROM submission s" \
+	"  WHERE s.occurrence = e.occurrence AND s.unit = e.unit)"
 static const char SQL_PROPOSALS[] =
 	"SELECT e.occurrence, e.unit, e.source, e.at FROM submission_event e"
-	" WHERE e.action = 'proposed' AND e.unit <> ''"
+	" WHERE" PROPOSAL_OPEN
 	" AND (?1 IS NULL OR e.occurrence = ?1)"
-	" AND NOT EXISTS (SELECT 1 FROM submission_event l"
-	"  WHERE l.occurrence = e.occurrence AND l.unit = e.unit"
-	"  AND l.id > e.id"
-	"  AND l.action IN ('received', 'nil', 'undo', 'confirmed'))"
-	" AND NOT EXISTS (SELECT 1 FROM submission s"
-	"  WHERE s.occurrence = e.occurrence AND s.unit = e.unit)"
 	" ORDER BY e.occurrence, e.unit, e.id";
+/* the pair's newest open proposal (submission_event_occ finds the pair) */
+static const char SQL_PROPOSAL_GET[] =
+	"SELECT e.id, e.occurrence, e.unit, e.source, e.at, e.recorded,"
+	" e.actor, e.detail, e.note FROM submission_event e"
+	" WHERE e.occurrence = ?1 AND e.unit = ?2 AND" PROPOSAL_OPEN
+	" ORDER BY e.id DESC LIMIT 1";
 
 static void
 fail(struct db *db, const char *what)
@@ -254,7 +264,7 @@ ledger_event_add(struct db *db, const char *occ, const char *unit,
 {
 	static const char *const actions[] = {
 		"received", "nil", "undo", "extend", "proposed", "confirmed",
-		NULL,
+		"rejected", NULL,
 	};
 	size_t i;
 
@@ -793,6 +803,8 @@ ledger_last_event_id(struct db *db, int64_t *id)
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* ------------------------------------------------------------ proposals */
+
 int
 ledger_proposals(struct db *db, const char *occ,
 		 int (*fn)(void *ctx, const char *occ, const char *unit,
@@ -835,4 +847,171 @@ ledger_proposals(struct db *db, const char *occ,
 			break;
 	free(v);
 	return 0;
+}
+
+void
+ledger_proposal_clear(struct ledger_proposal *p)
+{
+	if (!p)
+		return;
+	free(p->detail);
+	free(p->note);
+	p->detail = p->note = NULL;
+}
+
+int
+ledger_proposal_get(struct db *db, const char *occ, const char *unit,
+		    struct ledger_proposal *out)
+{
+	sqlite3_stmt *s;
+	int rc, ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (!occ || !unit)
+		return -1;
+	s = db_stmt(db, SQL_PROPOSAL_GET);
+	if (!s)
+		return -1;
+	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
+		db_stmt_done(db, s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->id = sqlite3_column_int64(s, 0);
+		col_copy(s, 1, out->occurrence, sizeof(out->occurrence));
+		col_copy(s, 2, out->unit, sizeof(out->unit));
+		col_copy(s, 3, out->source, sizeof(out->source));
+		out->at = sqlite3_column_int64(s, 4);
+		out->recorded = sqlite3_column_int64(s, 5);
+		col_copy(s, 6, out->actor, sizeof(out->actor));
+		out->detail = col_dup(s, 7);
+		out->note = col_dup(s, 8);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		fail(db, "proposal");
+	}
+	db_stmt_done(db, s);
+	return ret;
+}
+
+int
+ledger_propose(struct db *db, const char *occ, const char *unit, tstamp at,
+	       const char *source, const char *actor, const char *note,
+	       const char *detail, tstamp now)
+{
+	struct submission sub;
+	struct ledger_proposal old;
+	int tok, rc, ret = -1;
+
+	if (!args_ok(occ, unit, source, actor, note) ||
+	    (detail != NULL && note_problem(detail, strlen(detail)) != NULL))
+		return -1;
+	if (db_part_begin(db, &tok) < 0)
+		return -1;
+	rc = db_sub_get(db, occ, unit, &sub);
+	if (rc == 0) {
+		submission_clear(&sub);
+		ret = 1;             /* recorded already: nothing to confirm */
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	rc = ledger_proposal_get(db, occ, unit, &old);
+	if (rc < 0)
+		goto out;
+	if (rc == 0) {
+		/* the same evidence again (a link pressed twice) adds nothing */
+		bool same = strcmp(old.source, source ? source : "") == 0 &&
+			    ((old.detail == NULL && detail == NULL) ||
+			     (old.detail != NULL && detail != NULL &&
+			      strcmp(old.detail, detail) == 0));
+
+		ledger_proposal_clear(&old);
+		if (same) {
+			ret = 1;
+			goto out;
+		}
+	}
+	if (add_event(db, occ, unit, "proposed", &at, now, source, actor,
+		      detail, note) == 0)
+		ret = 0;
+out:
+	if (db_part_end(db, tok, ret >= 0) < 0)
+		return -1;
+	return ret;
+}
+
+int
+ledger_confirm(struct db *db, const char *occ, const char *unit,
+	       const char *via, const char *actor, tstamp now)
+{
+	struct ledger_proposal p;
+	sqlite3_stmt *s;
+	int tok, rc, ret = -1;
+
+	if (!args_ok(occ, unit, via, actor, NULL))
+		return -1;
+	if (db_part_begin(db, &tok) < 0)
+		return -1;
+	rc = ledger_proposal_get(db, occ, unit, &p);
+	if (rc != 0) {
+		ret = rc;
+		goto out;
+	}
+	/* the submission keeps the proposal's source and time (the unit
+	 * sent it then, by mail or link); who confirmed it, from where, is
+	 * the actor and the event's detail */
+	s = db_stmt(db, SQL_SUB_INSERT);
+	if (!s)
+		goto done;
+	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
+	    bind_int(db, s, 3, p.at) < 0 || bind_int(db, s, 4, now) < 0 ||
+	    bind_text(db, s, 5, p.source) < 0 ||
+	    bind_text(db, s, 6, p.note) < 0 || bind_int(db, s, 7, 0) < 0 ||
+	    bind_text(db, s, 8, nz(actor)) < 0) {
+		db_stmt_done(db, s);
+		goto done;
+	}
+	if (run(db, s, "submission insert") < 0)
+		goto done;
+	if (add_event(db, occ, unit, "confirmed", &p.at, now, p.source, actor,
+		      via, p.note) == 0)
+		ret = 0;
+done:
+	ledger_proposal_clear(&p);
+out:
+	if (db_part_end(db, tok, ret >= 0) < 0)
+		return -1;
+	return ret;
+}
+
+int
+ledger_reject(struct db *db, const char *occ, const char *unit,
+	      const char *via, const char *actor, const char *note,
+	      tstamp now)
+{
+	struct ledger_proposal p;
+	int tok, rc, ret = -1;
+
+	if (!args_ok(occ, unit, via, actor, note))
+		return -1;
+	if (db_part_begin(db, &tok) < 0)
+		return -1;
+	rc = ledger_proposal_get(db, occ, unit, &p);
+	if (rc != 0) {
+		ret = rc;
+		goto out;
+	}
+	/* the event names the rejected proposal's source in detail */
+	if (add_event(db, occ, unit, "rejected", &p.at, now, via, actor,
+		      p.source, note) == 0)
+		ret = 0;
+	ledger_proposal_clear(&p);
+out:
+	if (db_part_end(db, tok, ret >= 0) < 0)
+		return -1;
+	return ret;
 }

@@ -304,7 +304,8 @@ scan_event(void *ctx, const struct ledger_event *e)
 	if (strcmp(e->action, "proposed") == 0 &&
 	    strcmp(e->source, "link") == 0)
 		ps->proposed = true;
-	else if (strcmp(e->action, "undo") == 0)
+	else if (strcmp(e->action, "undo") == 0 ||
+		 strcmp(e->action, "rejected") == 0)
 		ps->proposed = false;   /* a new round may propose again */
 	return 0;
 }
@@ -472,8 +473,8 @@ link_route(struct app *a, const struct http_req *q, struct http_resp *r,
 	} else if (ps.proposed) {
 		rc = 1;              /* idempotent: proposed once */
 	} else {
-		rc = ledger_event_add(a->db, o.id, u->id, "proposed", &now,
-				      "link", u->id, NULL, NULL, now);
+		rc = ledger_propose(a->db, o.id, u->id, now, "link", u->id,
+				    NULL, NULL, now);
 	}
 	if (rc < 0) {
 		plain_page(r, db_busy(a->db) ? 503 : 500,

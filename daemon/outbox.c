@@ -229,7 +229,8 @@ static sqlite3_stmt *prepare_add(struct db *db)
 		       "INSERT OR IGNORE INTO outbox(occurrence, unit, step, "
 		       "audience, channel, recipients, send_at, created, state, "
 		       "attempts, next_try, message_id) "
-		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?7, ?9)");
+		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, "
+		       "max(?7, ?10), ?9)");
 }
 
 static int add_one(struct db *db, sqlite3_stmt *st, const struct notice *n,
@@ -248,6 +249,8 @@ static int add_one(struct db *db, sqlite3_stmt *st, const struct notice *n,
 	sqlite3_bind_int64(st, 7, n->send_at);
 	sqlite3_bind_int64(st, 8, now);
 	bind_text(st, 9, n->message_id);
+	/* a row born held (engine.c: an open proposal pauses the head's) */
+	sqlite3_bind_int64(st, 10, n->next_try);
 	if (step_done(db, st) < 0)
 		return -1;
 	rc = sqlite3_changes(db_handle(db)) > 0 ? 1 : 0;

@@ -7,6 +7,9 @@
  *   POST /undo     remove a recorded report
  *   POST /extend   extend a deadline, for everyone or one unit (cancel=1
  *                  removes the extension)
+ *   POST /proposal do=confirm records a proposed report (the mailbox, a
+ *                  unit's link) with its source and time; do=reject drops
+ *                  the proposal
  * Order: the occurrences not yet due, soonest first, then those past,
  * latest first; failed notices are summed up at the top.  The model comes
  * from status.c, who may see and do what from auth.c.
@@ -36,6 +39,7 @@ static const char page_css[] =
 	".miss{background:#fbdcdc;color:#7a1010;font-weight:bold}"
 	".nd{background:#f1f1f1;color:#555}"
 	".st{white-space:nowrap}"
+	".st.prop{color:#6a4a00;font-weight:bold}.muted.prop{white-space:normal}"
 	"section{border:1px solid #ddd;border-radius:4px;margin:1em 0;"
 	"padding:.5em 1em}"
 	"summary{cursor:pointer}"
@@ -175,6 +179,65 @@ put_extend(struct page *pg, const struct st_occ *so, const char *unit,
 	buf_puts(b, "</details>");
 }
 
+/* A proposal under the state: where it came from and its evidence (the
+ * mail's subject and Message-ID, or the unit's link); what the unit or a
+ * remote mail said is escaped. */
+static void
+put_proposal(struct page *pg, const struct st_occ *so,
+	     const struct st_unit *su)
+{
+	struct buf *b = pg->b;
+	struct ledger_proposal p;
+	char t[20];
+
+	if (!su->proposed)
+		return;
+	buf_puts(b, "<div class=\"st prop\">&#9993; Đề xuất — chờ xác nhận"
+		 "</div><div class=\"muted prop\">");
+	if (ledger_proposal_get(pg->a->db, so->o.id, su->u->id, &p) != 0) {
+		html_esc(b, su->proposed_source);
+		buf_puts(b, "</div>");
+		return;
+	}
+	tz_format_vn(pg->a->conf->tz, p.at, t);
+	if (strcmp(p.source, "imap") == 0) {
+		buf_printf(b, "thư gửi %s", t);
+		if (p.actor[0] != '\0') {
+			buf_puts(b, " từ ");
+			html_esc(b, p.actor);
+		}
+		if (p.note != NULL) {
+			buf_puts(b, ": «");
+			html_esc(b, p.note);
+			buf_puts(b, "»");
+		}
+		if (p.detail != NULL) {
+			buf_puts(b, " <span class=\"mid\">");
+			html_esc(b, p.detail);
+			buf_puts(b, "</span>");
+		}
+	} else if (strcmp(p.source, "link") == 0) {
+		buf_printf(b, "Đơn vị báo đã gửi (đường dẫn xác nhận, link) "
+			   "lúc %s", t);
+	} else {
+		html_esc(b, p.source);
+		buf_printf(b, " %s", t);
+	}
+	buf_puts(b, "</div>");
+	ledger_proposal_clear(&p);
+}
+
+/* A refusal that is a bounce (imap.c writes the RFC 3464 report's status
+ * and diagnostic after this prefix): the reason, else NULL. */
+static const char *
+bounce_reason(const char *reply)
+{
+	static const char pfx[] = "bounced (delivery report): ";
+
+	return strncmp(reply, pfx, sizeof(pfx) - 1) == 0
+		? reply + sizeof(pfx) - 1 : NULL;
+}
+
 static void
 page_unit_row(struct page *pg, const struct st_occ *so,
 	      const struct st_unit *su)
@@ -214,18 +277,14 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 		break;
 	case US_MISSING:
 		buf_puts(b, "<td class=\"st miss\">&#10007; Chưa nộp");
-		if (su->proposed)    /* link.c, the mailbox: to be confirmed */
-			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
-				 "chờ xác nhận</div>");
+		put_proposal(pg, so, su);
 		buf_puts(b, "</td><td>");
 		put_days(pg, su->due_at, su->due);
 		buf_puts(b, "</td>");
 		break;
 	case US_NOTDUE:
 		buf_puts(b, "<td class=\"st nd\">&#8230; Chưa đến hạn");
-		if (su->proposed)
-			buf_puts(b, "<div class=\"muted\">Đơn vị báo đã gửi, "
-				 "chờ xác nhận</div>");
+		put_proposal(pg, so, su);
 		buf_puts(b, "</td><td>");
 		put_days(pg, su->due_at, su->due);
 		buf_puts(b, "</td>");
@@ -233,6 +292,13 @@ page_unit_row(struct page *pg, const struct st_occ *so,
 	}
 	if (pg->logged) {
 		buf_puts(b, "<td>");
+		if (!sub && su->proposed) {
+			form_open(pg, "/proposal", so->o.id, su->u->id);
+			buf_puts(b, "<button type=\"submit\" name=\"do\" "
+				 "value=\"confirm\">Xác nhận</button> <button "
+				 "type=\"submit\" name=\"do\" value=\"reject\">"
+				 "Bác bỏ</button></form> ");
+		}
 		if (sub) {
 			form_open(pg, "/undo", so->o.id, su->u->id);
 			buf_puts(b, "<button type=\"submit\">Hủy ghi nhận"
@@ -587,9 +653,22 @@ page_fail_summary(struct page *pg)
 		const struct st_refused *x = &s->ref[i];
 		const struct unit *u = conf_unit(pg->a->conf, x->unit);
 
+		const char *bounce = bounce_reason(x->reply);
+
 		buf_puts(b, "<li>");
 		html_esc(b, u != NULL && u->name != NULL ? u->name : x->unit);
 		buf_printf(b, " (%s) · ", aud_vn(x->aud));
+		if (bounce != NULL) {
+			/* a delivery report came back: the address takes no
+			 * mail at all, not one refusal */
+			buf_puts(b, "<b>Địa chỉ thư của đơn vị không nhận được "
+				 "thư:</b> ");
+			html_esc(b, x->addr);
+			buf_puts(b, " <span class=\"muted\">(");
+			html_esc(b, bounce);
+			buf_puts(b, ")</span></li>\n");
+			continue;
+		}
 		html_esc(b, x->addr);
 		buf_puts(b, " · <span class=\"muted\">");
 		html_esc(b, x->reply);
@@ -1044,6 +1123,49 @@ page_extend(struct app *a, const struct http_req *q, struct http_resp *r)
 	log_info("extended %s%s%s until %s (status page)", o.id,
 		 u ? " for " : "", u ? u->id : "", due_s);
 	changed(a);
+	redirect_back(a, &fm, o.id, r);
+out:
+	form_free(&fm);
+}
+
+void
+page_proposal(struct app *a, const struct http_req *q, struct http_resp *r)
+{
+	struct form fm;
+	struct occ o;
+	const struct unit *u;
+	const char *what;
+	tstamp now = clock_now(&a->clk);
+	bool confirm;
+	int rc;
+
+	if (req_form(q, r, &fm) < 0)
+		return;
+	if (auth_form(a, q, &fm, now, r) < 0 ||
+	    form_target(a, &fm, true, &o, &u, r) < 0)
+		goto out;
+	what = form_get(&fm, "do");
+	if (what == NULL || (strcmp(what, "confirm") != 0 &&
+			     strcmp(what, "reject") != 0)) {
+		resp_html_msg(r, 400, "Cần chọn xác nhận hoặc bác bỏ.");
+		goto out;
+	}
+	confirm = what[0] == 'c';
+	rc = confirm ? ledger_confirm(a->db, o.id, u->id, "page",
+				      auth_actor(a, q, now), now)
+		     : ledger_reject(a->db, o.id, u->id, "page",
+				     auth_actor(a, q, now), NULL, now);
+	if (rc < 0) {
+		store_failed(a, r);
+		goto out;
+	}
+	/* none open (a second click, another admin was first): the page
+	 * shows the state as it is */
+	if (rc == 0) {
+		log_info("proposal of %s %s %s (status page)", o.id, u->id,
+			 confirm ? "confirmed" : "rejected");
+		changed(a);
+	}
 	redirect_back(a, &fm, o.id, r);
 out:
 	form_free(&fm);

@@ -23,7 +23,9 @@ static const char *const known_vars[] = {
 	"secretariat", "late_since", "step", "units", "count",
 	/* 0.2: texts people would sign */
 	"today", "period_label", "report", "ref", "basis", "deadline",
-	"period_text", "extended", "extended_due", "confirm_url", NULL,
+	"period_text", "extended", "extended_due", "confirm_url",
+	"bounces",   /* digests: the listed units' bounced addresses */
+	NULL,
 };
 /* indices of the per-unit ones in known_vars (the render cache's holes) */
 enum { V_UNIT = 0, V_UNIT_ID = 1, V_FEED_URL = 14, V_UNITS = 20,
@@ -1599,6 +1601,103 @@ render_one(const struct conf *c, struct db *db, const struct notice *n0,
 	return 0;
 }
 
+/* A remote server's words in a mail body: control characters become
+ * spaces, at most max bytes, cut at a character. */
+static void
+put_remote(struct buf *b, const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n > max)
+		n = max;
+	while (n > 0 && !utf8_valid(s, n))
+		n--;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		buf_putc(b, ch < 0x20 || ch == 0x7f ? ' ' : (char)ch);
+	}
+}
+
+struct bounce_ctx {
+	const struct conf *c;
+	struct notice *const *ns;
+	size_t n;
+	struct buf *out;
+	char **seen;             /* "occ unit address" listed already */
+	size_t nseen;
+};
+
+static int
+bounce_line(void *ctx, const struct db_bounce *x)
+{
+	struct bounce_ctx *bc = ctx;
+	const struct unit *u = conf_unit(bc->c, x->unit);
+	bool listed = false;
+	char *key;
+
+	for (size_t i = 0; i < bc->n && !listed; i++)
+		listed = strcmp(bc->ns[i]->occurrence, x->occurrence) == 0 &&
+			 strcmp(bc->ns[i]->unit, x->unit) == 0;
+	if (!listed || u == NULL)
+		return 0;
+	/* one line per address, whichever of its notices bounced */
+	key = xasprintf("%s %s %s", x->occurrence, x->unit, x->address);
+	for (size_t i = 0; i < bc->nseen; i++) {
+		if (strcmp(bc->seen[i], key) == 0) {
+			free(key);
+			return 0;
+		}
+	}
+	bc->seen = xrealloc(bc->seen, (bc->nseen + 1) * sizeof(*bc->seen));
+	bc->seen[bc->nseen++] = key;
+	buf_puts(bc->out, lang_en(bc->c)
+		 ? "- A unit's address does not receive mail: "
+		 : "- Địa chỉ thư của đơn vị không nhận được thư: ");
+	put_remote(bc->out, x->address, 200);
+	buf_puts(bc->out, " (");
+	put_remote(bc->out, x->status != NULL ? x->status : "", 20);
+	if (x->diagnostic != NULL && x->diagnostic[0] != '\0') {
+		buf_putc(bc->out, ' ');
+		put_remote(bc->out, x->diagnostic, 300);
+	}
+	buf_printf(bc->out, ") – %s (%s)\n", u->name != NULL ? u->name : u->id,
+		   u->id);
+	return 0;
+}
+
+/* {{bounces}} of a digest: a line per bounced address (RFC 3464 reports
+ * the mailbox found, imap.c) of the units it lists; "" when none. */
+static char *
+digest_bounces(const struct conf *c, struct db *db, struct notice *const *ns,
+	       size_t n)
+{
+	struct buf out;
+	struct bounce_ctx bc = { c, ns, n, &out, NULL, 0 };
+
+	buf_init(&out);
+	if (db != NULL && (ns[0]->aud & (AUD_SECRETARIAT | AUD_CHIEF))) {
+		for (size_t i = 0; i < n; i++) {
+			bool done = false;
+
+			for (size_t k = 0; k < i && !done; k++)
+				done = strcmp(ns[k]->occurrence,
+					      ns[i]->occurrence) == 0;
+			if (!done && db_bounce_foreach(db, ns[i]->occurrence,
+						       bounce_line, &bc) < 0)
+				log_warn("notice %s: the bounced addresses "
+					 "could not be read",
+					 ns[i]->occurrence);
+		}
+	}
+	for (size_t i = 0; i < bc.nseen; i++)
+		free(bc.seen[i]);
+	free(bc.seen);
+	if (out.len > 0 && out.p[out.len - 1] == '\n')
+		out.p[--out.len] = '\0';
+	return buf_steal(&out);
+}
+
 int
 notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	      size_t n, tstamp now, struct notice_text *out)
@@ -1608,6 +1707,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	struct buf units, names, ids;
 	struct ymd today;
 	bool same_occ = true;
+	char *bounces;
 	int rc = -1;
 
 	if (c == NULL || ns == NULL || n == 0 || ns[0] == NULL)
@@ -1618,17 +1718,25 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 		return -1;
 	}
 	today = local_date(c, now);
-	if (n == 1)
+	/* a digest naming a bounced address is rendered in full: {{bounces}}
+	 * is no hole of the cache (a hole is never empty) */
+	bounces = digest_bounces(c, db, ns, n);
+	if (n == 1 && bounces[0] == '\0') {
+		free(bounces);
 		return render_one(c, db, ns[0], today, out);
+	}
 
 	/* a digest of several units: rendered in full */
 	nt.unit = conf_unit(c, ns[0]->unit);
 	if (nt.unit == NULL) {
 		log_err("notice for unknown unit %s", ns[0]->unit);
+		free(bounces);
 		return -1;
 	}
-	if (notice_facts(c, db, NULL, ns[0], today, &nt) < 0)
+	if (notice_facts(c, db, NULL, ns[0], today, &nt) < 0) {
+		free(bounces);
 		return -1;
+	}
 	buf_init(&units);
 	buf_init(&names);
 	buf_init(&ids);
@@ -1661,6 +1769,8 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	var_own(&vs, "unit", buf_steal(&names));
 	var_own(&vs, "unit_id", buf_steal(&ids));
 	var_own(&vs, "units", buf_steal(&units));
+	var_own(&vs, "bounces", bounces);
+	bounces = NULL;
 	if (is_digest(nt.kind))
 		nt.feed_url = secretariat_feed_url(c);
 	else
@@ -1679,6 +1789,7 @@ notice_render(const struct conf *c, struct db *db, struct notice *const *ns,
 	memset(&nt, 0, sizeof nt);
 	rc = 0;
 out:
+	free(bounces);
 	buf_free(&units);
 	buf_free(&names);
 	buf_free(&ids);

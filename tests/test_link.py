@@ -132,7 +132,8 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
     assert units[UNIT]["state"] == "proposed"
     assert units[UNIT]["proposed_by"] == "link"
     assert units["mttq"]["state"] == "not-due"
-    assert "Đơn vị báo đã gửi, chờ xác nhận" in d.get("/")[2].decode()
+    home = d.get("/")[2].decode()
+    assert "Đề xuất — chờ xác nhận" in home and "Đơn vị báo đã gửi" in home
     csv = d.get("/status.csv")[2].decode("utf-8-sig")
     assert any(l.startswith(OCC + ",") and f",{UNIT}," in l and
                ",proposed," in l for l in csv.splitlines())
@@ -144,6 +145,11 @@ def test_link_in_mail_get_changes_nothing_post_proposes(daemon_factory,
     log = d.logtext()
     assert "/confirm/ld-tbxh.q1.2024-03-13.<mac>" in log
     assert url.rsplit(".", 1)[1] not in log
+    # confirmed by the secretariat: a submission with source link
+    r = ctl(conf, "confirm", UNIT, OCC, now="2024-03-06T09:00")
+    assert r.returncode == 0 and "source link" in r.stdout, r
+    assert unit_state(conf) == "submitted"
+    assert [(r[3], r[4]) for r in history(conf)][-1] == ("confirmed", "link")
 
 
 def test_link_record_stops_the_chase(daemon_factory, tmp_path, port, smtp):

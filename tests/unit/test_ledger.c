@@ -153,6 +153,83 @@ test_nil_undo_history(void **state)
 	fix_free(f);
 }
 
+static int
+prop_count(void *ctx, const char *occ, const char *unit, const char *source,
+	   tstamp at)
+{
+	(void)occ;
+	(void)unit;
+	(void)source;
+	(void)at;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* A proposal is a state of the history: open until confirmed (a
+ * submission with its source and time), rejected, or recorded otherwise;
+ * never a submission by itself. */
+static void
+test_propose_confirm_reject(void **state)
+{
+	struct fix *f = fix_new(conf_text);
+	struct ledger_proposal p;
+	struct submission s;
+	struct rows h = { .n = 0 };
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(ledger_proposal_get(f->db, OCC, "a", &p), 1);
+	assert_int_equal(ledger_propose(f->db, OCC, "a", 100, "imap",
+					"a@x.vn", "Re: báo cáo", "<m1@x>",
+					101), 0);
+	/* the same evidence again: nothing new */
+	assert_int_equal(ledger_propose(f->db, OCC, "a", 100, "imap",
+					"a@x.vn", "Re: báo cáo", "<m1@x>",
+					102), 1);
+	assert_int_equal(db_sub_get(f->db, OCC, "a", &s), 1);
+	assert_int_equal(ledger_proposal_get(f->db, OCC, "a", &p), 0);
+	assert_string_equal(p.source, "imap");
+	assert_string_equal(p.detail, "<m1@x>");
+	assert_string_equal(p.note, "Re: báo cáo");
+	assert_int_equal(p.at, 100);
+	ledger_proposal_clear(&p);
+	assert_int_equal(ledger_proposals(f->db, NULL, prop_count, &n), 0);
+	assert_int_equal(n, 1);
+
+	assert_int_equal(ledger_confirm(f->db, OCC, "a", "page", "lan", 110),
+			 0);
+	assert_int_equal(db_sub_get(f->db, OCC, "a", &s), 0);
+	assert_string_equal(s.source, "imap");
+	assert_int_equal(s.at, 100);
+	assert_string_equal(s.actor, "lan");
+	submission_clear(&s);
+	assert_int_equal(ledger_confirm(f->db, OCC, "a", "page", "lan", 111),
+			 1);
+	/* a submission stands: nothing to propose */
+	assert_int_equal(ledger_propose(f->db, OCC, "a", 120, "link", NULL,
+					NULL, NULL, 121), 1);
+
+	assert_int_equal(ledger_propose(f->db, OCC, "b", 130, "link", NULL,
+					NULL, NULL, 131), 0);
+	assert_int_equal(ledger_reject(f->db, OCC, "b", "cli", "root", "sai",
+				       132), 0);
+	assert_int_equal(ledger_reject(f->db, OCC, "b", "cli", "root", NULL,
+				       133), 1);
+	assert_int_equal(ledger_proposal_get(f->db, OCC, "b", &p), 1);
+	assert_int_equal(db_sub_get(f->db, OCC, "b", &s), 1);
+	n = 0;
+	assert_int_equal(ledger_proposals(f->db, NULL, prop_count, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ledger_history(f->db, OCC, NULL, hist_collect, &h),
+			 0);
+	assert_int_equal(h.n, 4);
+	assert_string_equal(h.line[0], "a|proposed|imap|a@x.vn|<m1@x>");
+	assert_string_equal(h.line[1], "a|confirmed|imap|lan|page");
+	assert_string_equal(h.line[2], "b|proposed|link||");
+	assert_string_equal(h.line[3], "b|rejected|cli|root|link");
+	fix_free(f);
+}
+
 /* What the daemon logs of another process's records: events after an id,
  * in pages. */
 static void
@@ -322,6 +399,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_extend_and_history),
 		cmocka_unit_test(test_nil_undo_history),
+		cmocka_unit_test(test_propose_confirm_reject),
 		cmocka_unit_test(test_events_after),
 		cmocka_unit_test(test_migration_keeps_history),
 		cmocka_unit_test(test_plan_with_extensions),
