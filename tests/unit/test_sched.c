@@ -842,7 +842,7 @@ test_plan_scale(void **state)
 
 /* ------------------------------------------- through the real conf.c */
 
-/* The example configuration (../shared/examples/city-2024.conf), cut
+/* The example configuration (conf/city-2024.conf), cut
  * down to three units. */
 static const char city_conf[] =
 	"[daemon]\n"
