@@ -225,10 +225,11 @@ static void log_outcome(struct sender *s, const struct notice *n,
 	else if (error)
 		buf_put_escaped(&eb, error, REPLY_LOG_MAX + 200);
 	if (o == OUT_SENT) {
-		log_info("notice sent: %s %s %s %s %s to %s %s: %s",
+		/* a Maildir delivery has no server reply to quote */
+		log_info("notice sent: %s %s %s %s %s to %s %s%s%s",
 			 n->occurrence, n->unit, n->step, audience_name(n->aud),
 			 channel_name(n->ch), buf_str(&rb), buf_str(&mb),
-			 buf_str(&eb));
+			 eb.len > 0 ? ": " : "", buf_str(&eb));
 	} else if (deferred == 0) {
 		fmt_local(s->a->conf, next, when, sizeof(when));
 		log_warn("notice deferred (attempt %d, next try at %s): %s %s "
