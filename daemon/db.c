@@ -1856,15 +1856,16 @@ db_occ_move(struct db *db, const char *from, const char *to, tstamp now)
 	return wrap_end(db, w, ok);
 }
 
-int
-db_outbox_hold(struct db *db, int64_t id, tstamp t)
+/* Moves a pending row's next try to t, by the comparison in sql (?1 the
+ * row, ?2 the time): later only for a hold, earlier only for a release. */
+static int
+outbox_next_try_set(struct db *db, const char *sql, const char *what,
+		    int64_t id, tstamp t)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(db->h, "UPDATE outbox SET next_try = ?2"
-			       " WHERE id = ?1 AND state = 'pending'"
-			       " AND next_try < ?2", -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK) {
 		db_fail(db, "prepare");
 		return -1;
 	}
@@ -1873,33 +1874,26 @@ db_outbox_hold(struct db *db, int64_t id, tstamp t)
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
-		db_fail(db, "outbox hold");
+		db_fail(db, what);
 		return -1;
 	}
 	return 0;
 }
 
 int
+db_outbox_hold(struct db *db, int64_t id, tstamp t)
+{
+	return outbox_next_try_set(db, "UPDATE outbox SET next_try = ?2"
+				   " WHERE id = ?1 AND state = 'pending'"
+				   " AND next_try < ?2", "outbox hold", id, t);
+}
+
+int
 db_outbox_release(struct db *db, int64_t id, tstamp t)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(db->h, "UPDATE outbox SET next_try = ?2"
-			       " WHERE id = ?1 AND state = 'pending'"
-			       " AND next_try > ?2", -1, &s, NULL) != SQLITE_OK) {
-		db_fail(db, "prepare");
-		return -1;
-	}
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, t);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		db_fail(db, "outbox release");
-		return -1;
-	}
-	return 0;
+	return outbox_next_try_set(db, "UPDATE outbox SET next_try = ?2"
+				   " WHERE id = ?1 AND state = 'pending'"
+				   " AND next_try > ?2", "outbox release", id, t);
 }
 
 tstamp
