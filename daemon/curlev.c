@@ -38,6 +38,7 @@ struct curlev {
 	curl_socket_t *fds;       /* every open socket, watched or idle */
 	size_t nfds, capfds;
 	int running;
+	bool keep;                /* finished handles stay added */
 };
 
 static void check_info(struct curlev *cv)
@@ -54,7 +55,8 @@ static void check_info(struct curlev *cv)
 			CURLcode res = msg->data.result;
 
 			/* msg is invalid after remove; copy first. */
-			curl_multi_remove_handle(cv->multi, easy);
+			if (!cv->keep)
+				curl_multi_remove_handle(cv->multi, easy);
 			cv->done(cv->ctx, easy, (int)res);
 		}
 	}
@@ -244,6 +246,11 @@ void curlev_remove(struct curlev *cv, void *easy)
 			shutdown(s->fd, SHUT_RDWR);
 	}
 	curl_multi_remove_handle(cv->multi, easy);
+}
+
+void curlev_keep(struct curlev *cv)
+{
+	cv->keep = true;
 }
 
 void curlev_free(struct curlev *cv)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define CUTOFFD_VERSION "0.2.0"
 
@@ -1166,6 +1167,52 @@ struct curlev *curlev_new(struct ev_loop *loop, curlev_done_fn done,
 int curlev_add(struct curlev *cv, void *easy);
 void curlev_remove(struct curlev *cv, void *easy);  /* abort a transfer */
 void curlev_free(struct curlev *cv);   /* remove every easy handle first */
+/* done() gets finished handles still added (a CONNECT_ONLY connection
+ * closes when its handle leaves the multi): curlev_remove them. */
+void curlev_keep(struct curlev *cv);
+
+/* smtp.c: mail transactions, pipelined where the server allows, on up to
+ * `parallel` connections that libcurl opens (TLS, AUTH).  done() gets
+ * each submitted message once with its outcome, never from inside
+ * smtp_submit's caller's stack except for an unusable address; messages in
+ * flight at smtp_free are dropped without it. */
+#define SMTP_LINE_MAX 512     /* a longer reply line is a protocol error */
+enum smtp_status { SMTP_SENT, SMTP_TEMPFAIL, SMTP_PERMFAIL };
+struct conn;
+struct smtp_msg {
+	const char *from;         /* the envelope: bare addresses */
+	char **rcpt;
+	size_t nrcpt;
+	const char *data;         /* the message, CRLF lines, not dot-stuffed */
+	size_t len;
+	bool eightbit;            /* the text is 8bit: BODY=8BITMIME if offered */
+	void *arg;
+	/* the outcome, when done() is called */
+	enum smtp_status status;
+	char *reply;              /* the server's last word on it, raw */
+	char **rcpt_reply;        /* NULL, or per address its refusal (NULL:
+				     accepted) */
+	char *error;              /* why it was not sent */
+	/* smtp.c's own */
+	struct conn *conn;
+	struct smtp_msg *qnext;
+	int requeued, fail_code, last_refused;
+	char *fail_stage;
+	size_t accepted;
+	bool mail_ok, body_sent, empty;
+};
+struct smtp;
+typedef void (*smtp_done_fn)(void *ctx, struct smtp_msg *m);
+struct smtp *smtp_new(struct ev_loop *loop, smtp_done_fn done, void *ctx);
+void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m);
+void smtp_msg_clear(struct smtp_msg *m);  /* frees the outcome fields */
+size_t smtp_connections(const struct smtp *p);
+void smtp_free(struct smtp *p);
+/* One reply from buf[0..len): its length (> 0), with its code and where
+ * its last line lies; 0 when incomplete; -1 when malformed.  Exposed for
+ * the fuzz target. */
+ssize_t smtp_reply_parse(const char *buf, size_t len, int *code,
+			 size_t *lstart, size_t *llen);
 
 /* mail.c: the complete RFC 5322 message for email notices.  n > 1 makes a
  * digest (secretariat/chief: every late unit of one send time, same step

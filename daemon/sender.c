@@ -22,12 +22,12 @@
  * sleeps until the next retry is due or the engine kicks it; with nothing
  * pending no timer runs at all.
  *
- * SMTP replies are caught through the header callback (libcurl hands every
- * response line of SMTP to it): the last one is the server's answer to the
- * message ("250 ... queued as ..."), logged with the Message-ID; those
- * before "354" answer the RCPTs in order, so with several addresses the
- * refused ones are known and recorded (outbox_refused) while the others
- * get the mail (CURLOPT_MAIL_RCPT_ALLOWFAILS).
+ * Mail goes out through smtp.c, pipelined on `parallel` connections; two
+ * messages per connection are handed over at once, so that the next one's
+ * commands can ride with the current one's text.  Its answer per message:
+ * the server's last reply ("250 ... queued as ..."), logged with the
+ * Message-ID, and the refusal of each refused address, recorded
+ * (outbox_refused) while the other addresses get the mail.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,19 +47,11 @@
 #define SYNC_AFTER 1.0        /* real seconds: outcomes become power-safe */
 #define FLUSH_BATCH 32        /* finished jobs written together, at most */
 #define FLUSH_DELAY 0.02      /* real seconds an outcome may wait for others */
-#define REPLIES_MAX 128       /* SMTP reply lines kept per transfer */
 #define REPLY_LOG_MAX 300     /* bytes of a server reply kept and logged */
 #define RETRY_AFTER_MAX 86400 /* a webhook's Retry-After is honoured up to */
 #define HELD_MIN 0.1          /* real seconds: first retry of held outcomes */
 #define HELD_MAX 2.0          /* and the longest wait between tries */
 #define STOP_BUSY_MS 2000     /* the last flush at stop waits this long */
-
-/* libcurl 8.2 fixed the option's name; 7.69 to 8.1 spell it ALLLOW */
-#if LIBCURL_VERSION_NUM >= 0x080200
-#define OPT_RCPT_ALLOWFAILS CURLOPT_MAIL_RCPT_ALLOWFAILS
-#else
-#define OPT_RCPT_ALLOWFAILS CURLOPT_MAIL_RCPT_ALLLOWFAILS
-#endif
 
 enum outcome { OUT_SENT, OUT_RETRY, OUT_FAILED };
 
@@ -72,7 +64,7 @@ struct job {
 	int64_t *ids;             /* the rows' ids, sorted: in_flight() */
 	char *data;               /* the message or the JSON body */
 	size_t len, off;
-	struct curl_slist *list;  /* MAIL_RCPT or HTTP headers */
+	struct curl_slist *list;  /* HTTP headers */
 	char err[CURL_ERROR_SIZE];
 	enum outcome out;         /* once finished: how it went */
 	char *error;
@@ -81,8 +73,9 @@ struct job {
 	int64_t min_wait;         /* Retry-After, seconds */
 	char **rcpt;              /* SMTP: the envelope addresses, in order */
 	size_t nrcpt;
-	char **replies;           /* SMTP: final reply lines, in order */
-	size_t nreplies;
+	char *from;
+	struct smtp_msg msg;      /* SMTP: the transaction */
+	bool smtp;                /* handed to smtp.c */
 	char **refused;           /* address, reply, address, reply, ... */
 	size_t nrefused;
 	struct job *prev, *next;
@@ -90,7 +83,8 @@ struct job {
 
 struct sender {
 	struct app *a;
-	struct curlev *cv;
+	struct curlev *cv;        /* webhooks */
+	struct smtp *smtp;        /* mail */
 	ev_timer retry;           /* next row's next_try */
 	ev_timer soon;            /* continue a long maildir backlog */
 	struct job *jobs;
@@ -143,19 +137,6 @@ static double jitter(struct sender *s)
 	s->rng = x;
 	x *= UINT64_C(0x2545f4914f6cdd1d);
 	return (double)(x >> 11) / (double)(UINT64_C(1) << 53) * 2.0 - 1.0;
-}
-
-static enum outcome classify_smtp(int res, long code)
-{
-	if (res == CURLE_OK)
-		return OUT_SENT;
-	if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL)
-		return OUT_FAILED;
-	/* 5xx is the server's final word; 4xx and every transport error
-	 * (refused, timed out, reset, TLS) may heal: retry. */
-	if (code >= 500 && code <= 599)
-		return OUT_FAILED;
-	return OUT_RETRY;
 }
 
 static enum outcome classify_http(int res, long code)
@@ -450,7 +431,8 @@ static void job_free(struct job *j)
 	free(j->error);
 	free(j->reply);
 	free_list(j->rcpt, j->nrcpt);
-	free_list(j->replies, j->nreplies);
+	free(j->from);
+	smtp_msg_clear(&j->msg);
 	free_list(j->refused, j->nrefused);
 	curl_slist_free_all(j->list);
 	free(j);
@@ -487,43 +469,6 @@ static void job_unlink(struct sender *s, struct job *j)
 		s->nhook--;
 }
 
-static size_t read_cb(char *out, size_t size, size_t nitems, void *userp)
-{
-	struct job *j = userp;
-	size_t n = size * nitems;
-
-	if (n > j->len - j->off)
-		n = j->len - j->off;
-	memcpy(out, j->data + j->off, n);
-	j->off += n;
-	return n;
-}
-
-/* CURLOPT_HEADERFUNCTION of SMTP: every response line.  Keeps the final
- * line of each reply ("250 ...", not "250-..."), the last REPLIES_MAX. */
-static size_t reply_cb(char *p, size_t size, size_t nitems, void *userp)
-{
-	struct job *j = userp;
-	size_t n = size * nitems, k = n;
-
-	while (k > 0 && (p[k - 1] == '\n' || p[k - 1] == '\r'))
-		k--;
-	if (k < 3 || (k > 3 && p[3] != ' '))
-		return n;
-	if (k > 512)
-		k = 512;
-	if (j->nreplies == REPLIES_MAX) {
-		free(j->replies[0]);
-		memmove(j->replies, j->replies + 1,
-			(REPLIES_MAX - 1) * sizeof(*j->replies));
-		j->nreplies--;
-	}
-	if (!j->replies)
-		j->replies = xcalloc(REPLIES_MAX, sizeof(*j->replies));
-	j->replies[j->nreplies++] = xstrndup(p, k);
-	return n;
-}
-
 static size_t discard_cb(char *p, size_t size, size_t nitems, void *userp)
 {
 	(void)p;
@@ -545,63 +490,36 @@ static char *bare_address(const char *s)
 	return t;
 }
 
-static int smtp_setup(struct sender *s, struct job *j)
+/* The envelope of a mail job, handed to smtp.c. */
+static int smtp_submit_job(struct sender *s, struct job *j)
 {
 	const struct conf *c = s->a->conf;
 	char **rcpt = NULL;
 	size_t n;
-	char *from;
-	CURL *e = j->easy;
 
 	n = split_list(j->rows[0].recipients, ",", &rcpt);
 	j->rcpt = xcalloc(n ? n : 1, sizeof(*j->rcpt));
 	for (size_t i = 0; i < n; i++) {
 		char *a = bare_address(rcpt[i]);
 
-		if (*a) {
-			j->list = curl_slist_append(j->list, a);
+		if (*a)
 			j->rcpt[j->nrcpt++] = a;
-		} else {
+		else
 			free(a);
-		}
 	}
 	free_list(rcpt, n);
-	if (!j->list)
+	if (j->nrcpt == 0)
 		return -1;
-	from = bare_address(c->mail.from ? c->mail.from : "");
-	curl_easy_setopt(e, CURLOPT_URL, c->mail.url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-	curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);  /* libcurl copies */
-	free(from);
-	curl_easy_setopt(e, CURLOPT_MAIL_RCPT, j->list);
-	/* one refused address must not cost the others their mail */
-	curl_easy_setopt(e, OPT_RCPT_ALLOWFAILS, 1L);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, reply_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
-	curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-	curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
-	curl_easy_setopt(e, CURLOPT_READDATA, j);
-	curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)j->len);
-	switch (c->mail.starttls) {
-	case STARTTLS_REQUIRED:
-		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-		break;
-	case STARTTLS_TRY:
-		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
-		break;
-	case STARTTLS_NO:
-		curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_NONE);
-		break;
-	}
-	if (c->mail.user && *c->mail.user) {
-		curl_easy_setopt(e, CURLOPT_USERNAME, c->mail.user);
-		if (c->mail.password)
-			curl_easy_setopt(e, CURLOPT_PASSWORD, c->mail.password);
-	}
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->mail.tls_verify ? 1L : 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->mail.tls_verify ? 2L : 0L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT,
-			 (long)(c->mail.timeout > 0 ? c->mail.timeout : 300));
+	j->from = bare_address(c->mail.from ? c->mail.from : "");
+	j->msg.from = j->from;
+	j->msg.rcpt = j->rcpt;
+	j->msg.nrcpt = j->nrcpt;
+	j->msg.data = j->data;
+	j->msg.len = j->len;
+	j->msg.arg = j;
+	j->smtp = true;
+	job_link(s, j);
+	smtp_submit(s->smtp, c, &j->msg);
 	return 0;
 }
 
@@ -829,17 +747,17 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 		j->len = strlen(j->data);
 	}
 
+	if (ch == CH_EMAIL) {
+		if (smtp_submit_job(s, j) < 0)
+			job_fail_local(s, j, "no usable recipient");
+		return;
+	}
 	j->easy = easy_get(s);
 	if (!j->easy) {
 		job_fail_local(s, j, "curl_easy_init failed");
 		return;
 	}
-	if ((ch == CH_EMAIL ? smtp_setup(s, j) : hook_setup(s, j)) < 0) {
-		easy_put(s, j->easy);
-		j->easy = NULL;
-		job_fail_local(s, j, "no usable recipient");
-		return;
-	}
+	hook_setup(s, j);
 	curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->err);
 	curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
@@ -854,69 +772,41 @@ static void job_start(struct sender *s, enum channel ch, struct notice *rows,
 
 static void sender_run(struct sender *s);
 
-/* The final reply of an SMTP transfer, and the RCPT replies mapped to
- * the addresses they answer.  After MAIL FROM libcurl sends one RCPT per
- * address in order, waiting for each reply, then DATA: so on success the
- * nrcpt replies before the last "354" answer the RCPTs; when every
- * address was refused ("RCPT failed") they are the last nrcpt refusals in
- * a row (a "221" of the QUIT that closes the connection may follow). */
-static void smtp_replies(struct job *j, int result)
+static char *escaped(const char *t, size_t max)
 {
-	size_t base = 0, end = 0, i;
-	bool found = false;
 	struct buf b;
 
-	if (j->nreplies == 0)
-		return;
-	for (i = j->nreplies; i-- > 0;) {
-		/* the answer to the message (or the error) is the last one
-		 * that is not the QUIT's */
-		if (strncmp(j->replies[i], "221", 3) != 0 || i == 0)
-			break;
-	}
 	buf_init(&b);
-	buf_put_escaped(&b, j->replies[i], REPLY_LOG_MAX);
-	j->reply = buf_steal(&b);
-	if (j->nrcpt == 0)
-		return;
-	if (result == CURLE_OK) {
-		for (i = j->nreplies; i-- > 0;) {
-			if (strncmp(j->replies[i], "354", 3) == 0) {
-				found = i >= j->nrcpt;
-				end = i;
-				break;
-			}
-		}
-	} else if (result == CURLE_SEND_ERROR &&
-		   strncmp(j->err, "RCPT failed", 11) == 0) {
-		size_t run = 0;
-
-		for (i = j->nreplies; i-- > 0 && !found;) {
-			run = j->replies[i][0] == '2' ? 0 : run + 1;
-			if (run == j->nrcpt) {
-				found = true;
-				end = i + j->nrcpt;
-			}
-		}
-	}
-	if (!found)
-		return;
-	base = end - j->nrcpt;
-	for (i = 0; i < j->nrcpt; i++) {
-		const char *r = j->replies[base + i];
-
-		if (r[0] == '2')
-			continue;
-		if (!j->refused)
-			j->refused = xcalloc(2 * j->nrcpt, sizeof(*j->refused));
-		j->refused[j->nrefused++] = xstrdup(j->rcpt[i]);
-		buf_init(&b);
-		buf_put_escaped(&b, r, REPLY_LOG_MAX);
-		j->refused[j->nrefused++] = buf_steal(&b);
-	}
+	buf_put_escaped(&b, t ? t : "", max);
+	return buf_steal(&b);
 }
 
-/* curlev: one transfer finished. */
+/* smtp.c: a message's outcome. */
+static void on_smtp_done(void *ctx, struct smtp_msg *m)
+{
+	struct sender *s = ctx;
+	struct job *j = m->arg;
+	enum outcome o = m->status == SMTP_SENT ? OUT_SENT :
+			 m->status == SMTP_PERMFAIL ? OUT_FAILED : OUT_RETRY;
+
+	if (m->reply)
+		j->reply = escaped(m->reply, REPLY_LOG_MAX);
+	for (size_t i = 0; m->rcpt_reply && i < m->nrcpt; i++) {
+		if (!m->rcpt_reply[i])
+			continue;
+		if (!j->refused)
+			j->refused = xcalloc(2 * m->nrcpt, sizeof(*j->refused));
+		j->refused[j->nrefused++] = xstrdup(j->rcpt[i]);
+		j->refused[j->nrefused++] = escaped(m->rcpt_reply[i],
+						    REPLY_LOG_MAX);
+	}
+	job_unlink(s, j);
+	job_finish(s, j, o, o == OUT_SENT ? NULL :
+		   escaped(m->error ? m->error : "not sent",
+			   REPLY_LOG_MAX + 200));
+}
+
+/* curlev: one webhook transfer finished. */
 static void on_done(void *ctx, void *easy, int result)
 {
 	struct sender *s = ctx;
@@ -931,37 +821,26 @@ static void on_done(void *ctx, void *easy, int result)
 	if (!j)
 		return;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-	if (j->ch == CH_EMAIL) {
-		o = classify_smtp(result, code);
-		smtp_replies(j, result);
-	} else {
-		o = classify_http(result, code);
-		if (result == CURLE_OK)
-			j->reply = xasprintf("HTTP %ld", code);
-		if (code == 429 || code == 503) {
-			curl_off_t ra = 0;
+	o = classify_http(result, code);
+	if (result == CURLE_OK)
+		j->reply = xasprintf("HTTP %ld", code);
+	if (code == 429 || code == 503) {
+		curl_off_t ra = 0;
 
-			/* seconds or an HTTP-date, which libcurl turns into
-			 * seconds from now; bounded */
-			if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) ==
-			    CURLE_OK && ra > 0)
-				j->min_wait = ra > RETRY_AFTER_MAX ?
-					RETRY_AFTER_MAX : (int64_t)ra;
-		}
+		/* seconds or an HTTP-date, which libcurl turns into seconds
+		 * from now; bounded */
+		if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) ==
+		    CURLE_OK && ra > 0)
+			j->min_wait = ra > RETRY_AFTER_MAX ?
+				RETRY_AFTER_MAX : (int64_t)ra;
 	}
 	if (o != OUT_SENT || result != CURLE_OK) {
 		const char *msg = j->err[0] ? j->err :
 			curl_easy_strerror((CURLcode)result);
 
-		if (result == CURLE_OK && j->ch == CH_EMAIL)
-			error = xasprintf("server replied: %s",
-					  j->reply ? j->reply : "?");
-		else if (result == CURLE_OK)
+		if (result == CURLE_OK)
 			error = xasprintf("HTTP status %ld%s", code,
 					  j->min_wait > 0 ? " (Retry-After)" : "");
-		else if (j->ch == CH_EMAIL && j->reply)
-			error = xasprintf("%s (server replied: %s)", msg,
-					  j->reply);
 		else if (code > 0)
 			error = xasprintf("%s (server replied %ld)", msg, code);
 		else
@@ -988,7 +867,8 @@ static bool start_channel(struct sender *s, enum channel ch, tstamp now)
 {
 	const struct conf *c = s->a->conf;
 	bool local = ch == CH_EMAIL && c->mail.transport == TRANSPORT_MAILDIR;
-	int limit = ch == CH_EMAIL ? (c->mail.parallel > 0 ? c->mail.parallel : 1)
+	/* mail: two per connection, the second rides with the first's text */
+	int limit = ch == CH_EMAIL ? 2 * (c->mail.parallel > 0 ? c->mail.parallel : 1)
 				   : HOOK_PARALLEL;
 	int busy = ch == CH_EMAIL ? s->nmail : s->nhook;
 	int free_slots = local ? MAILDIR_BATCH : limit - busy;
@@ -1279,8 +1159,10 @@ struct sender *sender_start(struct app *a)
 
 	s->a = a;
 	s->cv = curlev_new(a->loop, on_done, s);
+	s->smtp = smtp_new(a->loop, on_smtp_done, s);
 	if (!s->cv) {
 		log_err("sender: curl_multi_init failed");
+		smtp_free(s->smtp);
 		free(s);
 		return NULL;
 	}
@@ -1362,13 +1244,16 @@ void sender_stop(struct sender *s)
 	db_set_busy_timeout(s->a->db, DB_LOOP_BUSY_MS);
 	db_sync(s->a->db);        /* the last outcomes, power-safe */
 	/* aborted rows stay pending: the next start sends them */
+	smtp_free(s->smtp);
 	while (s->jobs) {
 		struct job *j = s->jobs;
 
 		job_unlink(s, j);
-		curlev_remove(s->cv, j->easy);
-		curl_easy_cleanup(j->easy);
-		j->easy = NULL;
+		if (j->easy) {
+			curlev_remove(s->cv, j->easy);
+			curl_easy_cleanup(j->easy);
+			j->easy = NULL;
+		}
 		job_free(j);
 	}
 	while (s->npool > 0)
