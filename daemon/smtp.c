@@ -40,6 +40,7 @@
 #define IDLE_SECONDS 30.0     /* an unused connection is closed after */
 #define QUIT_SECONDS 2.0      /* the wait for QUIT's reply */
 #define REQUEUE_MAX 1         /* moves of an unsent message, at most */
+#define KEEP_MAX 512          /* bytes of a reply line kept */
 
 enum expkind { E_RSET, E_MAIL, E_RCPT, E_DATA, E_DOT, E_QUIT };
 
@@ -67,6 +68,9 @@ struct conn {
 	ev_timer tm;
 	struct buf out;           /* bytes to write, from outoff */
 	size_t outoff;
+	struct buf later;         /* what comes while `out` waits to be
+				     written: TLS wants a retried write to
+				     pass the same buffer */
 	struct buf cmds;          /* without PIPELINING: commands not yet sent */
 	size_t cmdoff;
 	char in[IN_MAX];
@@ -185,7 +189,7 @@ static void msg_done(struct smtp *p, struct smtp_msg *m, enum smtp_status st,
 static void reply_keep(char **slot, const char *line, size_t n)
 {
 	free(*slot);
-	*slot = xstrndup(line, n > SMTP_LINE_MAX ? SMTP_LINE_MAX : n);
+	*slot = xstrndup(line, n > KEEP_MAX ? KEEP_MAX : n);
 }
 
 /* A failure the server stated: the first one of the transaction counts. */
@@ -279,6 +283,7 @@ static void conn_free(struct conn *c)
 {
 	free(c->exp);
 	buf_free(&c->out);
+	buf_free(&c->later);
 	buf_free(&c->cmds);
 	free(c->last);
 	free(c);
@@ -363,6 +368,12 @@ static struct exp *exp_push(struct conn *c, enum expkind k,
 	return e;
 }
 
+/* Where new output goes: `out`, unless a write of it is pending. */
+static struct buf *out_buf(struct conn *c)
+{
+	return c->outoff < c->out.len ? &c->later : &c->out;
+}
+
 /* A command: queued in `cmds` (sent in order, at once with PIPELINING,
  * else after the previous reply) with the reply it awaits. */
 static void command(struct conn *c, enum expkind k, struct smtp_msg *m,
@@ -389,7 +400,7 @@ static void release_commands(struct conn *c)
 		if (!c->pipelining && c->nsent > c->hexp)
 			break;
 		if (e->clen > 0) {
-			buf_add(&c->out, c->cmds.p + c->cmdoff, e->clen);
+			buf_add(out_buf(c), c->cmds.p + c->cmdoff, e->clen);
 			c->cmdoff += e->clen;
 		}
 		c->nsent++;
@@ -416,6 +427,14 @@ static void conn_write(struct conn *c)
 			return;
 		}
 		c->outoff += n;
+		if (c->outoff == c->out.len && c->later.len > 0) {
+			struct buf t = c->out;
+
+			c->out = c->later;
+			c->later = t;
+			buf_reset(&c->later);
+			c->outoff = 0;
+		}
 	}
 	buf_reset(&c->out);
 	c->outoff = 0;
@@ -511,7 +530,12 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		return false;
 	}
 	if (code == 421) {
-		char *why = xasprintf("server closing: %.*s", (int)n, line);
+		char *why;
+
+		/* refused, so not delivered: it may go again elsewhere */
+		if (e.k == E_DOT && m)
+			m->body_sent = false;
+		why = xasprintf("server closing: %.*s", (int)n, line);
 
 		conn_fail(c, why);
 		free(why);
@@ -544,7 +568,7 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		break;
 	case E_DATA:
 		if (code == 354 && m->mail_ok && m->accepted > 0) {
-			put_text(&c->out, m->data, m->len);
+			put_text(out_buf(c), m->data, m->len);
 			m->body_sent = true;
 			exp_push(c, E_DOT, m, 0, 0);
 			c->nsent = c->nexp;   /* the text is written below */
@@ -556,7 +580,7 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		if (code == 354) {
 			/* no address accepted, yet the server wants the text:
 			 * end it empty */
-			buf_add(&c->out, ".\r\n", 3);
+			buf_add(out_buf(c), ".\r\n", 3);
 			m->empty = true;
 			exp_push(c, E_DOT, m, 0, 0);
 			c->nsent = c->nexp;
@@ -599,7 +623,7 @@ static void conn_progress(struct conn *c)
 	while (can_take(c) && p->qhead)
 		issue(c, queue_pop(p));
 	release_commands(c);
-	if (c->out.len > c->outoff)
+	if (c->out.len > c->outoff && !c->want_write)
 		conn_write(c);
 	if (!c->dead)
 		conn_idle_check(c);
@@ -792,7 +816,7 @@ static size_t header_cb(char *s, size_t size, size_t nitems, void *userp)
 	}
 	if (k >= 3) {
 		free(c->last);    /* raw: the sender escapes what it shows */
-		c->last = xstrndup(s, k < SMTP_LINE_MAX ? k : SMTP_LINE_MAX);
+		c->last = xstrndup(s, k < KEEP_MAX ? k : KEEP_MAX);
 	}
 	return n;
 }
@@ -806,6 +830,7 @@ static void conn_open(struct smtp *p)
 	c->fd = CURL_SOCKET_BAD;
 	c->st = C_CONNECTING;
 	buf_init(&c->out);
+	buf_init(&c->later);
 	buf_init(&c->cmds);
 	ev_init(&c->tm, on_conn_timer);
 	c->tm.data = c;
@@ -950,11 +975,6 @@ void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
 		    k->hexp == k->nexp)
 			conn_fail(k, NULL);
 	}
-}
-
-size_t smtp_connections(const struct smtp *p)
-{
-	return p ? p->nconns : 0;
 }
 
 void smtp_free(struct smtp *p)
