@@ -1212,6 +1212,9 @@ void smtp_free(struct smtp *p);
  * the fuzz target. */
 ssize_t smtp_reply_parse(const char *buf, size_t len, int *code,
 			 size_t *lstart, size_t *llen);
+/* Appends the text d[0..n) dot-stuffed, ended by CRLF if it is not, and
+ * the end of data (".\r\n").  Exposed for tests. */
+void smtp_put_text(struct buf *out, const char *d, size_t n);
 
 /* mail.c: the complete RFC 5322 message for email notices.  n > 1 makes a
  * digest (secretariat/chief: every late unit of one send time, same step

@@ -474,7 +474,7 @@ static void issue(struct conn *c, struct smtp_msg *m)
 }
 
 /* The message text, dot-stuffed (RFC 5321 4.5.2), and the end of data. */
-static void put_text(struct buf *out, const char *d, size_t n)
+void smtp_put_text(struct buf *out, const char *d, size_t n)
 {
 	size_t i = 0;
 
@@ -568,7 +568,7 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		break;
 	case E_DATA:
 		if (code == 354 && m->mail_ok && m->accepted > 0) {
-			put_text(out_buf(c), m->data, m->len);
+			smtp_put_text(out_buf(c), m->data, m->len);
 			m->body_sent = true;
 			exp_push(c, E_DOT, m, 0, 0);
 			c->nsent = c->nexp;   /* the text is written below */
