@@ -512,6 +512,14 @@ static void conn_idle_check(struct conn *c)
 		conn_timer(c, IDLE_SECONDS);
 }
 
+/* m's transaction ended (its outcome is known): the one behind it leads. */
+static void transaction_over(struct conn *c, struct smtp_msg *m)
+{
+	c->cur = c->next;
+	c->next = NULL;
+	msg_finish(c->p, m);
+}
+
 /* One reply.  Returns false when the connection is gone. */
 static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 {
@@ -591,9 +599,7 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		if (m->mail_ok && m->accepted == 0)
 			all_refused(m);
 		msg_refused(m, "server replied to DATA", code, line, n);
-		c->cur = c->next;
-		c->next = NULL;
-		msg_finish(p, m);
+		transaction_over(c, m);
 		break;
 	case E_DOT:
 		if (m->empty) {
@@ -604,9 +610,7 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 		} else {
 			msg_refused(m, "server replied", code, line, n);
 		}
-		c->cur = c->next;
-		c->next = NULL;
-		msg_finish(p, m);
+		transaction_over(c, m);
 		break;
 	case E_QUIT:
 		break;
