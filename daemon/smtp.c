@@ -91,7 +91,7 @@ struct smtp {
 	struct conn *conns;
 	size_t nconns;
 	struct conn *grave;       /* closed, freed on the next loop turn */
-	ev_idle reap;
+	ev_prepare reap;
 	struct smtp_msg *qhead, *qtail;
 	size_t nq;
 	char *key;                /* the settings connections are opened with */
@@ -314,7 +314,7 @@ static void conn_close(struct conn *c)
 	c->prev2 = NULL;
 	c->next2 = p->grave;
 	p->grave = c;
-	ev_idle_start(p->loop, &p->reap);
+	ev_prepare_start(p->loop, &p->reap);
 }
 
 static void reap_all(struct smtp *p)
@@ -330,10 +330,10 @@ static void reap_all(struct smtp *p)
 		curlev_free(c->cv);
 		conn_free(c);
 	}
-	ev_idle_stop(p->loop, &p->reap);
+	ev_prepare_stop(p->loop, &p->reap);
 }
 
-static void on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)loop;
 	(void)revents;
@@ -727,6 +727,7 @@ static void conn_fail(struct conn *c, const char *why)
 {
 	struct smtp *p = c->p;
 	struct smtp_msg *ms[2] = { c->next, c->cur };
+	size_t moved = 0;
 
 	c->cur = c->next = NULL;
 	for (size_t i = 0; i < 2; i++) {
@@ -735,6 +736,7 @@ static void conn_fail(struct conn *c, const char *why)
 		if (!m)
 			continue;
 		if (!m->body_sent && m->requeued < REQUEUE_MAX) {
+			moved++;
 			m->requeued++;
 			msg_reset(m);
 			m->conn = NULL;
@@ -745,6 +747,18 @@ static void conn_fail(struct conn *c, const char *why)
 				m->body_sent ? " (after the message was sent; "
 				"it may have been delivered)" : ""));
 		}
+	}
+	if (why && moved > 0) {
+		struct buf b;
+
+		/* the messages that fail are logged by the sender; these
+		 * would leave no trace */
+		buf_init(&b);
+		buf_put_escaped(&b, why, KEEP_MAX);
+		log_warn("mail: connection lost (%s); %zu message%s moved to "
+			 "another connection", buf_str(&b), moved,
+			 moved == 1 ? "" : "s");
+		buf_free(&b);
 	}
 	conn_close(c);
 }
@@ -918,7 +932,7 @@ struct smtp *smtp_new(struct ev_loop *loop, smtp_done_fn done, void *ctx)
 	p->loop = loop;
 	p->done = done;
 	p->ctx = ctx;
-	ev_idle_init(&p->reap, on_reap);
+	ev_prepare_init(&p->reap, on_reap);
 	p->reap.data = p;
 	return p;
 }
