@@ -12,7 +12,7 @@
  * Retry-After), failed for good, or cancelled when the unit's report
  * turned up meanwhile.  A row stays pending while in flight and until its
  * outcome is written, so a crash repeats at most the transfers of one
- * batch and those in flight (FLUSH_BATCH + 2 × `parallel`, or one maildir
+ * batch and those in flight (FLUSH_BATCH + twice `parallel`, or one maildir
  * round).
  *
  * Per notice the work is kept to what differs: rows are read once (a
