@@ -1177,7 +1177,8 @@ void curlev_keep(struct curlev *cv);
  * smtp_submit's caller's stack except for an unusable address; messages in
  * flight at smtp_free are dropped without it. */
 #define SMTP_LINE_MAX 2048    /* a longer reply line is a protocol error */
-enum smtp_status { SMTP_SENT, SMTP_TEMPFAIL, SMTP_PERMFAIL };
+/* SMTP_ABORTED: dropped by smtp_drain before any of its text went out */
+enum smtp_status { SMTP_SENT, SMTP_TEMPFAIL, SMTP_PERMFAIL, SMTP_ABORTED };
 struct conn;
 struct smtp_msg {
 	const char *from;         /* the envelope: bare addresses */
@@ -1206,6 +1207,9 @@ typedef void (*smtp_done_fn)(void *ctx, struct smtp_msg *m);
 struct smtp *smtp_new(struct ev_loop *loop, smtp_done_fn done, void *ctx);
 void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m);
 void smtp_msg_clear(struct smtp_msg *m);  /* frees the outcome fields */
+/* A stop begins: messages none of whose text went out come back at once
+ * (SMTP_ABORTED), the others finish; no new connection opens. */
+void smtp_drain(struct smtp *p);
 void smtp_free(struct smtp *p);
 /* One reply from buf[0..len): its length (> 0), with its code and where
  * its last line lies; 0 when incomplete; -1 when malformed.  Exposed for

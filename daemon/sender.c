@@ -786,7 +786,15 @@ static void on_smtp_done(void *ctx, struct smtp_msg *m)
 {
 	struct sender *s = ctx;
 	struct job *j = m->arg;
-	enum outcome o = m->status == SMTP_SENT ? OUT_SENT :
+	enum outcome o;
+
+	if (m->status == SMTP_ABORTED) {
+		/* a stop, before any of it went out: the row stays pending */
+		job_unlink(s, j);
+		job_free(j);
+		return;
+	}
+	o = m->status == SMTP_SENT ? OUT_SENT :
 			 m->status == SMTP_PERMFAIL ? OUT_FAILED : OUT_RETRY;
 
 	if (m->reply)
@@ -1215,6 +1223,8 @@ bool sender_drain(struct sender *s)
 	s->draining = true;
 	ev_timer_stop(s->a->loop, &s->retry);
 	ev_timer_stop(s->a->loop, &s->soon);
+	/* mail none of whose text went out waits for no server */
+	smtp_drain(s->smtp);
 	if (!s->holding)
 		flush_done(s, true);
 	return s->jobs == NULL && s->done == NULL;

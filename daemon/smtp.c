@@ -63,6 +63,7 @@ struct conn {
 	bool stale;               /* opened with settings since changed */
 	bool dead;                /* closed: waits in `grave` to be freed */
 	bool need_rset;           /* a transaction was left open */
+	bool drain_close;         /* close once the transaction ends (a stop) */
 	bool want_write;
 	ev_io io;
 	ev_timer tm;
@@ -100,6 +101,7 @@ struct smtp {
 	bool verify;
 	int parallel;
 	double timeout;
+	bool draining;            /* a stop: nothing new starts */
 };
 
 static void conn_fail(struct conn *c, const char *why);
@@ -615,6 +617,10 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 	case E_QUIT:
 		break;
 	}
+	if (c->drain_close && !c->cur) {
+		conn_fail(c, NULL);
+		return false;
+	}
 	return true;
 }
 
@@ -735,7 +741,9 @@ static void conn_fail(struct conn *c, const char *why)
 
 		if (!m)
 			continue;
-		if (!m->body_sent && m->requeued < REQUEUE_MAX) {
+		if (!m->body_sent && p->draining) {
+			msg_done(p, m, SMTP_ABORTED, NULL);
+		} else if (!m->body_sent && m->requeued < REQUEUE_MAX) {
 			moved++;
 			m->requeued++;
 			msg_reset(m);
@@ -897,6 +905,8 @@ static void dispatch(struct smtp *p)
 	size_t connecting = 0;
 	bool again = true;
 
+	if (p->draining)
+		return;
 	while (again && p->qhead) {
 		again = false;
 		for (struct conn *c = p->conns, *nx; c && p->qhead; c = nx) {
@@ -992,6 +1002,32 @@ void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
 		if (k->stale && k->st == C_READY && !k->cur &&
 		    k->hexp == k->nexp)
 			conn_fail(k, NULL);
+	}
+}
+
+void smtp_drain(struct smtp *p)
+{
+	struct smtp_msg *m;
+
+	if (!p || p->draining)
+		return;
+	p->draining = true;
+	while ((m = queue_pop(p)) != NULL)
+		msg_done(p, m, SMTP_ABORTED, NULL);
+	for (struct conn *c = p->conns, *nx; c; c = nx) {
+		nx = c->next2;
+		if (c->st == C_CONNECTING || (c->cur && !c->cur->body_sent)) {
+			conn_fail(c, NULL);      /* aborts what it carries */
+		} else if (c->cur) {
+			/* its text went out: wait for the answer, but the one
+			 * behind it (commands only) goes back */
+			if (c->next) {
+				m = c->next;
+				c->next = NULL;
+				msg_done(p, m, SMTP_ABORTED, NULL);
+			}
+			c->drain_close = true;
+		}
 	}
 }
 
