@@ -370,10 +370,12 @@ static struct exp *exp_push(struct conn *c, enum expkind k,
 	return e;
 }
 
-/* Where new output goes: `out`, unless a write of it is pending. */
+/* Where new output goes: `out`, unless a write of it waits for the socket
+ * (then `out` must stay where it is).  Output not yet tried joins `out`:
+ * one write carries a message's text and the next one's commands. */
 static struct buf *out_buf(struct conn *c)
 {
-	return c->outoff < c->out.len ? &c->later : &c->out;
+	return c->want_write ? &c->later : &c->out;
 }
 
 /* A command: queued in `cmds` (sent in order, at once with PIPELINING,
