@@ -644,7 +644,17 @@ static bool parse_input(struct conn *c)
 		off += (size_t)r;
 	}
 	if (r < 0) {
-		conn_fail(c, "malformed server reply");
+		/* quoted (the sender escapes it): what the server said is what
+		 * the operator needs to see */
+		const char *l = c->in + off;
+		size_t n = c->inlen - off, k = 0;
+		char *why;
+
+		while (k < n && k < 100 && l[k] != '\r' && l[k] != '\n')
+			k++;
+		why = xasprintf("malformed server reply: %.*s", (int)k, l);
+		conn_fail(c, why);
+		free(why);
 		return false;
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
