@@ -1,0 +1,436 @@
+"""smtp.c's mail transactions against real aiosmtpd servers on loopback:
+PIPELINING (RFC 2920) and lockstep, servers that close or drop the
+connection mid-session, dot-stuffing, an end of data that is never
+answered, malformed replies.
+
+aiosmtpd reads pipelined commands correctly but does not announce
+PIPELINING; `Piped` adds the keyword through its handle_EHLO hook.  What
+the client really put on the wire is seen by `Tap`, a small TCP relay in
+front of the server that keeps every read of the client's bytes: a read
+that holds several commands is pipelining, and without PIPELINING no read
+may hold more than one (the client waits for each reply)."""
+import asyncio
+import re
+import shutil
+import threading
+import time
+
+import pytest
+
+from conftest import TEMPLATES, make_config
+from test_notices_smtp import Sink, rows, smtp_mail, start_sink, wait_for
+
+BEFORE = "2024-03-06T07:59:59"   # the -7d reminders go out one second later
+
+ONE_STEP = """
+[policy once]
+at     = 08:00
+remind = -7d
+
+[cycle q1]
+title  = Báo cáo quý I
+due    = 03-13
+period = 12-15 .. 03-13
+policy = once
+units  = *
+"""
+
+
+def many_units(n):
+    return "".join(f"""
+[unit u{i:02d}]
+name   = Phòng số {i:02d}
+email  = u{i:02d}@example.vn
+head   = head{i:02d}@example.vn
+groups = phong-ban
+""" for i in range(n))
+
+
+def piped_mail(port, parallel, extra=""):
+    return smtp_mail(f"smtp://127.0.0.1:{port}",
+                     f"starttls = no\nparallel = {parallel}\n" + extra)
+
+
+class Piped(Sink):
+    """A Sink whose EHLO announces PIPELINING (pipelining=True)."""
+
+    def __init__(self, pipelining=True, **kw):
+        super().__init__(**kw)
+        self.pipelining = pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        # with this hook aiosmtpd leaves the greeting's bookkeeping to us
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+
+async def _hang_up(server):
+    """Drops the TCP connection without a word and never answers."""
+    server.transport.abort()
+    await asyncio.Event().wait()      # cancelled by connection_lost
+
+
+class Tap:
+    """A TCP relay to `upstream` that records each read of the client's
+    bytes, per connection."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.conns = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever,
+                                       daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._client, "127.0.0.1", 0),
+            self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, cr, cw):
+        ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
+        reads = []
+        self.conns.append(reads)
+
+        async def pump(r, w, keep):
+            try:
+                while True:
+                    b = await r.read(65536)
+                    if not b:
+                        break
+                    if keep is not None:
+                        keep.append(b)
+                    w.write(b)
+                    await w.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pump(cr, uw, reads), pump(ur, cw, None))
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def commands_per_read(reads):
+    """For each read of one connection: the commands it completes.  The
+    text after DATA (every DATA here is accepted) up to "." is no
+    command.  Also: whether a read held an end of data and then a MAIL
+    (the next message riding with the current one's text)."""
+    counts, rides = [], 0
+    data, pending = False, b""
+    for chunk in reads:
+        lines = (pending + chunk).split(b"\r\n")
+        pending = lines.pop()
+        n, dot = 0, False
+        for line in lines:
+            if data:
+                if line == b".":
+                    data, dot = False, True
+                continue
+            n += 1
+            if dot and line.upper().startswith(b"MAIL FROM:"):
+                rides += 1
+                dot = False
+            if line.upper() == b"DATA":
+                data = True
+        counts.append(n)
+    return counts, rides
+
+
+def delivered_once(tmp_path, sink):
+    """Every email row is sent, and its message reached the server exactly
+    once, to the unit's address, with a body that decodes."""
+    outbox = rows(tmp_path, "select unit, message_id, state, recipients "
+                  "from outbox where channel = 'email'")
+    assert outbox
+    got = {}
+    for rcpts, msg in sink.messages:
+        got.setdefault(msg["Message-ID"], []).append((rcpts, msg))
+    for unit, mid, st, recipients in outbox:
+        assert st == "sent", (unit, st)
+        assert len(got.get(mid, [])) == 1, (unit, mid, len(got.get(mid, [])))
+        (rcpts, msg), = got[mid]
+        assert rcpts == [recipients] == [f"{unit}@example.vn"]
+        body = msg.get_body(("plain",)).get_content()
+        assert "Kính gửi: Phòng số " + unit[1:] in body, body
+        assert body.rstrip().endswith("remind-7d).")
+    # nothing else reached the server
+    assert len(sink.messages) == len(outbox)
+    return outbox
+
+
+def all_sent(tmp_path):
+    r = rows(tmp_path, "select count(*), sum(state = 'sent') from outbox")
+    return r[0][0] > 0 and r[0][0] == r[0][1]
+
+
+# -------------------------------------------------- pipelining and lockstep
+
+@pytest.mark.parametrize("pipelining", [True, False],
+                         ids=["pipelining", "lockstep"])
+def test_many_notices_pipelined_or_lockstep(daemon_factory, tmp_path, port,
+                                            pipelining):
+    sink = start_sink(Piped(pipelining=pipelining))
+    tap = Tap(sink.port)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(40),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 4))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: len(sink.messages) >= 40, what="40 notices")
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        d.stop()
+        assert len(delivered_once(tmp_path, sink)) == 40
+        assert 2 <= len(tap.conns) <= 4, len(tap.conns)   # parallel = 4
+        per = [commands_per_read(r) for r in tap.conns]
+        most = max(max(c) for c, _ in per)
+        rides = sum(r for _, r in per)
+        if pipelining:
+            # MAIL, RCPT, DATA together; and the next message's behind the
+            # current one's end of data
+            assert most >= 3, per
+            assert rides >= 1, per
+        else:
+            assert most == 1, per
+            assert rides == 0
+    finally:
+        tap.stop()
+        sink.controller.stop()
+
+
+# ------------------------------------------- servers that close or hang up
+
+class Closing(Piped):
+    """After `n` messages on a connection the server goes: at the next MAIL
+    FROM (where="mail"), with a 421 (how="421") or by dropping the
+    connection without a reply ("drop"); or with a 421 to the next end of
+    data ("dot"), when that message's text and the one behind it (with
+    PIPELINING) went out already."""
+
+    def __init__(self, n, how, where, **kw):
+        super().__init__(**kw)
+        self.n, self.how, self.where, self.cut = n, how, where, 0
+
+    async def _close(self, server):
+        self.cut += 1
+        if self.how == "421":
+            return "421 4.3.2 Service shutting down, try again"
+        await _hang_up(server)
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        if self.where == "mail" and getattr(session, "done", 0) >= self.n:
+            return await self._close(server)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        done = getattr(session, "done", 0)
+        if self.where == "dot" and done >= self.n:
+            return await self._close(server)
+        session.done = done + 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("how,where,pipelining", [
+    ("421", "mail", True), ("drop", "mail", True), ("421", "dot", True),
+    ("421", "mail", False), ("drop", "mail", False), ("421", "dot", False)])
+def test_server_closing_loses_and_doubles_nothing(daemon_factory, tmp_path,
+                                                  port, how, where,
+                                                  pipelining):
+    sink = start_sink(Closing(3, how, where, pipelining=pipelining))
+    try:
+        conf = make_config(tmp_path, port, units=many_units(20),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 3))
+        # 600x: the 10-minute backoff of a message that met two closing
+        # connections is one real second
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="every row sent")
+        log = d.logtext()
+        d.stop()
+        assert len(delivered_once(tmp_path, sink)) == 20
+        assert sink.cut >= 3, sink.cut       # the server did close
+        # nothing the server refused or never answered was taken for a
+        # message that may have been delivered
+        assert "may have been delivered" not in log, log
+    finally:
+        sink.controller.stop()
+
+
+# ------------------------------------------------------------ dot-stuffing
+
+DOT_LINES = [".", "..", ". Mục một.", ".Kết thúc giữa chừng", "x" * 75 + ".sau"]
+
+
+def test_lines_starting_with_a_dot_arrive_intact(daemon_factory, tmp_path,
+                                                 port):
+    tdir = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, tdir)
+    for lang in ("vi", "en"):
+        f = tdir / lang / "remind.txt"
+        head, _, body = f.read_text().partition("\n\n")
+        f.write_text(head + "\n\n" + "\n".join(DOT_LINES) + "\n" + body)
+    sink = start_sink(Piped())
+    try:
+        conf = make_config(tmp_path, port, units=many_units(3),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 1))
+        text = conf.read_text()
+        assert f"templates  = {TEMPLATES}\n" in text
+        conf.write_text(text.replace(f"templates  = {TEMPLATES}\n",
+                                     f"templates  = {tdir}\n"))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        d.stop()
+        delivered_once(tmp_path, sink)
+        assert len(sink.messages) == 3
+        for _, msg in sink.messages:
+            # the wire form (quoted-printable) keeps the dots at the start
+            # of lines; the last one begins a soft-broken line's second half
+            raw = msg.as_bytes().replace(b"\r\n", b"\n")
+            assert b"\n.\n" in raw and b"\n.sau\n" in raw, raw
+            lines = msg.get_body(("plain",)).get_content().splitlines()
+            i = lines.index(".")
+            assert lines[i:i + len(DOT_LINES)] == DOT_LINES, lines
+    finally:
+        sink.controller.stop()
+
+
+# ------------------------------------------- an end of data never answered
+
+class Dying(Piped):
+    """Reads the text of the first message it gets (the victim's), then
+    drops the connection without answering its end of data; so again for
+    each of the victim's messages until `dying` is cleared."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.victim, self.dying, self.deaths = None, True, 0
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.victim is None:
+            self.victim = envelope.rcpt_tos[0]
+        if self.dying and envelope.rcpt_tos == [self.victim]:
+            self.deaths += 1
+            await _hang_up(server)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_unanswered_end_of_data_is_deferred_then_retried(daemon_factory,
+                                                         tmp_path, port):
+    sink = start_sink(Dying())
+    try:
+        # one connection: the second message's MAIL, RCPT and DATA ride
+        # with the victim's text, so they were sent and never answered
+        # either: that message must move to a new connection, the victim
+        # (whose text went out) must not
+        conf = make_config(tmp_path, port, units=many_units(2),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 1))
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+        wait_for(lambda: sink.victim, what="the first message")
+        victim = sink.victim.split("@")[0]
+        other = ({"u00", "u01"} - {victim}).pop()
+
+        def deferred():
+            r = rows(tmp_path, "select state, attempts, last_error from "
+                     "outbox where unit = ?", victim)
+            return r[0] if r and r[0][1] >= 1 else None
+        st, attempts, err = wait_for(deferred, what="the victim deferred")
+        wait_for(lambda: rows(tmp_path, "select state from outbox where "
+                              "unit = ?", other)[0][0] == "sent",
+                 what="the other notice sent")
+        log = d.logtext()
+        # the server may have it: not sent, not failed, tried again later
+        assert st == "pending" and sink.deaths >= 1
+        assert "may have been delivered" in err, err
+        assert re.search(r"notice deferred \(attempt 1, next try at [^)]*\): "
+                         r"q1/2024-03-13 " + victim + r" remind-7d unit email "
+                         r"to " + victim + r"@example\.vn <[^>]+>: .*may have "
+                         r"been delivered", log), log
+        assert f"notice sent: q1/2024-03-13 {victim}" not in log
+        assert [r for r, _ in sink.messages] == [[f"{other}@example.vn"]]
+
+        # the server heals: the backoff's retry delivers it, once
+        sink.dying = False
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="the retry delivered")
+        log = d.logtext()
+        d.stop()
+        delivered_once(tmp_path, sink)
+        att = dict(rows(tmp_path, "select unit, attempts from outbox"))
+        assert att[victim] >= 2
+        # each death was one deferral: a text that went out is never sent
+        # again on another connection at once
+        assert log.count("notice deferred") == sink.deaths == \
+            att[victim] - 1
+        # the other went on the first try, on a new connection
+        assert att[other] == 1
+    finally:
+        sink.controller.stop()
+
+
+# ----------------------------------------------------- malformed replies
+
+class Garbled(Piped):
+    """Answers MAIL FROM ("mail") or the end of data ("dot") with a line
+    that is no SMTP reply, until `garble` is cleared."""
+
+    def __init__(self, where, line, **kw):
+        super().__init__(**kw)
+        self.where, self.line, self.garble = where, line, True
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        if self.garble and self.where == "mail":
+            return self.line
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.garble and self.where == "dot":
+            return self.line
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("where,line,sent", [
+    ("mail", "25O ok", False),
+    ("dot", "Ok: queued as 4XyZ12", True),
+])
+def test_malformed_reply_defers_with_a_clear_error(daemon_factory, tmp_path,
+                                                   port, where, line, sent):
+    sink = start_sink(Garbled(where, line))
+    try:
+        conf = make_config(tmp_path, port, units=many_units(1),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 2))
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+
+        def deferred():
+            r = rows(tmp_path, "select state, attempts, last_error "
+                     "from outbox")
+            return r[0] if r and r[0][1] >= 1 else None
+        st, _, err = wait_for(deferred, what="the deferral")
+        log = d.logtext()
+        assert st == "pending", (st, err)
+        assert "malformed server reply" in err and line in err, err
+        assert ("may have been delivered" in err) == sent, err
+        assert re.search(r"notice deferred \(attempt 1, .* u00 remind-7d .*"
+                         r"malformed server reply", log), log
+        st, _, _ = d.get("/healthz")
+        assert st == 200
+        assert d.proc.poll() is None
+
+        # and mail goes on once the server makes sense
+        sink.garble = False
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="the retry delivered")
+        d.stop()
+        delivered_once(tmp_path, sink)
+    finally:
+        sink.controller.stop()
