@@ -368,10 +368,14 @@ static struct exp *exp_push(struct conn *c, enum expkind k,
 	return e;
 }
 
-/* Where new output goes: `out`, unless a write of it is pending. */
+/* Where new output goes: `out`, unless a write of it met a full socket
+ * (want_write) and must be retried with the same bytes.  Not merely when
+ * `out` holds unwritten bytes: those are added to until conn_write runs,
+ * so that a message's text, its end of data and the next message's
+ * commands leave in one write. */
 static struct buf *out_buf(struct conn *c)
 {
-	return c->outoff < c->out.len ? &c->later : &c->out;
+	return c->want_write ? &c->later : &c->out;
 }
 
 /* A command: queued in `cmds` (sent in order, at once with PIPELINING,

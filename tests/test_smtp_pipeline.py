@@ -12,12 +12,17 @@ may hold more than one (the client waits for each reply)."""
 import asyncio
 import re
 import shutil
+import signal
+import os
+import ssl
+import subprocess
 import threading
-import time
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from conftest import TEMPLATES, make_config
+from conftest import TEMPLATES, free_port, make_config
 from test_notices_smtp import Sink, rows, smtp_mail, start_sink, wait_for
 
 BEFORE = "2024-03-06T07:59:59"   # the -7d reminders go out one second later
@@ -85,9 +90,14 @@ class Tap:
                                        daemon=True)
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._client, "127.0.0.1", 0),
-            self.loop).result(10)
+            self._listen(), self.loop).result(10)
         self.port = self.server.sockets[0].getsockname()[1]
+
+    def _listen(self):
+        return asyncio.start_server(self._client, "127.0.0.1", 0)
+
+    async def _read(self, r):
+        return await r.read(65536)
 
     async def _client(self, cr, cw):
         ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
@@ -97,7 +107,8 @@ class Tap:
         async def pump(r, w, keep):
             try:
                 while True:
-                    b = await r.read(65536)
+                    b = await (self._read(r) if keep is not None
+                               else r.read(65536))
                     if not b:
                         break
                     if keep is not None:
@@ -200,6 +211,79 @@ def test_many_notices_pipelined_or_lockstep(daemon_factory, tmp_path, port,
             assert rides == 0
     finally:
         tap.stop()
+        sink.controller.stop()
+
+
+# ------------------------------------------------- what one write carries
+
+SYSCALL = re.compile(rb'^(?:sendto|write)\((\d+), "((?:\\x[0-9a-f]{2})*)"')
+
+
+def smtp_writes(prefix):
+    """The daemon's writes to its SMTP connections, from `strace -ff -xx`
+    files: per connection (from its EHLO on), the bytes of each call."""
+    conns = []
+    for f in sorted(prefix.parent.glob(prefix.name + ".*")):
+        fds = {}
+        for line in f.read_bytes().splitlines():
+            m = SYSCALL.match(line)
+            if not m:
+                continue
+            fd = int(m.group(1))
+            data = bytes.fromhex(m.group(2).replace(b"\\x", b"").decode())
+            if data.startswith(b"EHLO "):
+                fds[fd] = [data]
+                conns.append(fds[fd])
+            elif fd in fds:
+                fds[fd].append(data)
+    return conns
+
+
+GROUP = re.compile(rb"MAIL FROM:<[^>]*>[^\r]*\r\n(RCPT TO:<[^>]*>\r\n)+"
+                   rb"DATA\r\n")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="no strace")
+def test_pipelined_commands_leave_in_one_write(daemon_factory, tmp_path,
+                                               port):
+    """With PIPELINING a message's MAIL, RCPT and DATA go out in one
+    system call, and the next message's ride in the call that carries the
+    current one's text and end of data: seen in the daemon's own writes
+    (a TCP reader cannot tell two writes that came together from one)."""
+    sink = start_sink(Piped())
+    try:
+        conf = make_config(tmp_path, port, units=many_units(12),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 2))
+        prefix = tmp_path / "strace"
+        d = daemon_factory(conf, port, now=BEFORE, wrapper=[
+            "strace", "-ff", "-xx", "-s", "1000000", "-e",
+            "trace=sendto,write", "-o", str(prefix)]).start()
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        # the stop goes to the daemon: strace keeps a SIGTERM of its own
+        pid = d.proc.pid
+        child, = (Path(f"/proc/{pid}/task/{pid}/children").read_text()
+                  .split())
+        os.kill(int(child), signal.SIGTERM)
+        assert d.proc.wait(30) == 0, d.logtext()
+        d.log.close()
+        delivered_once(tmp_path, sink)
+        conns = smtp_writes(prefix)
+        assert conns, os.listdir(tmp_path)
+        groups = rides = 0
+        for writes in conns:
+            for w in writes:
+                n = w.count(b"MAIL FROM:")
+                # every MAIL in a write comes with its RCPT and DATA
+                assert len(GROUP.findall(w)) == n, w[-300:]
+                groups += n
+                if n and w.startswith(b"MAIL FROM:"):
+                    assert w.count(b"MAIL FROM:") == 1
+                elif n:
+                    assert b"\r\n.\r\nMAIL FROM:" in w, w[-300:]
+                    rides += 1
+        assert groups == 12
+        assert rides >= 1
+    finally:
         sink.controller.stop()
 
 
@@ -433,4 +517,108 @@ def test_malformed_reply_defers_with_a_clear_error(daemon_factory, tmp_path,
         d.stop()
         delivered_once(tmp_path, sink)
     finally:
+        sink.controller.stop()
+
+
+# ------------------------------------------ refused addresses, pipelined
+
+def test_refused_addresses_in_a_pipelined_session(daemon_factory, tmp_path,
+                                                  port):
+    """A transaction whose every address is refused leaves MAIL open: the
+    next one on the connection must begin with RSET (aiosmtpd answers a
+    second MAIL with "503 nested MAIL command")."""
+    refuse = {"u03@example.vn": "550 5.1.1 no such user",
+              "u07@example.vn": "451 4.2.0 mailbox busy"}
+    sink = start_sink(Piped(refuse=refuse))
+    tap = Tap(sink.port)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(12),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 2))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+
+        def settled():
+            r = dict(rows(tmp_path, "select unit, state from outbox"))
+            ok = all(st == "sent" for u, st in r.items()
+                     if u not in ("u03", "u07"))
+            return r if len(r) == 12 and ok and r["u03"] == "failed" and \
+                rows(tmp_path, "select attempts from outbox where "
+                     "unit = 'u07'")[0][0] >= 1 else None
+        st = wait_for(settled, what="every row settled")
+        d.stop()
+        assert st["u07"] == "pending"
+        got = sorted(r[0] for r, _ in sink.messages)
+        assert got == [f"u{i:02d}@example.vn" for i in range(12)
+                       if i not in (3, 7)]
+        assert len({m["Message-ID"] for _, m in sink.messages}) == 10
+        assert dict(rows(tmp_path, "select address, reply from "
+                         "outbox_refused")) == refuse
+        errs = dict(rows(tmp_path, "select unit, last_error from outbox "
+                         "where unit in ('u03', 'u07')"))
+        assert "550 5.1.1 no such user" in errs["u03"], errs
+        assert "451 4.2.0 mailbox busy" in errs["u07"], errs
+        sent = b"".join(b"".join(r) for r in tap.conns).upper()
+        assert b"RSET\r\n" in sent
+        per = [commands_per_read(r) for r in tap.conns]
+        assert max(max(c) for c, _ in per) >= 3, per
+    finally:
+        tap.stop()
+        sink.controller.stop()
+
+
+# ---------------------------------------------------------- large messages
+
+def self_signed(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", str(d / "key.pem"), "-out",
+                    str(d / "cert.pem"), "-days", "2", "-subj",
+                    "/CN=127.0.0.1"], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return ctx
+
+
+BIG = "Đề nghị các đơn vị gửi báo cáo đúng hạn, đầy đủ số liệu. " * 700
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])
+def test_large_messages(daemon_factory, tmp_path, port, tls):
+    """Texts of some 130 kB (quoted-printable Vietnamese), plain and in TLS
+    (records of 16 kB; libcurl's TLS under curl_easy_send), pipelined."""
+    tdir = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, tdir)
+    for lang in ("vi", "en"):
+        f = tdir / lang / "remind.txt"
+        head, _, body = f.read_text().partition("\n\n")
+        f.write_text(head + "\n\n" + BIG + "\n" + body)
+    sink = Piped()
+    if tls:
+        sink.port = free_port()
+        sink.controller = Controller(sink, hostname="127.0.0.1",
+                                     port=sink.port, require_starttls=True,
+                                     tls_context=self_signed(tmp_path))
+        sink.controller.start()
+    else:
+        start_sink(sink)
+    tap = Tap(sink.port)
+    try:
+        extra = "starttls = required\ntls_verify = no\n" if tls else ""
+        mail = piped_mail(tap.port, 2, extra).replace("starttls = no\n", "")
+        conf = make_config(tmp_path, port, units=many_units(8),
+                           cycles=ONE_STEP, mail=mail)
+        text = conf.read_text()
+        conf.write_text(text.replace(f"templates  = {TEMPLATES}\n",
+                                     f"templates  = {tdir}\n"))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="every row sent")
+        d.stop()
+        delivered_once(tmp_path, sink)
+        for _, msg in sink.messages:
+            assert BIG.strip() in msg.get_body(("plain",)).get_content()
+        wire = sum(len(b) for r in tap.conns for b in r)
+        assert wire > 8 * len(BIG.encode())
+        if not tls:
+            assert max(max(commands_per_read(r)[0]) for r in tap.conns) >= 3
+    finally:
+        tap.stop()
         sink.controller.stop()
