@@ -622,3 +622,112 @@ def test_large_messages(daemon_factory, tmp_path, port, tls):
     finally:
         tap.stop()
         sink.controller.stop()
+
+
+# ------------------------------------------------- idle and silent servers
+
+TWO_SENDS = ONE_STEP + """
+[policy later]
+at     = 08:05
+remind = -7d
+
+[cycle q1b]
+title  = Báo cáo bổ sung quý I
+due    = 03-13
+period = 12-15 .. 03-13
+policy = later
+units  = *
+"""
+
+
+class Counting(Piped):
+    """Counts the sessions (EHLOs)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.sessions = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        self.sessions += 1
+        return await super().handle_EHLO(server, session, envelope,
+                                         hostname, responses)
+
+
+def test_connections_the_server_closed_when_idle_are_not_used(
+        daemon_factory, tmp_path, port):
+    """The server drops connections idle for a second (as servers do, long
+    before cutoffd's own 30 s): the next mails go on new connections, none
+    is lost to a dead one."""
+    sink = Counting()
+    sink.port = free_port()
+    sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
+                                 timeout=1)
+    sink.controller.start()
+    try:
+        conf = make_config(tmp_path, port, units=many_units(4),
+                           cycles=TWO_SENDS, mail=piped_mail(sink.port, 2))
+        # 60x: the 08:05 send comes five real seconds after the first
+        d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+        wait_for(lambda: len(sink.messages) >= 4, what="the first send")
+        first = sink.sessions
+        wait_for(lambda: rows(tmp_path, "select count(*) from outbox where "
+                              "state = 'sent'")[0][0] == 8, timeout=40,
+                 what="the second send")
+        log = d.logtext()
+        d.stop()
+        assert len(delivered_once(tmp_path, sink)) == 8
+        assert sink.sessions > first        # new connections, after idle
+        assert "notice deferred" not in log, log
+    finally:
+        sink.controller.stop()
+
+
+class Silent(Piped):
+    """Never answers MAIL FROM (where="mail") or the end of data ("dot")."""
+
+    def __init__(self, where, **kw):
+        super().__init__(**kw)
+        self.where, self.hung = where, 0
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        if self.where == "mail":
+            self.hung += 1
+            await asyncio.Event().wait()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.where == "dot":
+            self.hung += 1
+            await asyncio.Event().wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("where,sent", [("mail", False), ("dot", True)])
+def test_a_server_that_stops_answering_times_out(daemon_factory, tmp_path,
+                                                 port, where, sent):
+    sink = start_sink(Silent(where))
+    try:
+        conf = make_config(tmp_path, port, units=many_units(1),
+                           cycles=ONE_STEP,
+                           mail=piped_mail(sink.port, 1, "timeout = 1s\n"))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+
+        def deferred():
+            r = rows(tmp_path, "select state, attempts, last_error "
+                     "from outbox")
+            return r[0] if r and r[0][1] >= 1 else None
+        st, _, err = wait_for(deferred, what="the deferral")
+        st_h, _, _ = d.get("/healthz")
+        d.stop()
+        assert st == "pending" and st_h == 200
+        assert "timed out waiting for the server" in err, err
+        assert ("may have been delivered" in err) == sent, err
+        # an unsent message gets a second connection, a sent one does not
+        assert sink.hung == (1 if sent else 2)
+        assert sink.messages == []
+    finally:
+        sink.controller.stop()
