@@ -980,15 +980,17 @@ void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
 			 "unusable sender address" : "no usable recipient"));
 		return;
 	}
-	queue_push(p, m, false);
-	dispatch(p);
-	/* stale idle connections go now */
+	/* stale idle connections go now, before dispatch counts the slots:
+	 * closed after it, they would leave this message queued with no
+	 * connection or timer left to start one for it */
 	for (struct conn *k = p->conns, *nx; k; k = nx) {
 		nx = k->next2;
 		if (k->stale && k->st == C_READY && !k->cur &&
 		    k->hexp == k->nexp)
 			conn_fail(k, NULL);
 	}
+	queue_push(p, m, false);
+	dispatch(p);
 }
 
 void smtp_free(struct smtp *p)

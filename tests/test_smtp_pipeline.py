@@ -731,3 +731,35 @@ def test_a_server_that_stops_answering_times_out(daemon_factory, tmp_path,
         assert sink.messages == []
     finally:
         sink.controller.stop()
+
+
+# ------------------------------------------------ a reload with a new server
+
+def test_a_reload_moves_mail_to_the_new_server(daemon_factory, tmp_path,
+                                               port):
+    """A reload that changes the server: connections to the old one finish
+    and close, the next mail goes to the new one, though every connection
+    slot (parallel = 1) was taken by an idle connection to the old, and
+    no other mail follows to set things moving."""
+    old, new = start_sink(Piped()), start_sink(Piped())
+    try:
+        conf = make_config(tmp_path, port, units=many_units(1),
+                           cycles=TWO_SENDS, mail=piped_mail(old.port, 1))
+        d = daemon_factory(conf, port, now=BEFORE, speed=60).start()
+        wait_for(lambda: len(old.messages) >= 1, what="the first send")
+        text = conf.read_text()
+        conf.write_text(text.replace(f"smtp://127.0.0.1:{old.port}",
+                                     f"smtp://127.0.0.1:{new.port}"))
+        assert "reloaded" in d.reload()
+        # the 08:05 send, five real seconds after the first
+        wait_for(lambda: len(new.messages) >= 1, timeout=30,
+                 what="the second send, to the new server")
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        d.stop()
+        assert len(old.messages) == 1 and len(new.messages) == 1
+        firsts = {m["Message-ID"] for _, m in old.messages}
+        seconds = {m["Message-ID"] for _, m in new.messages}
+        assert len(firsts | seconds) == 2
+    finally:
+        old.controller.stop()
+        new.controller.stop()
