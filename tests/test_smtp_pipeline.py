@@ -99,6 +99,10 @@ class Tap:
     async def _read(self, r):
         return await r.read(65536)
 
+    async def _reply(self, w, b):
+        w.write(b)
+        await w.drain()
+
     async def _client(self, cr, cw):
         ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
         reads = []
@@ -113,8 +117,10 @@ class Tap:
                         break
                     if keep is not None:
                         keep.append(b)
-                    w.write(b)
-                    await w.drain()
+                        w.write(b)
+                        await w.drain()
+                    else:
+                        await self._reply(w, b)
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -520,6 +526,63 @@ def test_malformed_reply_defers_with_a_clear_error(daemon_factory, tmp_path,
         sink.controller.stop()
 
 
+# ------------------------------------- replies in pieces, replies in lines
+
+class Dribble(Tap):
+    """Passes the server's replies on a byte at a time: a reply arrives in
+    many reads, several replies' pieces in one."""
+
+    async def _reply(self, w, b):
+        for i in range(len(b)):
+            w.write(b[i:i + 1])
+            await w.drain()
+            await asyncio.sleep(0.0002)
+
+
+class Multiline(Piped):
+    """Answers MAIL, RCPT and the end of data in several lines."""
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250-Sender looks fine\r\n250-really\r\n250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server, session, envelope, address,
+                          rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "250-Recipient\r\n250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
+        return "250-Thanks\r\n250 2.0.0 Ok: queued as M" + \
+            str(len(self.messages))
+
+
+def test_replies_in_pieces_and_in_several_lines(daemon_factory, tmp_path,
+                                                port):
+    sink = start_sink(Multiline())
+    tap = Dribble(sink.port)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(8),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 2))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="every row sent")
+        log = d.logtext()
+        d.stop()
+        assert len(delivered_once(tmp_path, sink)) == 8
+        # the reply logged is the last line of the end of data's
+        queued = re.findall(r"notice sent: .*: 250 2\.0\.0 Ok: queued as "
+                            r"M(\d+)$", log, re.M)
+        assert sorted(map(int, queued)) == list(range(1, 9)), log
+        per = [commands_per_read(r) for r in tap.conns]
+        assert max(max(c) for c, _ in per) >= 3, per
+    finally:
+        tap.stop()
+        sink.controller.stop()
+
+
 # ------------------------------------------ refused addresses, pipelined
 
 def test_refused_addresses_in_a_pipelined_session(daemon_factory, tmp_path,
@@ -763,3 +826,52 @@ def test_a_reload_moves_mail_to_the_new_server(daemon_factory, tmp_path,
     finally:
         old.controller.stop()
         new.controller.stop()
+
+
+class Lenient(Piped):
+    """Refuses u01's RCPT yet answers DATA with 354 (RFC 2920 3.1: the
+    client then sends the end of data alone); records what DATA got."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.contents = []
+
+    async def handle_RCPT(self, server, session, envelope, address,
+                          rcpt_options):
+        envelope.rcpt_tos.append(address)    # DATA is not refused then
+        if address == "u01@example.vn":
+            return "550 5.1.1 no such user"
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.contents.append((list(envelope.rcpt_tos), envelope.content))
+        if envelope.rcpt_tos == ["u01@example.vn"]:
+            return "554 5.5.1 no valid recipients"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_data_accepted_after_every_address_refused(daemon_factory, tmp_path,
+                                                   port):
+    sink = start_sink(Lenient())
+    try:
+        conf = make_config(tmp_path, port, units=many_units(3),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 1))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: dict(rows(tmp_path, "select unit, state from "
+                                   "outbox")) == {"u00": "sent",
+                                                  "u01": "failed",
+                                                  "u02": "sent"},
+                 what="the outcomes")
+        d.stop()
+        # no text went to the refused address's transaction
+        assert (["u01@example.vn"], b"") in sink.contents, sink.contents
+        assert len(sink.contents) == 3
+        (err,), = rows(tmp_path, "select last_error from outbox where "
+                       "unit = 'u01'")
+        assert "550 5.1.1 no such user" in err, err
+        assert rows(tmp_path, "select address from outbox_refused") == \
+            [("u01@example.vn",)]
+        assert sorted(r[0] for r, _ in sink.messages) == \
+            ["u00@example.vn", "u02@example.vn"]
+    finally:
+        sink.controller.stop()
