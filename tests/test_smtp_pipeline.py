@@ -245,6 +245,22 @@ def smtp_writes(prefix):
     return conns
 
 
+def traced(daemon_factory, conf, port, prefix):
+    """The daemon under strace, its writes into prefix.PID files."""
+    return daemon_factory(conf, port, now=BEFORE, wrapper=[
+        "strace", "-ff", "-xx", "-s", "1000000", "-e", "trace=sendto,write",
+        "-o", str(prefix)]).start()
+
+
+def traced_stop(d):
+    # the stop goes to the daemon: strace keeps a SIGTERM of its own
+    pid = d.proc.pid
+    child, = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    os.kill(int(child), signal.SIGTERM)
+    assert d.proc.wait(30) == 0, d.logtext()
+    d.log.close()
+
+
 GROUP = re.compile(rb"MAIL FROM:<[^>]*>[^\r]*\r\n(RCPT TO:<[^>]*>\r\n)+"
                    rb"DATA\r\n")
 
@@ -261,17 +277,9 @@ def test_pipelined_commands_leave_in_one_write(daemon_factory, tmp_path,
         conf = make_config(tmp_path, port, units=many_units(12),
                            cycles=ONE_STEP, mail=piped_mail(sink.port, 2))
         prefix = tmp_path / "strace"
-        d = daemon_factory(conf, port, now=BEFORE, wrapper=[
-            "strace", "-ff", "-xx", "-s", "1000000", "-e",
-            "trace=sendto,write", "-o", str(prefix)]).start()
+        d = traced(daemon_factory, conf, port, prefix)
         wait_for(lambda: all_sent(tmp_path), what="every row sent")
-        # the stop goes to the daemon: strace keeps a SIGTERM of its own
-        pid = d.proc.pid
-        child, = (Path(f"/proc/{pid}/task/{pid}/children").read_text()
-                  .split())
-        os.kill(int(child), signal.SIGTERM)
-        assert d.proc.wait(30) == 0, d.logtext()
-        d.log.close()
+        traced_stop(d)
         delivered_once(tmp_path, sink)
         conns = smtp_writes(prefix)
         assert conns, os.listdir(tmp_path)
@@ -873,5 +881,62 @@ def test_data_accepted_after_every_address_refused(daemon_factory, tmp_path,
             [("u01@example.vn",)]
         assert sorted(r[0] for r, _ in sink.messages) == \
             ["u00@example.vn", "u02@example.vn"]
+    finally:
+        sink.controller.stop()
+
+
+class PlainOnly(Piped):
+    """Announces PIPELINING in clear only: after STARTTLS the EHLO that
+    counts has no such keyword (pipelining = "clear"); or in both."""
+
+    def __init__(self, both, **kw):
+        super().__init__(**kw)
+        self.both = both
+
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        session.host_name = hostname
+        if self.both or session.ssl is None:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="no strace")
+@pytest.mark.parametrize("both", [True, False], ids=["tls-too", "clear-only"])
+def test_pipelining_is_what_the_ehlo_after_starttls_says(daemon_factory,
+                                                         tmp_path, port,
+                                                         both):
+    """RFC 3207: after STARTTLS the client forgets what it knew and the
+    new EHLO's keywords count.  Inside TLS the daemon's writes are
+    records: one per curl_easy_send, so counted they show lockstep (four
+    or more a message: MAIL, RCPT, DATA, the text) from pipelining (one or
+    two)."""
+    sink = PlainOnly(both)
+    sink.port = free_port()
+    sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
+                                 require_starttls=True,
+                                 tls_context=self_signed(tmp_path))
+    sink.controller.start()
+    try:
+        mail = piped_mail(sink.port, 2, "starttls = required\n"
+                          "tls_verify = no\n").replace("starttls = no\n", "")
+        conf = make_config(tmp_path, port, units=many_units(12),
+                           cycles=ONE_STEP, mail=mail)
+        d = traced(daemon_factory, conf, port, tmp_path / "strace")
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        traced_stop(d)
+        delivered_once(tmp_path, sink)
+        conns = smtp_writes(tmp_path / "strace")
+        assert conns
+        after = 0
+        for writes in conns:
+            i = writes.index(b"STARTTLS\r\n")
+            # nothing in clear after STARTTLS
+            assert not any(b"MAIL FROM" in w for w in writes[i:])
+            after += len(writes) - i - 1
+        if both:
+            assert after <= 2 * 12 + 6 * len(conns), after
+        else:
+            assert after >= 4 * 12, after
     finally:
         sink.controller.stop()
