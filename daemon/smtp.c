@@ -560,6 +560,10 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 				    line, n);
 		break;
 	case E_RCPT:
+		/* behind a refused MAIL the answer ("503 need MAIL") says
+		 * nothing about the address: not a refusal to record */
+		if (!m->mail_ok)
+			break;
 		if (code / 100 == 2) {
 			m->accepted++;
 		} else {

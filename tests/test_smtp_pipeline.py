@@ -940,3 +940,59 @@ def test_pipelining_is_what_the_ehlo_after_starttls_says(daemon_factory,
             assert after >= 4 * 12, after
     finally:
         sink.controller.stop()
+
+
+# ----------------------------------------------------- MAIL FROM refused
+
+class SenderRefused(Piped):
+    """Refuses MAIL FROM with `reply` while `refusing`."""
+
+    def __init__(self, reply, **kw):
+        super().__init__(**kw)
+        self.reply, self.refusing = reply, True
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        if self.refusing:
+            return self.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
+@pytest.mark.parametrize("pipelining", [True, False],
+                         ids=["pipelining", "lockstep"])
+@pytest.mark.parametrize("reply", ["451 4.7.1 Sender address greylisted",
+                                   "553 5.7.1 Sender address rejected"])
+def test_a_refused_sender_is_no_refused_recipient(daemon_factory, tmp_path,
+                                                  port, reply, pipelining):
+    """MAIL FROM refused: the RCPTs behind it (pipelined, or sent anyway)
+    get "503 need MAIL": that says nothing about the addresses, which must
+    not be recorded or shown as refused."""
+    sink = start_sink(SenderRefused(reply, pipelining=pipelining))
+    try:
+        conf = make_config(tmp_path, port, units=many_units(2),
+                           cycles=ONE_STEP, mail=piped_mail(sink.port, 1))
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+        temp = reply.startswith("4")
+
+        def settled():
+            r = rows(tmp_path, "select state, attempts, last_error from "
+                     "outbox")
+            return r if len(r) == 2 and all(
+                a >= 1 and st == ("pending" if temp else "failed")
+                for st, a, _ in r) else None
+        for st, _, err in wait_for(settled, what="the outcomes"):
+            assert reply in err and "MAIL FROM" in err, err
+        log = d.logtext()
+        assert rows(tmp_path, "select * from outbox_refused") == []
+        assert "address refused" not in log, log
+        if temp:
+            sink.refusing = False
+            wait_for(lambda: all_sent(tmp_path), timeout=60,
+                     what="the retry delivered")
+            delivered_once(tmp_path, sink)
+            assert rows(tmp_path, "select * from outbox_refused") == []
+        d.stop()
+    finally:
+        sink.controller.stop()
