@@ -996,3 +996,56 @@ def test_a_refused_sender_is_no_refused_recipient(daemon_factory, tmp_path,
         d.stop()
     finally:
         sink.controller.stop()
+
+
+# ------------------------------------- a server that limits connections
+
+class Limited(Tap):
+    """Serves `limit` connections at once; greets any beyond with 421 and
+    closes it (as servers limiting connections per client do)."""
+
+    def __init__(self, upstream, limit):
+        super().__init__(upstream)
+        self.limit, self.live, self.refused = limit, 0, 0
+
+    async def _client(self, cr, cw):
+        if self.live >= self.limit:
+            self.refused += 1
+            cw.write(b"421 4.7.0 Too many connections from your host\r\n")
+            await cw.drain()
+            cw.close()
+            return
+        self.live += 1
+        try:
+            await super()._client(cr, cw)
+        finally:
+            self.live -= 1
+
+
+def test_a_connection_limit_below_parallel_defers_nothing(daemon_factory,
+                                                          tmp_path, port):
+    """parallel = 4 against a server that takes 2: the refused connections
+    cost no notice a deferral (and a retry_min's delay); the mail goes on
+    the two it took."""
+    sink = start_sink(Piped())
+    tap = Limited(sink.port, 2)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(20),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 4))
+        # 600x only so that deferrals, if any, come back within the test
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="every row sent")
+        log = d.logtext()
+        d.stop()
+        assert len(delivered_once(tmp_path, sink)) == 20
+        assert tap.refused >= 1                    # the limit was met
+        assert "notice deferred" not in log, log
+        assert re.search(r"smtp: a connection failed while \d others? "
+                         r"(is|are) open or opening \(.*421 4\.7\.0 Too many "
+                         r"connections", log), log
+        st = rows(tmp_path, "select max(attempts) from outbox")[0][0]
+        assert st == 1
+    finally:
+        tap.stop()
+        sink.controller.stop()
