@@ -1049,3 +1049,31 @@ def test_a_connection_limit_below_parallel_defers_nothing(daemon_factory,
     finally:
         tap.stop()
         sink.controller.stop()
+
+
+def test_a_server_that_refuses_every_connection_defers_each_notice_once(
+        daemon_factory, tmp_path, port):
+    """The other side of the above: when no connection works, every queued
+    notice is deferred, one per failed connection, no connection storm."""
+    sink = start_sink(Piped())
+    tap = Limited(sink.port, 0)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(10),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 4))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: rows(tmp_path, "select count(*) from outbox where "
+                              "attempts = 1 and state = 'pending'")[0][0]
+                 == 10, what="every notice deferred")
+        log = d.logtext()
+        st, _, _ = d.get("/healthz")
+        d.stop()
+        assert st == 200
+        assert sink.messages == []
+        assert log.count("notice deferred (attempt 1") == 10, log
+        assert rows(tmp_path, "select max(attempts) from outbox")[0][0] == 1
+        for (err,) in rows(tmp_path, "select last_error from outbox"):
+            assert "421 4.7.0 Too many connections" in err, err
+        assert 10 <= tap.refused <= 10 + 4, tap.refused
+    finally:
+        tap.stop()
+        sink.controller.stop()
