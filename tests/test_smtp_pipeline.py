@@ -1,19 +1,23 @@
 """smtp.c's mail transactions against real aiosmtpd servers on loopback:
 PIPELINING (RFC 2920) and lockstep, servers that close or drop the
 connection mid-session, dot-stuffing, an end of data that is never
-answered, malformed replies.
+answered, malformed, split and multi-line replies, silent servers,
+STARTTLS, refused senders and recipients, a reload to another server,
+servers that limit or refuse connections.
 
 aiosmtpd reads pipelined commands correctly but does not announce
 PIPELINING; `Piped` adds the keyword through its handle_EHLO hook.  What
 the client really put on the wire is seen by `Tap`, a small TCP relay in
 front of the server that keeps every read of the client's bytes: a read
 that holds several commands is pipelining, and without PIPELINING no read
-may hold more than one (the client waits for each reply)."""
+may hold more than one (the client waits for each reply).  What one
+system call carries, a relay cannot tell (two writes may arrive as one
+read): that is read from the daemon's own calls under strace."""
 import asyncio
+import os
 import re
 import shutil
 import signal
-import os
 import ssl
 import subprocess
 import threading
@@ -90,16 +94,12 @@ class Tap:
                                        daemon=True)
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
-            self._listen(), self.loop).result(10)
+            asyncio.start_server(self._client, "127.0.0.1", 0),
+            self.loop).result(10)
         self.port = self.server.sockets[0].getsockname()[1]
 
-    def _listen(self):
-        return asyncio.start_server(self._client, "127.0.0.1", 0)
-
-    async def _read(self, r):
-        return await r.read(65536)
-
     async def _reply(self, w, b):
+        """Passes a piece of the server's replies on."""
         w.write(b)
         await w.drain()
 
@@ -111,8 +111,7 @@ class Tap:
         async def pump(r, w, keep):
             try:
                 while True:
-                    b = await (self._read(r) if keep is not None
-                               else r.read(65536))
+                    b = await r.read(65536)
                     if not b:
                         break
                     if keep is not None:
@@ -185,6 +184,37 @@ def delivered_once(tmp_path, sink):
 def all_sent(tmp_path):
     r = rows(tmp_path, "select count(*), sum(state = 'sent') from outbox")
     return r[0][0] > 0 and r[0][0] == r[0][1]
+
+
+def own_templates(tmp_path, conf, text):
+    """conf then reads a copy of the templates whose reminder body begins
+    with `text`."""
+    tdir = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, tdir)
+    for lang in ("vi", "en"):
+        f = tdir / lang / "remind.txt"
+        head, _, body = f.read_text().partition("\n\n")
+        f.write_text(head + "\n\n" + text + "\n" + body)
+    old = conf.read_text()
+    assert f"templates  = {TEMPLATES}\n" in old
+    conf.write_text(old.replace(f"templates  = {TEMPLATES}\n",
+                                f"templates  = {tdir}\n"))
+
+
+def start_tls_sink(sink, tmp_path):
+    """start_sink, with STARTTLS (required) on a self-signed certificate."""
+    d = tmp_path
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", str(d / "key.pem"), "-out",
+                    str(d / "cert.pem"), "-days", "2", "-subj",
+                    "/CN=127.0.0.1"], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    sink.port = free_port()
+    sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
+                                 require_starttls=True, tls_context=ctx)
+    sink.controller.start()
+    return sink
 
 
 # -------------------------------------------------- pipelining and lockstep
@@ -369,20 +399,11 @@ DOT_LINES = [".", "..", ". Mục một.", ".Kết thúc giữa chừng", "x" * 7
 
 def test_lines_starting_with_a_dot_arrive_intact(daemon_factory, tmp_path,
                                                  port):
-    tdir = tmp_path / "templates"
-    shutil.copytree(TEMPLATES, tdir)
-    for lang in ("vi", "en"):
-        f = tdir / lang / "remind.txt"
-        head, _, body = f.read_text().partition("\n\n")
-        f.write_text(head + "\n\n" + "\n".join(DOT_LINES) + "\n" + body)
     sink = start_sink(Piped())
     try:
         conf = make_config(tmp_path, port, units=many_units(3),
                            cycles=ONE_STEP, mail=piped_mail(sink.port, 1))
-        text = conf.read_text()
-        assert f"templates  = {TEMPLATES}\n" in text
-        conf.write_text(text.replace(f"templates  = {TEMPLATES}\n",
-                                     f"templates  = {tdir}\n"))
+        own_templates(tmp_path, conf, "\n".join(DOT_LINES))
         d = daemon_factory(conf, port, now=BEFORE).start()
         wait_for(lambda: all_sent(tmp_path), what="every row sent")
         d.stop()
@@ -638,16 +659,6 @@ def test_refused_addresses_in_a_pipelined_session(daemon_factory, tmp_path,
 
 # ---------------------------------------------------------- large messages
 
-def self_signed(d):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-keyout", str(d / "key.pem"), "-out",
-                    str(d / "cert.pem"), "-days", "2", "-subj",
-                    "/CN=127.0.0.1"], check=True, capture_output=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
-    return ctx
-
-
 BIG = "Đề nghị các đơn vị gửi báo cáo đúng hạn, đầy đủ số liệu. " * 700
 
 
@@ -655,30 +666,14 @@ BIG = "Đề nghị các đơn vị gửi báo cáo đúng hạn, đầy đủ s
 def test_large_messages(daemon_factory, tmp_path, port, tls):
     """Texts of some 130 kB (quoted-printable Vietnamese), plain and in TLS
     (records of 16 kB; libcurl's TLS under curl_easy_send), pipelined."""
-    tdir = tmp_path / "templates"
-    shutil.copytree(TEMPLATES, tdir)
-    for lang in ("vi", "en"):
-        f = tdir / lang / "remind.txt"
-        head, _, body = f.read_text().partition("\n\n")
-        f.write_text(head + "\n\n" + BIG + "\n" + body)
-    sink = Piped()
-    if tls:
-        sink.port = free_port()
-        sink.controller = Controller(sink, hostname="127.0.0.1",
-                                     port=sink.port, require_starttls=True,
-                                     tls_context=self_signed(tmp_path))
-        sink.controller.start()
-    else:
-        start_sink(sink)
+    sink = start_tls_sink(Piped(), tmp_path) if tls else start_sink(Piped())
     tap = Tap(sink.port)
     try:
         extra = "starttls = required\ntls_verify = no\n" if tls else ""
         mail = piped_mail(tap.port, 2, extra).replace("starttls = no\n", "")
         conf = make_config(tmp_path, port, units=many_units(8),
                            cycles=ONE_STEP, mail=mail)
-        text = conf.read_text()
-        conf.write_text(text.replace(f"templates  = {TEMPLATES}\n",
-                                     f"templates  = {tdir}\n"))
+        own_templates(tmp_path, conf, BIG)
         d = daemon_factory(conf, port, now=BEFORE).start()
         wait_for(lambda: all_sent(tmp_path), timeout=60,
                  what="every row sent")
@@ -911,12 +906,7 @@ def test_pipelining_is_what_the_ehlo_after_starttls_says(daemon_factory,
     records: one per curl_easy_send, so counted they show lockstep (four
     or more a message: MAIL, RCPT, DATA, the text) from pipelining (one or
     two)."""
-    sink = PlainOnly(both)
-    sink.port = free_port()
-    sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
-                                 require_starttls=True,
-                                 tls_context=self_signed(tmp_path))
-    sink.controller.start()
+    sink = start_tls_sink(PlainOnly(both), tmp_path)
     try:
         mail = piped_mail(sink.port, 2, "starttls = required\n"
                           "tls_verify = no\n").replace("starttls = no\n", "")
