@@ -88,7 +88,7 @@ class Tap:
 
     def __init__(self, upstream):
         self.upstream = upstream
-        self.conns = []
+        self.conns, self.closed = [], 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever,
                                        daemon=True)
@@ -126,6 +126,7 @@ class Tap:
                 w.close()
 
         await asyncio.gather(pump(cr, uw, reads), pump(ur, cw, None))
+        self.closed += 1
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.server.close)
@@ -1064,6 +1065,47 @@ def test_a_server_that_refuses_every_connection_defers_each_notice_once(
         for (err,) in rows(tmp_path, "select last_error from outbox"):
             assert "421 4.7.0 Too many connections" in err, err
         assert 10 <= tap.refused <= 10 + 4, tap.refused
+    finally:
+        tap.stop()
+        sink.controller.stop()
+
+
+# ------------------------------------------------------- idle: QUIT at 30 s
+
+class Quitting(Counting):
+    """Counts QUITs, and the connections that ended."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.quits = 0
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.quits += 1
+        return "221 2.0.0 Bye"
+
+
+def test_idle_connections_say_quit_and_close(daemon_factory, tmp_path, port):
+    """After 30 idle seconds each connection sends QUIT and closes at its
+    answer (the one test here that waits: cutoffd's idle time is real)."""
+    sink = start_sink(Quitting())
+    tap = Tap(sink.port)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(4),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 2))
+        d = daemon_factory(conf, port, now=BEFORE).start()
+        wait_for(lambda: all_sent(tmp_path), what="every row sent")
+        assert sink.quits == 0
+        wait_for(lambda: sink.quits == sink.sessions, timeout=45,
+                 what="a QUIT on every connection")
+        # and they ended (the server closes at its 221, cutoffd at reading it)
+        wait_for(lambda: tap.closed == len(tap.conns), timeout=10,
+                 what="the connections closed")
+        st, _, _ = d.get("/healthz")
+        d.stop()
+        assert st == 200 and sink.sessions == len(tap.conns) >= 1
+        delivered_once(tmp_path, sink)
+        for reads in tap.conns:
+            assert b"".join(reads).endswith(b"QUIT\r\n")
     finally:
         tap.stop()
         sink.controller.stop()
