@@ -107,8 +107,9 @@ struct smtp {
 	int cap;                  /* connections to open at most, lowered
 				     when one failed while others were
 				     open (0: `parallel`) */
-	size_t owed;              /* such failures: messages that the last
-				     connection fails, if all fail */
+	size_t owed;              /* such failures while no other was open
+				     yet: messages that the last connection
+				     fails, if all fail */
 	double timeout;
 };
 
@@ -775,14 +776,18 @@ static void conn_fail(struct conn *c, const char *why)
 	conn_close(c);
 }
 
-/* The other connections with the current settings, open or opening. */
-static int others_live(const struct conn *c)
+/* The other connections with the current settings, open or opening;
+ * *ready: whether one of them is open. */
+static int others_live(const struct conn *c, bool *ready)
 {
 	int n = 0;
 
+	*ready = false;
 	for (const struct conn *k = c->p->conns; k; k = k->next2) {
-		if (k != c && !k->stale && !k->dead && k->st != C_QUITTING)
+		if (k != c && !k->stale && !k->dead && k->st != C_QUITTING) {
 			n++;
+			*ready = *ready || k->st == C_READY;
+		}
 	}
 	return n;
 }
@@ -809,7 +814,8 @@ static void on_connected(void *ctx, void *easy, int result)
 		long code = 0;
 		const char *msg = c->err[0] ? c->err :
 			curl_easy_strerror((CURLcode)result);
-		int live = c->stale ? 0 : others_live(c);
+		bool ready = false;
+		int live = c->stale ? 0 : others_live(c, &ready);
 		size_t nfail = 1;
 		char *e;
 
@@ -838,7 +844,8 @@ static void on_connected(void *ctx, void *easy, int result)
 			}
 			if (p->cap == 0 || p->cap > live)
 				p->cap = live;
-			p->owed++;
+			if (!ready)
+				p->owed++;   /* the server may be down */
 			nfail = 0;
 		} else if (!c->stale) {
 			nfail += p->owed;
