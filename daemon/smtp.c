@@ -24,6 +24,11 @@
  * server said 421, before its DATA was answered) moves to another
  * connection once; one whose text went out and whose end of data got no
  * answer is reported as a temporary failure: it may have been delivered.
+ *
+ * A connection that fails while others are open or opening fails no
+ * message (servers limit connections per client, often below `parallel`):
+ * no more open until those close, and if they all fail, the last one
+ * fails a message for each of them, as each would have failed its own.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +105,12 @@ struct smtp {
 	enum starttls starttls;
 	bool verify;
 	int parallel;
+	int cap;                  /* connections to open at most, lowered
+				     when one failed while others were
+				     open (0: `parallel`) */
+	size_t owed;              /* such failures while no other was open
+				     yet: messages that the last connection
+				     fails, if all fail */
 	double timeout;
 	bool draining;            /* a stop: nothing new starts */
 };
@@ -313,6 +324,8 @@ static void conn_close(struct conn *c)
 	if (c->next2)
 		c->next2->prev2 = c->prev2;
 	p->nconns--;
+	if (p->nconns == 0)
+		p->cap = 0;       /* the next burst may try `parallel` again */
 	c->prev2 = NULL;
 	c->next2 = p->grave;
 	p->grave = c;
@@ -370,9 +383,11 @@ static struct exp *exp_push(struct conn *c, enum expkind k,
 	return e;
 }
 
-/* Where new output goes: `out`, unless a write of it waits for the socket
- * (then `out` must stay where it is).  Output not yet tried joins `out`:
- * one write carries a message's text and the next one's commands. */
+/* Where new output goes: `out`, unless a write of it met a full socket
+ * (want_write) and must be retried with the same bytes.  Not merely when
+ * `out` holds unwritten bytes: those are added to until conn_write runs,
+ * so that a message's text, its end of data and the next message's
+ * commands leave in one write. */
 static struct buf *out_buf(struct conn *c)
 {
 	return c->want_write ? &c->later : &c->out;
@@ -568,6 +583,10 @@ static bool on_reply(struct conn *c, int code, const char *line, size_t n)
 				    line, n);
 		break;
 	case E_RCPT:
+		/* behind a refused MAIL the answer ("503 need MAIL") says
+		 * nothing about the address: not a refusal to record */
+		if (!m->mail_ok)
+			break;
 		if (code / 100 == 2) {
 			m->accepted++;
 		} else {
@@ -656,7 +675,17 @@ static bool parse_input(struct conn *c)
 		off += (size_t)r;
 	}
 	if (r < 0) {
-		conn_fail(c, "malformed server reply");
+		/* quoted (the sender escapes it): what the server said is what
+		 * the operator needs to see */
+		const char *l = c->in + off;
+		size_t n = c->inlen - off, k = 0;
+		char *why;
+
+		while (k < n && k < 100 && l[k] != '\r' && l[k] != '\n')
+			k++;
+		why = xasprintf("malformed server reply: %.*s", (int)k, l);
+		conn_fail(c, why);
+		free(why);
 		return false;
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
@@ -773,6 +802,22 @@ static void conn_fail(struct conn *c, const char *why)
 	conn_close(c);
 }
 
+/* The other connections with the current settings, open or opening;
+ * *ready: whether one of them is open. */
+static int others_live(const struct conn *c, bool *ready)
+{
+	int n = 0;
+
+	*ready = false;
+	for (const struct conn *k = c->p->conns; k; k = k->next2) {
+		if (k != c && !k->stale && !k->dead && k->st != C_QUITTING) {
+			n++;
+			*ready = *ready || k->st == C_READY;
+		}
+	}
+	return n;
+}
+
 /* libcurl has connected, upgraded, greeted and logged in, or failed. */
 static void on_connected(void *ctx, void *easy, int result)
 {
@@ -786,15 +831,18 @@ static void on_connected(void *ctx, void *easy, int result)
 	    CURLE_OK && fd != CURL_SOCKET_BAD) {
 		c->fd = fd;
 		c->st = C_READY;
+		p->owed = 0;      /* the server works: nothing failed for it */
 		ev_io_init(&c->io, on_conn_io, fd, EV_READ);
 		c->io.data = c;
 		ev_io_start(p->loop, &c->io);
 		conn_progress(c);
 	} else {
-		struct smtp_msg *m = queue_pop(p);
 		long code = 0;
 		const char *msg = c->err[0] ? c->err :
 			curl_easy_strerror((CURLcode)result);
+		bool ready = false;
+		int live = c->stale ? 0 : others_live(c, &ready);
+		size_t nfail = 1;
 		char *e;
 
 		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -803,15 +851,44 @@ static void on_connected(void *ctx, void *easy, int result)
 		else
 			e = xstrdup(msg);
 		conn_close(c);
-		if (m) {
+		if (live > 0) {
+			/* Others are open or opening: the server may take no
+			 * more connections (a limit per client, often below
+			 * `parallel`).  No message fails for this one yet, and
+			 * none opens until those have closed; if they all fail
+			 * too, the last one fails the messages owed. */
+			if (p->cap == 0) {
+				struct buf b;
+
+				buf_init(&b);
+				buf_put_escaped(&b, e, 300);
+				log_info("smtp: a connection failed while %d "
+					 "other%s open or opening (%s): no new "
+					 "one until they close", live, live == 1 ?
+					 " is" : "s are", buf_str(&b));
+				buf_free(&b);
+			}
+			if (p->cap == 0 || p->cap > live)
+				p->cap = live;
+			if (!ready)
+				p->owed++;   /* the server may be down */
+			nfail = 0;
+		} else if (!c->stale) {
+			nfail += p->owed;
+			p->owed = 0;
+		}
+		for (; nfail > 0; nfail--) {
+			struct smtp_msg *m = queue_pop(p);
 			bool perm = (code >= 500 && code <= 599) ||
 				result == CURLE_URL_MALFORMAT ||
 				result == CURLE_UNSUPPORTED_PROTOCOL;
 
-			msg_done(p, m, perm ? SMTP_PERMFAIL : SMTP_TEMPFAIL, e);
-		} else {
-			free(e);
+			if (!m)
+				break;
+			msg_done(p, m, perm ? SMTP_PERMFAIL : SMTP_TEMPFAIL,
+				 xstrdup(e));
 		}
+		free(e);
 	}
 	dispatch(p);
 }
@@ -925,7 +1002,8 @@ static void dispatch(struct smtp *p)
 			connecting++;
 	}
 	while (p->qhead && connecting < p->nq &&
-	       p->nconns < (size_t)p->parallel) {
+	       p->nconns < (size_t)(p->cap > 0 && p->cap < p->parallel ?
+				    p->cap : p->parallel)) {
 		size_t before = p->nq;
 
 		conn_open(p);
@@ -976,6 +1054,8 @@ static void settings(struct smtp *p, const struct conf *c)
 	p->verify = c->mail.tls_verify;
 	for (struct conn *k = p->conns; k; k = k->next2)
 		k->stale = true;
+	p->cap = 0;
+	p->owed = 0;
 }
 
 void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
@@ -996,15 +1076,17 @@ void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
 			 "unusable sender address" : "no usable recipient"));
 		return;
 	}
-	queue_push(p, m, false);
-	dispatch(p);
-	/* stale idle connections go now */
+	/* stale idle connections go now, before dispatch counts the slots:
+	 * closed after it, they would leave this message queued with no
+	 * connection or timer left to start one for it */
 	for (struct conn *k = p->conns, *nx; k; k = nx) {
 		nx = k->next2;
 		if (k->stale && k->st == C_READY && !k->cur &&
 		    k->hexp == k->nexp)
 			conn_fail(k, NULL);
 	}
+	queue_push(p, m, false);
+	dispatch(p);
 }
 
 void smtp_drain(struct smtp *p)
