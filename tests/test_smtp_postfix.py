@@ -71,11 +71,24 @@ maillog_file_prefixes = {d}
 alias_maps =
 alias_database =
 """)
-    master_cf = Path("/etc/postfix/master.cf.proto").read_text()
-    master_cf = re.sub(r"^smtp\s+inet\s.*$",
-                       f"{port} inet n - n - - smtpd", master_cf, count=1,
-                       flags=re.M)
-    (conf / "master.cf").write_text(master_cf)
+    # the services an SMTP server that discards needs, none chrooted
+    (conf / "master.cf").write_text(f"""{port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+""")
     os.chown(data, _uid("postfix"), -1)
     for sub in ("active", "bounce", "corrupt", "defer", "deferred", "flush",
                 "hold", "incoming", "private", "saved", "trace"):
