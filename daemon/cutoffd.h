@@ -1186,7 +1186,6 @@ struct smtp_msg {
 	size_t nrcpt;
 	const char *data;         /* the message, CRLF lines, not dot-stuffed */
 	size_t len;
-	bool eightbit;            /* the text is 8bit: BODY=8BITMIME if offered */
 	void *arg;
 	/* the outcome, when done() is called */
 	enum smtp_status status;

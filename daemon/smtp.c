@@ -64,7 +64,7 @@ struct conn {
 	CURL *easy;
 	curl_socket_t fd;
 	enum cstate st;
-	bool pipelining, eightbit;
+	bool pipelining;
 	bool stale;               /* opened with settings since changed */
 	bool dead;                /* closed: waits in `grave` to be freed */
 	bool need_rset;           /* a transaction was left open */
@@ -481,8 +481,7 @@ static void issue(struct conn *c, struct smtp_msg *m)
 		command(c, E_RSET, NULL, 0, "RSET", NULL, NULL);
 		c->need_rset = false;
 	}
-	command(c, E_MAIL, m, 0, "MAIL FROM:<", m->from,
-		c->eightbit && m->eightbit ? "> BODY=8BITMIME" : ">");
+	command(c, E_MAIL, m, 0, "MAIL FROM:<", m->from, ">");
 	for (size_t i = 0; i < m->nrcpt; i++)
 		command(c, E_RCPT, m, i, "RCPT TO:<", m->rcpt[i], ">");
 	command(c, E_DATA, m, 0, "DATA", NULL, NULL);
@@ -912,12 +911,10 @@ static size_t header_cb(char *s, size_t size, size_t nitems, void *userp)
 	while (k > 0 && (s[k - 1] == '\n' || s[k - 1] == '\r'))
 		k--;
 	if (k >= 3 && strncmp(s, "220", 3) == 0)
-		c->pipelining = c->eightbit = false;
+		c->pipelining = false;
 	if (k > 4 && strncmp(s, "250", 3) == 0) {
 		if (has_word(s + 4, k - 4, "PIPELINING"))
 			c->pipelining = true;
-		if (has_word(s + 4, k - 4, "8BITMIME"))
-			c->eightbit = true;
 	}
 	if (k >= 3) {
 		free(c->last);    /* raw: the sender escapes what it shows */
