@@ -63,7 +63,7 @@ struct job {
 	size_t nrows;
 	int64_t *ids;             /* the rows' ids, sorted: in_flight() */
 	char *data;               /* the message or the JSON body */
-	size_t len, off;
+	size_t len;
 	struct curl_slist *list;  /* HTTP headers */
 	char err[CURL_ERROR_SIZE];
 	enum outcome out;         /* once finished: how it went */
@@ -75,7 +75,6 @@ struct job {
 	size_t nrcpt;
 	char *from;
 	struct smtp_msg msg;      /* SMTP: the transaction */
-	bool smtp;                /* handed to smtp.c */
 	char **refused;           /* address, reply, address, reply, ... */
 	size_t nrefused;
 	struct job *prev, *next;
@@ -517,7 +516,6 @@ static int smtp_submit_job(struct sender *s, struct job *j)
 	j->msg.data = j->data;
 	j->msg.len = j->len;
 	j->msg.arg = j;
-	j->smtp = true;
 	job_link(s, j);
 	smtp_submit(s->smtp, c, &j->msg);
 	return 0;
