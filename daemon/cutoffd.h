@@ -718,6 +718,10 @@ struct sqlite3 *db_handle(struct db *db);
 struct sqlite3_stmt;
 struct sqlite3_stmt *db_stmt(struct db *db, const char *sql);
 void db_stmt_done(struct db *db, struct sqlite3_stmt *st);
+/* Binds text (NULL: SQL NULL; the text must outlive the step) or an
+ * integer to parameter i; -1, logged, when SQLite refuses. */
+int db_bind_text(struct db *db, struct sqlite3_stmt *s, int i, const char *v);
+int db_bind_int(struct db *db, struct sqlite3_stmt *s, int i, int64_t v);
 
 /*
  * Schema version 1 (db.c creates all of it):

@@ -366,8 +366,8 @@ run_id(struct db *db, enum stmt_id id)
 	return run(db, s, stmt_sql[id]);
 }
 
-static int
-bind_text(struct db *db, sqlite3_stmt *s, int i, const char *v)
+int
+db_bind_text(struct db *db, sqlite3_stmt *s, int i, const char *v)
 {
 	int rc;
 
@@ -382,8 +382,8 @@ bind_text(struct db *db, sqlite3_stmt *s, int i, const char *v)
 	return 0;
 }
 
-static int
-bind_int(struct db *db, sqlite3_stmt *s, int i, int64_t v)
+int
+db_bind_int(struct db *db, sqlite3_stmt *s, int i, int64_t v)
 {
 	if (sqlite3_bind_int64(s, i, v) != SQLITE_OK) {
 		db_fail(db, "bind");
@@ -1262,7 +1262,7 @@ db_meta_get(struct db *db, const char *key, char **val)
 	sqlite3_stmt *s = stmt(db, ST_META_GET);
 	int rc, ret = -1;
 
-	if (!s || bind_text(db, s, 1, key) < 0)
+	if (!s || db_bind_text(db, s, 1, key) < 0)
 		goto out;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -1288,7 +1288,7 @@ db_meta_set(struct db *db, const char *key, const char *val)
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, key) < 0 || bind_text(db, s, 2, val) < 0) {
+	if (db_bind_text(db, s, 1, key) < 0 || db_bind_text(db, s, 2, val) < 0) {
 		done(s);
 		return -1;
 	}
@@ -1364,7 +1364,7 @@ token_get(struct db *db, const char *unit, char **token)
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, unit) < 0)
+	if (db_bind_text(db, s, 1, unit) < 0)
 		goto out;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -1433,8 +1433,8 @@ db_unit_token(struct db *db, const char *unit, char **token)
 			log_err("cannot get random bytes for a feed token");
 			return -1;
 		}
-		if (bind_text(db, s, 1, unit) < 0 ||
-		    bind_text(db, s, 2, hex) < 0) {
+		if (db_bind_text(db, s, 1, unit) < 0 ||
+		    db_bind_text(db, s, 2, hex) < 0) {
 			done(s);
 			return -1;
 		}
@@ -1462,7 +1462,7 @@ rev_get(struct db *db, const char *kind, const char *id, const char *hash,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0)
+	if (db_bind_text(db, s, 1, kind) < 0 || db_bind_text(db, s, 2, id) < 0)
 		goto out;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -1505,8 +1505,8 @@ db_rev(struct db *db, const char *kind, const char *id, const char *hash,
 	s = stmt(db, ST_REV_UPSERT);
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0 ||
-	    bind_text(db, s, 3, hash) < 0 || bind_int(db, s, 4, now) < 0) {
+	if (db_bind_text(db, s, 1, kind) < 0 || db_bind_text(db, s, 2, id) < 0 ||
+	    db_bind_text(db, s, 3, hash) < 0 || db_bind_int(db, s, 4, now) < 0) {
 		done(s);
 		return -1;
 	}
@@ -1534,7 +1534,7 @@ db_rev_get(struct db *db, const char *kind, const char *id, int64_t *seq,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0)
+	if (db_bind_text(db, s, 1, kind) < 0 || db_bind_text(db, s, 2, id) < 0)
 		goto out;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -1559,8 +1559,8 @@ db_rev_seed(struct db *db, const char *kind, const char *id, const char *hash,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, kind) < 0 || bind_text(db, s, 2, id) < 0 ||
-	    bind_text(db, s, 3, hash) < 0 || bind_int(db, s, 4, now) < 0) {
+	if (db_bind_text(db, s, 1, kind) < 0 || db_bind_text(db, s, 2, id) < 0 ||
+	    db_bind_text(db, s, 3, hash) < 0 || db_bind_int(db, s, 4, now) < 0) {
 		done(s);
 		return -1;
 	}
@@ -1904,8 +1904,8 @@ db_sub_last_event(struct db *db, const char *occ, const char *unit)
 
 	if (!s)
 		return -1;
-	if (!occ || bind_text(db, s, 1, occ) < 0 ||
-	    bind_text(db, s, 2, unit) < 0)
+	if (!occ || db_bind_text(db, s, 1, occ) < 0 ||
+	    db_bind_text(db, s, 2, unit) < 0)
 		goto out;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		t = sqlite3_column_int64(s, 0);   /* NULL (none) reads 0 */
@@ -1946,7 +1946,7 @@ db_imap_seen(struct db *db, const char *message_id)
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, message_id) < 0) {
+	if (db_bind_text(db, s, 1, message_id) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -1969,11 +1969,11 @@ db_imap_mark(struct db *db, const char *message_id, int64_t uidvalidity,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, message_id) < 0 ||
-	    bind_int(db, s, 2, uidvalidity) < 0 || bind_int(db, s, 3, uid) < 0 ||
-	    bind_int(db, s, 4, now) < 0 || bind_text(db, s, 5, outcome) < 0 ||
-	    bind_text(db, s, 6, occ) < 0 || bind_text(db, s, 7, unit) < 0 ||
-	    bind_text(db, s, 8, detail) < 0) {
+	if (db_bind_text(db, s, 1, message_id) < 0 ||
+	    db_bind_int(db, s, 2, uidvalidity) < 0 || db_bind_int(db, s, 3, uid) < 0 ||
+	    db_bind_int(db, s, 4, now) < 0 || db_bind_text(db, s, 5, outcome) < 0 ||
+	    db_bind_text(db, s, 6, occ) < 0 || db_bind_text(db, s, 7, unit) < 0 ||
+	    db_bind_text(db, s, 8, detail) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -1991,7 +1991,7 @@ db_notice_by_message_id(struct db *db, const char *message_id,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, message_id) < 0) {
+	if (db_bind_text(db, s, 1, message_id) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -2035,12 +2035,12 @@ db_bounce_add(struct db *db, int64_t outbox_id, const char *address,
 
 	if (!s)
 		return -1;
-	if (bind_int(db, s, 1, outbox_id) < 0 ||
-	    bind_text(db, s, 2, address) < 0 ||
-	    bind_text(db, s, 3, status) < 0 ||
-	    bind_text(db, s, 4, diagnostic) < 0 ||
-	    bind_int(db, s, 5, now) < 0 ||
-	    bind_text(db, s, 6, report_id) < 0) {
+	if (db_bind_int(db, s, 1, outbox_id) < 0 ||
+	    db_bind_text(db, s, 2, address) < 0 ||
+	    db_bind_text(db, s, 3, status) < 0 ||
+	    db_bind_text(db, s, 4, diagnostic) < 0 ||
+	    db_bind_int(db, s, 5, now) < 0 ||
+	    db_bind_text(db, s, 6, report_id) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -2059,7 +2059,7 @@ db_bounce_foreach(struct db *db, const char *occ, db_bounce_fn fn, void *ctx)
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}

@@ -102,29 +102,6 @@ fail(struct db *db, const char *what)
 		sqlite3_errmsg((sqlite3 *)db_handle(db)));
 }
 
-static int
-bind_text(struct db *db, sqlite3_stmt *s, int i, const char *v)
-{
-	int rc = v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC)
-		   : sqlite3_bind_null(s, i);
-
-	if (rc != SQLITE_OK) {
-		fail(db, "bind");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-bind_int(struct db *db, sqlite3_stmt *s, int i, int64_t v)
-{
-	if (sqlite3_bind_int64(s, i, v) != SQLITE_OK) {
-		fail(db, "bind");
-		return -1;
-	}
-	return 0;
-}
-
 /* Steps a statement without result rows and gives it back. */
 static int
 run(struct db *db, sqlite3_stmt *s, const char *what)
@@ -244,12 +221,12 @@ add_event(struct db *db, const char *occ, const char *unit,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_text(db, s, 3, action) < 0 ||
-	    (at ? bind_int(db, s, 4, *at) : sqlite3_bind_null(s, 4)) < 0 ||
-	    bind_int(db, s, 5, now) < 0 || bind_text(db, s, 6, source) < 0 ||
-	    bind_text(db, s, 7, nz(actor)) < 0 ||
-	    bind_text(db, s, 8, detail) < 0 || bind_text(db, s, 9, note) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0 ||
+	    db_bind_text(db, s, 3, action) < 0 ||
+	    (at ? db_bind_int(db, s, 4, *at) : sqlite3_bind_null(s, 4)) < 0 ||
+	    db_bind_int(db, s, 5, now) < 0 || db_bind_text(db, s, 6, source) < 0 ||
+	    db_bind_text(db, s, 7, nz(actor)) < 0 ||
+	    db_bind_text(db, s, 8, detail) < 0 || db_bind_text(db, s, 9, note) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -309,10 +286,10 @@ ledger_receive(struct db *db, const char *occ, const char *unit, tstamp at,
 	s = db_stmt(db, SQL_SUB_INSERT);
 	if (!s)
 		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_int(db, s, 3, at) < 0 || bind_int(db, s, 4, now) < 0 ||
-	    bind_text(db, s, 5, source) < 0 || bind_text(db, s, 6, note) < 0 ||
-	    bind_int(db, s, 7, nil) < 0 || bind_text(db, s, 8, nz(actor)) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0 ||
+	    db_bind_int(db, s, 3, at) < 0 || db_bind_int(db, s, 4, now) < 0 ||
+	    db_bind_text(db, s, 5, source) < 0 || db_bind_text(db, s, 6, note) < 0 ||
+	    db_bind_int(db, s, 7, nil) < 0 || db_bind_text(db, s, 8, nz(actor)) < 0) {
 		db_stmt_done(db, s);
 		goto out;
 	}
@@ -350,8 +327,8 @@ ledger_undo(struct db *db, const char *occ, const char *unit,
 		goto out;
 	}
 	s = db_stmt(db, SQL_SUB_DELETE);
-	if (!s || bind_text(db, s, 1, occ) < 0 ||
-	    bind_text(db, s, 2, unit) < 0) {
+	if (!s || db_bind_text(db, s, 1, occ) < 0 ||
+	    db_bind_text(db, s, 2, unit) < 0) {
 		if (s)
 			db_stmt_done(db, s);
 		submission_clear(&old);
@@ -396,7 +373,7 @@ db_sub_get(struct db *db, const char *occ, const char *unit,
 	s = db_stmt(db, SQL_SUB_GET);
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0)
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0)
 		goto out;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -423,7 +400,7 @@ db_sub_foreach(struct db *db, const char *occ,
 
 	if (!s)
 		return -1;
-	if (occ && bind_text(db, s, 1, occ) < 0) {
+	if (occ && db_bind_text(db, s, 1, occ) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -465,8 +442,8 @@ events_of(struct db *db, const char *occ, const char *unit, int64_t *count,
 
 	if (!s)
 		return -1;
-	if (!occ || bind_text(db, s, 1, occ) < 0 ||
-	    bind_text(db, s, 2, unit) < 0)
+	if (!occ || db_bind_text(db, s, 1, occ) < 0 ||
+	    db_bind_text(db, s, 2, unit) < 0)
 		goto out;
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*count = sqlite3_column_int64(s, 0);
@@ -568,13 +545,13 @@ ledger_extend(struct db *db, const char *occ, const char *unit,
 	s = db_stmt(db, SQL_EXT_SET);
 	if (!s)
 		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_text(db, s, 3, date) < 0 ||
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0 ||
+	    db_bind_text(db, s, 3, date) < 0 ||
 	    (minute < 0 ? sqlite3_bind_null(s, 4)
-			: bind_int(db, s, 4, minute)) < 0 ||
-	    bind_int(db, s, 5, now) < 0 || bind_text(db, s, 6, source) < 0 ||
-	    bind_text(db, s, 7, nz(actor)) < 0 ||
-	    bind_text(db, s, 8, note) < 0) {
+			: db_bind_int(db, s, 4, minute)) < 0 ||
+	    db_bind_int(db, s, 5, now) < 0 || db_bind_text(db, s, 6, source) < 0 ||
+	    db_bind_text(db, s, 7, nz(actor)) < 0 ||
+	    db_bind_text(db, s, 8, note) < 0) {
 		db_stmt_done(db, s);
 		goto out;
 	}
@@ -606,7 +583,7 @@ ledger_unextend(struct db *db, const char *occ, const char *unit,
 	s = db_stmt(db, SQL_EXT_DELETE);
 	if (!s)
 		goto out;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0) {
 		db_stmt_done(db, s);
 		goto out;
 	}
@@ -645,7 +622,7 @@ ledger_extensions(struct db *db, const char *occ, struct extension **out,
 
 	if (!s)
 		return -1;
-	if (occ && bind_text(db, s, 1, occ) < 0) {
+	if (occ && db_bind_text(db, s, 1, occ) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -761,7 +738,7 @@ ledger_history(struct db *db, const char *occ, const char *unit,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -820,7 +797,7 @@ ledger_proposals(struct db *db, const char *occ,
 
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -872,7 +849,7 @@ ledger_proposal_get(struct db *db, const char *occ, const char *unit,
 	s = db_stmt(db, SQL_PROPOSAL_GET);
 	if (!s)
 		return -1;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0) {
 		db_stmt_done(db, s);
 		return -1;
 	}
@@ -967,11 +944,11 @@ ledger_confirm(struct db *db, const char *occ, const char *unit,
 	s = db_stmt(db, SQL_SUB_INSERT);
 	if (!s)
 		goto done;
-	if (bind_text(db, s, 1, occ) < 0 || bind_text(db, s, 2, unit) < 0 ||
-	    bind_int(db, s, 3, p.at) < 0 || bind_int(db, s, 4, now) < 0 ||
-	    bind_text(db, s, 5, p.source) < 0 ||
-	    bind_text(db, s, 6, p.note) < 0 || bind_int(db, s, 7, 0) < 0 ||
-	    bind_text(db, s, 8, nz(actor)) < 0) {
+	if (db_bind_text(db, s, 1, occ) < 0 || db_bind_text(db, s, 2, unit) < 0 ||
+	    db_bind_int(db, s, 3, p.at) < 0 || db_bind_int(db, s, 4, now) < 0 ||
+	    db_bind_text(db, s, 5, p.source) < 0 ||
+	    db_bind_text(db, s, 6, p.note) < 0 || db_bind_int(db, s, 7, 0) < 0 ||
+	    db_bind_text(db, s, 8, nz(actor)) < 0) {
 		db_stmt_done(db, s);
 		goto done;
 	}
