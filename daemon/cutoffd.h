@@ -1177,13 +1177,13 @@ void curlev_keep(struct curlev *cv);
 
 /* smtp.c: mail transactions, pipelined where the server allows, on up to
  * `parallel` connections that libcurl opens (TLS, AUTH).  done() gets
- * each submitted message once with its outcome, never from inside
- * smtp_submit's caller's stack except for an unusable address; messages in
- * flight at smtp_free are dropped without it. */
+ * each submitted message once with its outcome; it may run inside
+ * smtp_submit (an unusable address, a connection that cannot even be
+ * set up) and smtp_drain, so the caller must be ready for it before it
+ * submits.  Messages in flight at smtp_free are dropped without it. */
 #define SMTP_LINE_MAX 2048    /* a longer reply line is a protocol error */
 /* SMTP_ABORTED: dropped by smtp_drain before any of its text went out */
 enum smtp_status { SMTP_SENT, SMTP_TEMPFAIL, SMTP_PERMFAIL, SMTP_ABORTED };
-struct conn;
 struct smtp_msg {
 	const char *from;         /* the envelope: bare addresses */
 	char **rcpt;
@@ -1198,7 +1198,6 @@ struct smtp_msg {
 				     accepted) */
 	char *error;              /* why it was not sent */
 	/* smtp.c's own */
-	struct conn *conn;
 	struct smtp_msg *qnext;
 	int requeued, fail_code, last_refused;
 	char *fail_stage;

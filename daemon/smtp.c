@@ -195,7 +195,6 @@ static void msg_done(struct smtp *p, struct smtp_msg *m, enum smtp_status st,
 	m->status = st;
 	free(m->error);
 	m->error = error;
-	m->conn = NULL;
 	p->done(p->ctx, m);
 }
 
@@ -476,7 +475,6 @@ static bool addr_ok(const char *a)
 /* Starts a transaction: MAIL, RCPT per address, DATA. */
 static void issue(struct conn *c, struct smtp_msg *m)
 {
-	m->conn = c;
 	if (c->need_rset) {
 		command(c, E_RSET, NULL, 0, "RSET", NULL, NULL);
 		c->need_rset = false;
@@ -777,8 +775,7 @@ static void conn_fail(struct conn *c, const char *why)
 			moved++;
 			m->requeued++;
 			msg_reset(m);
-			m->conn = NULL;
-			queue_push(p, m, true);
+					queue_push(p, m, true);
 		} else {
 			msg_done(p, m, SMTP_TEMPFAIL, xasprintf(
 				"%s%s", why ? why : "connection closed",
@@ -1058,7 +1055,6 @@ static void settings(struct smtp *p, const struct conf *c)
 void smtp_submit(struct smtp *p, const struct conf *c, struct smtp_msg *m)
 {
 	settings(p, c);
-	m->conn = NULL;
 	m->requeued = 0;
 	msg_reset(m);
 	for (size_t i = 0; i < m->nrcpt; i++) {

@@ -27,6 +27,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def self_signed(d, cn="127.0.0.1"):
+    """A self-signed certificate (openssl from Debian) in directory d:
+    (cert.pem, key.pem).  An address as cn is also its subjectAltName."""
+    crt, key = Path(d) / "cert.pem", Path(d) / "key.pem"
+    san = f"IP:{cn}" if cn[:1].isdigit() else f"DNS:{cn}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-days", "2",
+                    "-subj", f"/CN={cn}", "-addext", f"subjectAltName={san}"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def server_tls(d):
+    """A server's TLS context on a fresh self-signed certificate in d."""
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*(str(p) for p in self_signed(d)))
+    return ctx
+
+
 UNITS = """
 [unit ld-tbxh]
 name   = Phòng Lao động - Thương binh và Xã hội

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ctl, free_port, http, make_config
+from conftest import ctl, free_port, http, make_config, self_signed
 from test_notices import smtp, smtp_mail, wait_for  # noqa: F401 (fixture)
 
 MAIL = Path(__file__).resolve().parent / "mail"
@@ -41,10 +41,7 @@ class Dovecot:
         (d / "base").mkdir()
         (d / "mail").mkdir()
         os.chmod(d / "mail", 0o777)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                        "-nodes", "-keyout", str(d / "key.pem"), "-out",
-                        str(d / "cert.pem"), "-days", "2", "-subj",
-                        "/CN=localhost"], check=True, capture_output=True)
+        self_signed(d, "localhost")
         # uid/gid 65534 (nobody): Dovecot does not serve mail as root
         (d / "passwd").write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:65534:65534::{d}/mail/{USER}\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ctl, free_port, init_state, make_config
+from conftest import ctl, free_port, init_state, make_config, self_signed
 
 # 07:59 on Wednesday 06/03/2024: the first reminder of q1/2024-03-13 (-7d at
 # 08:00) is one simulated minute away.
@@ -399,15 +399,8 @@ def test_flaky_server_is_retried(daemon_factory, tmp_path, port, mode):
 
 @pytest.fixture
 def tls_cert(tmp_path):
-    """A self-signed certificate for 127.0.0.1 (openssl from Debian)."""
-    import subprocess
-    crt, key = tmp_path / "smtp.crt", tmp_path / "smtp.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", str(key), "-out", str(crt), "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return crt, key
+    """A self-signed certificate for 127.0.0.1."""
+    return self_signed(tmp_path)
 
 
 def start_tls_sink(crt, key, logins):

@@ -18,15 +18,13 @@ import os
 import re
 import shutil
 import signal
-import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import TEMPLATES, free_port, make_config
+from conftest import TEMPLATES, free_port, make_config, server_tls
 from test_notices_smtp import Sink, rows, smtp_mail, start_sink, wait_for
 
 BEFORE = "2024-03-06T07:59:59"   # the -7d reminders go out one second later
@@ -204,13 +202,7 @@ def own_templates(tmp_path, conf, text):
 
 def start_tls_sink(sink, tmp_path):
     """start_sink, with STARTTLS (required) on a self-signed certificate."""
-    d = tmp_path
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-keyout", str(d / "key.pem"), "-out",
-                    str(d / "cert.pem"), "-days", "2", "-subj",
-                    "/CN=127.0.0.1"], check=True, capture_output=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    ctx = server_tls(tmp_path)
     sink.port = free_port()
     sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
                                  require_starttls=True, tls_context=ctx)

@@ -4,18 +4,15 @@ the upgrade.  smtp.c sends through libcurl's TLS (curl_easy_send/recv) on
 connections libcurl opened, upgraded and logged in: every message arrives
 once and whole, the secretariat's digest of every late unit (the largest
 message, written in several pieces) included."""
-import asyncio
 import email
 import email.policy
-import ssl
-import subprocess
 import threading
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from conftest import free_port, make_config
+from conftest import free_port, make_config, server_tls
 from test_notices_smtp import wait_for, rows
 
 N = 150   # units: a digest of 150 late units, about 25 kB (TLS records are 16)
@@ -69,16 +66,7 @@ class PipeSink:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    crt, key = d / "smtp.crt", d / "smtp.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", str(key), "-out", str(crt), "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(crt), str(key))
-    return ctx
+    return server_tls(tmp_path_factory.mktemp("tls"))
 
 
 def run(daemon_factory, tmp_path, port, sink, url, extra):
