@@ -1101,3 +1101,44 @@ def test_idle_connections_say_quit_and_close(daemon_factory, tmp_path, port):
     finally:
         tap.stop()
         sink.controller.stop()
+
+
+class Bloated(Tap):
+    """Blows the server's first "250 OK" of a transaction up to a
+    multi-line reply of about 20 kB (lines of 1 kB), while `bloat`."""
+    bloat = True
+
+    async def _reply(self, w, b):
+        if self.bloat and b"250 OK\r\n" in b:
+            big = b"".join(b"250-" + b"x" * 1000 + b"\r\n" for _ in range(20))
+            b = b.replace(b"250 OK\r\n", big + b"250 OK\r\n", 1)
+        await super()._reply(w, b)
+
+
+def test_a_reply_beyond_the_input_buffer_defers(daemon_factory, tmp_path,
+                                               port):
+    """Every line within the limit, the reply as a whole larger than smtp.c
+    reads (16 kB): the connection fails with a clear error, the notice is
+    deferred, the daemon serves on, and the retry goes out once."""
+    sink = start_sink(Piped())
+    tap = Bloated(sink.port)
+    try:
+        conf = make_config(tmp_path, port, units=many_units(1),
+                           cycles=ONE_STEP, mail=piped_mail(tap.port, 1))
+        d = daemon_factory(conf, port, now=BEFORE, speed=600).start()
+
+        def deferred():
+            r = rows(tmp_path, "select state, attempts, last_error "
+                     "from outbox")
+            return r[0] if r and r[0][1] >= 1 else None
+        st, _, err = wait_for(deferred, what="the deferral")
+        assert st == "pending" and "server reply too long" in err, err
+        assert d.get("/healthz")[0] == 200
+        tap.bloat = False
+        wait_for(lambda: all_sent(tmp_path), timeout=60,
+                 what="the retry delivered")
+        d.stop()
+        delivered_once(tmp_path, sink)
+    finally:
+        tap.stop()
+        sink.controller.stop()
